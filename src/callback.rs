@@ -1,0 +1,284 @@
+//! The HTTP-free callback pipeline:
+//! verify → decrypt → parse → (rules) → render → encrypt → sign.
+//!
+//! This is the one place where crypto, messages and rules meet. It takes the
+//! query parameters and body as plain values and knows no HTTP types, so the
+//! server, the simulator and the benchmarks all drive the same code.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::config::{AccountConfig, Mode, Secret};
+use crate::crypto::{self, CryptoError, MessageCrypto};
+use crate::message::{envelope, Message, MessageError, Reply, XmlError, MAX_ARTICLES};
+use crate::rules::{Decision, RuleSet};
+
+/// The query string WeChat sends with every callback.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct CallbackQuery {
+    /// sha1(sort(token, timestamp, nonce)).
+    pub signature: Option<String>,
+    /// Unix seconds, as text.
+    pub timestamp: Option<String>,
+    /// Random string.
+    pub nonce: Option<String>,
+    /// URL verification only: echo this back.
+    pub echostr: Option<String>,
+    /// Sender OpenID (informative).
+    pub openid: Option<String>,
+    /// `aes` when the body is encrypted; `raw` or absent otherwise.
+    pub encrypt_type: Option<String>,
+    /// sha1(sort(token, timestamp, nonce, Encrypt)).
+    pub msg_signature: Option<String>,
+}
+
+/// Why a callback request is refused. [`CallbackError::is_forbidden`] tells
+/// the caller's fault that is about authenticity (403) from malformed input (400).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// A required query parameter is absent or empty.
+    #[error("missing query parameter `{0}`")]
+    MissingParam(&'static str),
+    /// `timestamp` is not a number.
+    #[error("timestamp is not a number")]
+    BadTimestamp,
+    /// `timestamp` is outside the replay window.
+    #[error("timestamp is {skew_secs} s away from now, outside the {window_secs} s window")]
+    Stale {
+        /// How far off.
+        skew_secs: i64,
+        /// The configured window.
+        window_secs: u64,
+    },
+    /// The signature does not match.
+    #[error("signature mismatch")]
+    BadSignature,
+    /// The ciphertext does not decrypt for this account.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(CryptoError),
+    /// The request is encrypted or plain when the configured mode says otherwise.
+    #[error("{0}")]
+    WrongMode(&'static str),
+    /// The body is not XML WeChat would send.
+    #[error("malformed body: {0}")]
+    Xml(#[from] XmlError),
+    /// The encrypted body has no `<Encrypt>`.
+    #[error("encrypted request without <Encrypt>")]
+    NoEncrypt,
+    /// The (decrypted) message is incomplete.
+    #[error("malformed message: {0}")]
+    Message(#[from] MessageError),
+}
+
+impl CallbackError {
+    /// True for failures of authenticity (signature, decryption, replay): 403.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            CallbackError::BadSignature | CallbackError::Decrypt(_) | CallbackError::Stale { .. }
+        )
+    }
+
+    /// A short stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallbackError::MissingParam(_) => "missing_param",
+            CallbackError::BadTimestamp => "bad_timestamp",
+            CallbackError::Stale { .. } => "stale_timestamp",
+            CallbackError::BadSignature => "bad_signature",
+            CallbackError::Decrypt(_) => "decrypt_failed",
+            CallbackError::WrongMode(_) => "wrong_mode",
+            CallbackError::Xml(_) | CallbackError::NoEncrypt => "malformed_xml",
+            CallbackError::Message(_) => "malformed_message",
+        }
+    }
+}
+
+/// A verified, decrypted, parsed inbound message and how to answer it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The message.
+    pub message: Message,
+    /// Crypto to seal the reply with, when the request was encrypted.
+    seal_with: Option<MessageCrypto>,
+}
+
+impl Inbound {
+    /// True when the request was encrypted (and the reply will be).
+    pub fn encrypted(&self) -> bool {
+        self.seal_with.is_some()
+    }
+}
+
+/// What to send back for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The HTTP body: `success`, reply XML, or the encrypted envelope.
+    pub body: String,
+    /// The rule that matched, if any.
+    pub rule: Option<String>,
+    /// The reply's MsgType (`None` for `success`).
+    pub reply_type: Option<&'static str>,
+}
+
+/// One account's callback endpoint logic.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    token: Secret,
+    mode: Mode,
+    crypto: Option<MessageCrypto>,
+    previous_crypto: Option<MessageCrypto>,
+    window_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+fn param<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, CallbackError> {
+    match value.as_deref() {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(CallbackError::MissingParam(name)),
+    }
+}
+
+impl Callback {
+    /// Builds the pipeline for an account.
+    pub fn new(account: &AccountConfig, window_secs: u64, clock: Arc<dyn Clock>) -> Self {
+        Callback {
+            token: account.token.clone(),
+            mode: account.mode,
+            crypto: account.crypto.clone(),
+            previous_crypto: account.previous_crypto.clone(),
+            window_secs,
+            clock,
+        }
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn check_timestamp(&self, timestamp: &str) -> Result<(), CallbackError> {
+        let ts: i64 = timestamp.trim().parse().map_err(|_| CallbackError::BadTimestamp)?;
+        let skew = self.clock.now_unix().saturating_sub(ts);
+        if skew.unsigned_abs() > self.window_secs {
+            return Err(CallbackError::Stale {
+                skew_secs: skew,
+                window_secs: self.window_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// URL verification (GET): returns the `echostr` to send back.
+    pub fn verify_url(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
+        let signature = param(&q.signature, "signature")?;
+        let timestamp = param(&q.timestamp, "timestamp")?;
+        let nonce = param(&q.nonce, "nonce")?;
+        let echostr = param(&q.echostr, "echostr")?;
+        crypto::verify_signature(self.token.expose(), timestamp, nonce, signature)
+            .map_err(|_| CallbackError::BadSignature)?;
+        self.check_timestamp(timestamp)?;
+        Ok(echostr.to_owned())
+    }
+
+    /// Authenticates, decrypts and parses a POST.
+    pub fn open(&self, q: &CallbackQuery, body: &[u8]) -> Result<Inbound, CallbackError> {
+        let timestamp = param(&q.timestamp, "timestamp")?;
+        let nonce = param(&q.nonce, "nonce")?;
+        let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+        match (self.mode, encrypted) {
+            (Mode::Plain, true) => {
+                return Err(CallbackError::WrongMode(
+                    "encrypted request, but the account is configured in plain mode (set mode = \"compatible\")",
+                ))
+            }
+            (Mode::Safe, false) => {
+                return Err(CallbackError::WrongMode(
+                    "plain request, but the account is configured in safe mode",
+                ))
+            }
+            _ => {}
+        }
+        if !encrypted {
+            let signature = param(&q.signature, "signature")?;
+            crypto::verify_signature(self.token.expose(), timestamp, nonce, signature)
+                .map_err(|_| CallbackError::BadSignature)?;
+            self.check_timestamp(timestamp)?;
+            let message = Message::parse(body)?;
+            return Ok(Inbound {
+                message,
+                seal_with: None,
+            });
+        }
+
+        let msg_signature = param(&q.msg_signature, "msg_signature")?;
+        let envelope = envelope::parse_encrypted(body)?.ok_or(CallbackError::NoEncrypt)?;
+        crypto::verify_msg_signature(self.token.expose(), timestamp, nonce, &envelope.encrypt, msg_signature)
+            .map_err(|_| CallbackError::BadSignature)?;
+        self.check_timestamp(timestamp)?;
+        let (plain, crypto) = self.decrypt(&envelope.encrypt)?;
+        let message = Message::parse(plain.as_bytes())?;
+        Ok(Inbound {
+            message,
+            seal_with: Some(crypto.clone()),
+        })
+    }
+
+    /// Decrypts with the current key, falling back to the previous one.
+    fn decrypt(&self, encrypt: &str) -> Result<(String, &MessageCrypto), CallbackError> {
+        let current = self
+            .crypto
+            .as_ref()
+            .ok_or(CallbackError::WrongMode("encrypted request, but no EncodingAESKey is configured"))?;
+        match current.decrypt(encrypt) {
+            Ok(plain) => Ok((plain, current)),
+            Err(first) => match &self.previous_crypto {
+                Some(previous) => previous
+                    .decrypt(encrypt)
+                    .map(|plain| (plain, previous))
+                    .map_err(|_| CallbackError::Decrypt(first)),
+                None => Err(CallbackError::Decrypt(first)),
+            },
+        }
+    }
+
+    /// Renders, and when needed encrypts and signs, the reply to `inbound`.
+    /// `success` is never encrypted (PROTOCOL §5).
+    pub fn seal(&self, inbound: &Inbound, reply: &Reply) -> String {
+        let message = &inbound.message;
+        let max_articles = if message.is_user_message() { 1 } else { MAX_ARTICLES };
+        let now = self.clock.now_unix();
+        let Some(xml) = reply.render(&message.from_user, &message.to_user, now, max_articles) else {
+            return "success".to_owned();
+        };
+        match &inbound.seal_with {
+            None => xml,
+            Some(crypto) => {
+                let encrypt = crypto.encrypt(&xml);
+                let timestamp = now.to_string();
+                let nonce = rand::random::<u32>().to_string();
+                let signature = crypto::msg_signature(self.token.expose(), &timestamp, &nonce, &encrypt);
+                envelope::render_encrypted(&encrypt, signature.as_str(), &timestamp, &nonce)
+            }
+        }
+    }
+
+    /// The whole pipeline against a rule set.
+    pub fn handle(&self, q: &CallbackQuery, body: &[u8], rules: &RuleSet) -> Result<(Inbound, Outcome), CallbackError> {
+        let inbound = self.open(q, body)?;
+        let Decision { rule, reply } = rules.evaluate(&inbound.message);
+        let body = self.seal(&inbound, &reply);
+        Ok((
+            inbound,
+            Outcome {
+                body,
+                rule,
+                reply_type: reply.msg_type(),
+            },
+        ))
+    }
+}

@@ -1,0 +1,404 @@
+//! Configuration: read once, validated once, at start-up.
+//!
+//! The TOML file (see `config/wxgate.toml`) may leave secrets out; the
+//! environment variables `WXGATE_TOKEN`, `WXGATE_ENCODING_AES_KEY`,
+//! `WXGATE_APP_ID` and `WXGATE_APP_SECRET` override the file. Validation
+//! reports every problem with the file name and the offending rule, and a
+//! [`Config`] only exists once everything is valid.
+
+mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::crypto::{AesKey, MessageCrypto};
+use crate::rules::RuleSet;
+
+/// How the account's messages are encrypted (the console's 消息加解密方式).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 明文模式: plain XML, `signature` only.
+    Plain,
+    /// 兼容模式: plain and encrypted both accepted.
+    Compatible,
+    /// 安全模式: encrypted only.
+    Safe,
+}
+
+impl Mode {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Compatible => "compatible",
+            Mode::Safe => "safe",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "plain" => Ok(Mode::Plain),
+            "compatible" => Ok(Mode::Compatible),
+            "safe" => Ok(Mode::Safe),
+            other => Err(format!("mode must be plain, compatible or safe, not {other:?}")),
+        }
+    }
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Callback path, e.g. `/weixin`.
+    pub path: String,
+    /// Bodies above this get 413.
+    pub max_body_bytes: usize,
+    /// Requests whose timestamp is further than this from now are refused.
+    pub timestamp_window_secs: u64,
+}
+
+/// One Official Account.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// AppID (also the receive id of encrypted payloads).
+    pub app_id: Option<String>,
+    /// The callback token from the console.
+    pub token: Secret,
+    /// Current message crypto (compatible and safe mode).
+    pub crypto: Option<MessageCrypto>,
+    /// Crypto with the previous EncodingAESKey, tried when the current fails.
+    pub previous_crypto: Option<MessageCrypto>,
+    /// AppSecret, for outbound API calls.
+    pub app_secret: Option<Secret>,
+    /// The configured mode.
+    pub mode: Mode,
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In this process only (one node).
+    Memory,
+    /// A Redis server shared by every node.
+    Redis {
+        /// `redis://…` URL.
+        url: String,
+    },
+}
+
+/// Log output settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `tracing` filter directive, e.g. `info` or `wxgate=debug`.
+    pub level: String,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (for messages and reloads).
+    pub source: PathBuf,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// The account.
+    pub account: AccountConfig,
+    /// Shared state.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Compiled rules.
+    pub rules: Arc<RuleSet>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// File path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key that does not belong there.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// File path.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Valid TOML with invalid values.
+    #[error("{path}: {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid {
+        /// File path.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+}
+
+/// The environment variables that may carry secrets.
+pub const ENV_TOKEN: &str = "WXGATE_TOKEN";
+/// See [`ENV_TOKEN`].
+pub const ENV_ENCODING_AES_KEY: &str = "WXGATE_ENCODING_AES_KEY";
+/// See [`ENV_TOKEN`].
+pub const ENV_APP_ID: &str = "WXGATE_APP_ID";
+/// See [`ENV_TOKEN`].
+pub const ENV_APP_SECRET: &str = "WXGATE_APP_SECRET";
+
+impl Config {
+    /// Reads and validates a config file, with secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Validates config text; `env` looks up environment overrides.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: file::ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let mut problems = Vec::new();
+
+        let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "server.listen {:?} is not an address like 127.0.0.1:8080",
+                raw.server.listen
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        if !raw.server.path.starts_with('/') || raw.server.path.len() < 2 {
+            problems.push(format!("server.path {:?} must start with / and name a path", raw.server.path));
+        }
+        if raw.server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes must be at least 1024".into());
+        }
+
+        let pick = |file_value: Option<String>, var: &str| env(var).filter(|v| !v.is_empty()).or(file_value);
+        let account = raw.account;
+        let app_id = pick(account.app_id, ENV_APP_ID);
+        let token = pick(account.token, ENV_TOKEN);
+        let aes_key = pick(account.encoding_aes_key, ENV_ENCODING_AES_KEY);
+        let app_secret = pick(account.app_secret, ENV_APP_SECRET);
+        let mode = match account.mode.as_deref().unwrap_or("plain").parse::<Mode>() {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("account.{e}"));
+                Mode::Plain
+            }
+        };
+        let token = match token {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => Secret::new(t),
+            Some(_) => {
+                problems.push("account.token must be letters and digits (as in the WeChat console)".into());
+                Secret::new("")
+            }
+            None => {
+                problems.push(format!("account.token is missing (set it in the file or in {ENV_TOKEN})"));
+                Secret::new("")
+            }
+        };
+        if let Some(id) = &app_id {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                problems.push(format!("account.app_id {id:?} is not an app id"));
+            }
+        }
+        let mut make_crypto = |key: Option<String>, what: &str| -> Option<MessageCrypto> {
+            let key = key?;
+            match AesKey::from_encoding_aes_key(&key) {
+                Ok(k) => Some(MessageCrypto::new(k, app_id.clone().unwrap_or_default())),
+                Err(e) => {
+                    problems.push(format!("account.{what}: {e}"));
+                    None
+                }
+            }
+        };
+        let crypto = make_crypto(aes_key.clone(), "encoding_aes_key");
+        let previous_crypto = make_crypto(account.previous_encoding_aes_key, "previous_encoding_aes_key");
+        if mode != Mode::Plain {
+            if aes_key.is_none() {
+                problems.push(format!(
+                    "account.encoding_aes_key is required in {} mode (or set {ENV_ENCODING_AES_KEY})",
+                    mode.as_str()
+                ));
+            }
+            if app_id.is_none() {
+                problems.push(format!(
+                    "account.app_id is required in {} mode (or set {ENV_APP_ID})",
+                    mode.as_str()
+                ));
+            }
+        }
+
+        let store = match raw.store.backend.as_str() {
+            "memory" => StoreConfig::Memory,
+            "redis" => match raw.store.url {
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => StoreConfig::Redis { url },
+                _ => {
+                    problems.push("store.url must be a redis:// URL when store.backend = \"redis\"".into());
+                    StoreConfig::Memory
+                }
+            },
+            other => {
+                problems.push(format!("store.backend must be \"memory\" or \"redis\", not {other:?}"));
+                StoreConfig::Memory
+            }
+        };
+        let json = match raw.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                problems.push(format!("log.format must be \"text\" or \"json\", not {other:?}"));
+                false
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            problems.push(format!("log.level {:?} is not a valid filter", raw.log.level));
+        }
+
+        let rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
+            Ok(r) => Some(r),
+            Err(errors) => {
+                problems.extend(errors.iter().map(ToString::to_string));
+                None
+            }
+        };
+
+        match rules {
+            Some(rules) if problems.is_empty() => Ok(Config {
+                source: path.to_owned(),
+                server: ServerConfig {
+                    listen,
+                    path: raw.server.path,
+                    max_body_bytes: raw.server.max_body_bytes,
+                    timestamp_window_secs: raw.server.timestamp_window_secs,
+                },
+                account: AccountConfig {
+                    app_id,
+                    token,
+                    crypto,
+                    previous_crypto,
+                    app_secret: app_secret.map(Secret::new),
+                    mode,
+                },
+                store,
+                log: LogConfig {
+                    level: raw.log.level,
+                    json,
+                },
+                rules: Arc::new(rules),
+            }),
+            _ => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"), |_| None)
+    }
+
+    #[test]
+    fn minimal_plain_config() {
+        let c = load("[account]\ntoken = \"abc\"\n").unwrap();
+        assert_eq!(c.account.mode, Mode::Plain);
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.path, "/weixin");
+        assert_eq!(c.server.max_body_bytes, 65536);
+        assert_eq!(c.store, StoreConfig::Memory);
+        assert!(c.rules.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::from_toml(
+            "[account]\ntoken = \"file\"\nmode = \"safe\"\n",
+            Path::new("t.toml"),
+            |name| match name {
+                ENV_TOKEN => Some("fromenv".into()),
+                ENV_ENCODING_AES_KEY => Some("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into()),
+                ENV_APP_ID => Some("wx0123456789abcdef".into()),
+                _ => None,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.account.token.expose(), "fromenv");
+        assert_eq!(c.account.crypto.unwrap().receive_id(), "wx0123456789abcdef");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = load("[account]\ntoken = \"supersecret\"\napp_secret = \"alsosecret\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\napp_id = \"wx1\"\n").unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("supersecret") && !dbg.contains("alsosecret") && !dbg.contains("abcdefghij"), "{dbg}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_the_file() {
+        let err = load(
+            "[server]\nlisten = \"nowhere\"\n[account]\nmode = \"safe\"\n[[rules]]\nname = \"r\"\nmatch = { regex = \"[\" }\nreply = { type = \"text\", content = \"x\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("test.toml: "), "{err}");
+        for needle in ["server.listen", "account.token is missing", "encoding_aes_key is required", "app_id is required", "rule #1 \"r\": invalid regex"] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_keys() {
+        let err = load("[account]\ntoken = \"a\"\ntokne = \"b\"\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `tokne`"), "{err}");
+        let err = load("[account]\ntoken = \"a\"\nencoding_aes_key = \"short\"\n").unwrap_err().to_string();
+        assert!(err.contains("43 characters"), "{err}");
+        let err = load("[store]\nbackend = \"redis\"\n[account]\ntoken = \"a\"\n").unwrap_err().to_string();
+        assert!(err.contains("store.url"), "{err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! wxgate: a WeChat Official Account callback gateway.
+//!
+//! The crate is layered; each module owns one thing and dependencies point
+//! one way (`server → callback → {crypto, message, rules}`; `rules → message`):
+//!
+//! - [`crypto`]: signatures and the AES envelope, byte for byte as WeChat does
+//!   them. Bytes in, bytes out; no HTTP, no XML.
+//! - [`message`]: XML parsing (DTDs refused), typed inbound messages and
+//!   events, reply rendering. No crypto, no HTTP.
+//! - [`rules`]: the TOML keyword rule engine. Knows messages only.
+//! - [`callback`]: the HTTP-free pipeline joining the three above.
+//! - [`config`]: the configuration file, validated once at start-up.
+//! - [`server`]: axum routes, status codes and the layer stack.
+//! - [`startup`]: binds the listener and wires everything together.
+//! - [`clock`], [`shutdown`], [`telemetry`], [`cli`]: the small parts.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod callback;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod message;
+pub mod rules;
+pub mod server;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

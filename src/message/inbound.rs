@@ -1,0 +1,499 @@
+//! Typed inbound messages and events (PROTOCOL §4).
+
+use thiserror::Error;
+
+use super::xml::{self, Element, XmlError};
+
+/// Why a body is not a WeChat message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Not a WeChat XML document.
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    /// A field every message of this kind carries is missing.
+    #[error("missing field <{0}>")]
+    MissingField(&'static str),
+    /// A field that must be a number is not.
+    #[error("field <{field}> is not a valid number")]
+    BadNumber {
+        /// The element name.
+        field: &'static str,
+    },
+}
+
+/// One message or event pushed by WeChat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// `ToUserName`: the account's original id (gh_…) or WeCom corp id.
+    pub to_user: String,
+    /// `FromUserName`: the sender's OpenID (or WeCom user id).
+    pub from_user: String,
+    /// `CreateTime`, Unix seconds.
+    pub create_time: i64,
+    /// `MsgType` as received (case preserved).
+    pub msg_type: String,
+    /// `MsgId` for user messages (`MsgID` for job-finish events).
+    pub msg_id: Option<u64>,
+    /// The typed content.
+    pub kind: MessageKind,
+    /// Every field as received, so nothing of an unfamiliar message is lost.
+    pub fields: Element,
+}
+
+/// What the message is.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// `text`
+    Text {
+        /// The text the user sent.
+        content: String,
+        /// Set when the text came from a customer-service menu tap.
+        biz_msg_menu_id: Option<String>,
+    },
+    /// `image`
+    Image {
+        /// Picture URL.
+        pic_url: String,
+        /// Media id.
+        media_id: String,
+    },
+    /// `voice`
+    Voice {
+        /// Media id.
+        media_id: String,
+        /// Audio format (amr, speex).
+        format: String,
+        /// Speech recognition result, when enabled.
+        recognition: Option<String>,
+    },
+    /// `video`
+    Video {
+        /// Media id.
+        media_id: String,
+        /// Thumbnail media id.
+        thumb_media_id: String,
+    },
+    /// `shortvideo`
+    ShortVideo {
+        /// Media id.
+        media_id: String,
+        /// Thumbnail media id.
+        thumb_media_id: String,
+    },
+    /// `location`
+    Location {
+        /// `Location_X`
+        latitude: f64,
+        /// `Location_Y`
+        longitude: f64,
+        /// Map zoom.
+        scale: Option<u32>,
+        /// Place description.
+        label: String,
+    },
+    /// `link`
+    Link {
+        /// Title.
+        title: String,
+        /// Description.
+        description: String,
+        /// Link URL.
+        url: String,
+    },
+    /// `event`
+    Event(Event),
+    /// Any other `MsgType`; every field is in [`Message::fields`].
+    Unknown,
+}
+
+/// A scan result from a `scancode_*` menu event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanCode {
+    /// Menu key.
+    pub event_key: String,
+    /// `qrcode`, `barcode`, …
+    pub scan_type: String,
+    /// What was scanned.
+    pub scan_result: String,
+}
+
+/// Photos chosen from a `pic_*` menu event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PicEvent {
+    /// Menu key.
+    pub event_key: String,
+    /// MD5 sums of the pictures.
+    pub pic_md5: Vec<String>,
+}
+
+/// Events (`MsgType=event`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Follow, possibly through a parametric QR code (`qrscene_…`).
+    Subscribe {
+        /// `qrscene_` + scene for QR follows.
+        event_key: Option<String>,
+        /// QR ticket.
+        ticket: Option<String>,
+    },
+    /// Unfollow.
+    Unsubscribe,
+    /// Scan of a parametric QR code by a follower.
+    Scan {
+        /// Scene value.
+        event_key: String,
+        /// QR ticket.
+        ticket: Option<String>,
+    },
+    /// Location report.
+    Location {
+        /// Latitude.
+        latitude: f64,
+        /// Longitude.
+        longitude: f64,
+        /// Precision.
+        precision: f64,
+    },
+    /// Menu click.
+    Click {
+        /// Menu key.
+        event_key: String,
+    },
+    /// Menu link.
+    View {
+        /// Target URL.
+        url: String,
+        /// Menu id.
+        menu_id: Option<String>,
+    },
+    /// `scancode_push`
+    ScancodePush(ScanCode),
+    /// `scancode_waitmsg`
+    ScancodeWaitmsg(ScanCode),
+    /// `pic_sysphoto`
+    PicSysphoto(PicEvent),
+    /// `pic_photo_or_album`
+    PicPhotoOrAlbum(PicEvent),
+    /// `pic_weixin`
+    PicWeixin(PicEvent),
+    /// `location_select`
+    LocationSelect {
+        /// Menu key.
+        event_key: String,
+        /// Latitude as sent.
+        latitude: String,
+        /// Longitude as sent.
+        longitude: String,
+        /// Scale as sent.
+        scale: String,
+        /// Place label.
+        label: String,
+        /// POI name (often empty).
+        poiname: String,
+    },
+    /// Menu opening a mini program.
+    ViewMiniprogram {
+        /// Page path.
+        page_path: String,
+        /// Menu id.
+        menu_id: Option<String>,
+    },
+    /// Template message delivery report.
+    TemplateSendJobFinish {
+        /// Status text (`success`, `failed:user block`, …).
+        status: String,
+    },
+    /// Mass send report.
+    MassSendJobFinish {
+        /// Status text.
+        status: String,
+        /// Counters, when present.
+        total_count: Option<u64>,
+        /// Counters, when present.
+        filter_count: Option<u64>,
+        /// Counters, when present.
+        sent_count: Option<u64>,
+        /// Counters, when present.
+        error_count: Option<u64>,
+    },
+    /// Any other event; every field is in [`Message::fields`].
+    Unknown,
+}
+
+impl Message {
+    /// Parses a plaintext WeChat XML document.
+    pub fn parse(body: &[u8]) -> Result<Message, MessageError> {
+        let root = xml::parse(body)?;
+        Message::from_element(root)
+    }
+
+    /// Builds a typed message from a parsed document.
+    pub fn from_element(root: Element) -> Result<Message, MessageError> {
+        let to_user = required(&root, "ToUserName")?.to_owned();
+        let from_user = root.child_text("FromUserName").unwrap_or_default().to_owned();
+        let create_time = number::<i64>(&root, "CreateTime")?.ok_or(MessageError::MissingField("CreateTime"))?;
+        let msg_type = required(&root, "MsgType")?.trim().to_owned();
+        let msg_id = match number::<u64>(&root, "MsgId")? {
+            Some(id) => Some(id),
+            None => number::<u64>(&root, "MsgID")?,
+        };
+        let kind = parse_kind(&root, &msg_type)?;
+        Ok(Message {
+            to_user,
+            from_user,
+            create_time,
+            msg_type,
+            msg_id,
+            kind,
+            fields: root,
+        })
+    }
+
+    /// The event, when this is one.
+    pub fn event(&self) -> Option<&Event> {
+        match &self.kind {
+            MessageKind::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The `Event` value as received (empty for non-events).
+    pub fn event_name(&self) -> &str {
+        self.fields.child_text("Event").map(str::trim).unwrap_or("")
+    }
+
+    /// The `EventKey` as received (empty when absent).
+    pub fn event_key(&self) -> &str {
+        self.fields.child_text("EventKey").unwrap_or("")
+    }
+
+    /// The text content, for text messages and recognised voice.
+    pub fn text(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::Text { content, .. } => Some(content),
+            _ => None,
+        }
+    }
+
+    /// True for user-sent messages (not events): WeChat then allows only one news article.
+    pub fn is_user_message(&self) -> bool {
+        !matches!(self.kind, MessageKind::Event(_))
+    }
+}
+
+fn required<'a>(root: &'a Element, name: &'static str) -> Result<&'a str, MessageError> {
+    root.child_text(name).ok_or(MessageError::MissingField(name))
+}
+
+fn text(root: &Element, name: &'static str) -> Result<String, MessageError> {
+    required(root, name).map(str::to_owned)
+}
+
+fn optional(root: &Element, name: &str) -> Option<String> {
+    root.child_text(name).map(str::to_owned)
+}
+
+fn number<T: std::str::FromStr>(root: &Element, name: &'static str) -> Result<Option<T>, MessageError> {
+    match root.child_text(name).map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| MessageError::BadNumber { field: name }),
+    }
+}
+
+fn float(root: &Element, name: &'static str) -> Result<f64, MessageError> {
+    number::<f64>(root, name)?.ok_or(MessageError::MissingField(name))
+}
+
+fn parse_kind(root: &Element, msg_type: &str) -> Result<MessageKind, MessageError> {
+    let kind = match msg_type.to_ascii_lowercase().as_str() {
+        "text" => MessageKind::Text {
+            content: text(root, "Content")?,
+            biz_msg_menu_id: optional(root, "bizmsgmenuid"),
+        },
+        "image" => MessageKind::Image {
+            pic_url: root.child_text("PicUrl").unwrap_or_default().to_owned(),
+            media_id: text(root, "MediaId")?,
+        },
+        "voice" => MessageKind::Voice {
+            media_id: text(root, "MediaId")?,
+            format: root.child_text("Format").unwrap_or_default().to_owned(),
+            recognition: optional(root, "Recognition"),
+        },
+        "video" => MessageKind::Video {
+            media_id: text(root, "MediaId")?,
+            thumb_media_id: root.child_text("ThumbMediaId").unwrap_or_default().to_owned(),
+        },
+        "shortvideo" => MessageKind::ShortVideo {
+            media_id: text(root, "MediaId")?,
+            thumb_media_id: root.child_text("ThumbMediaId").unwrap_or_default().to_owned(),
+        },
+        "location" => MessageKind::Location {
+            latitude: float(root, "Location_X")?,
+            longitude: float(root, "Location_Y")?,
+            scale: number(root, "Scale")?,
+            label: root.child_text("Label").unwrap_or_default().to_owned(),
+        },
+        "link" => MessageKind::Link {
+            title: root.child_text("Title").unwrap_or_default().to_owned(),
+            description: root.child_text("Description").unwrap_or_default().to_owned(),
+            url: text(root, "Url")?,
+        },
+        "event" => MessageKind::Event(parse_event(root)?),
+        _ => MessageKind::Unknown,
+    };
+    Ok(kind)
+}
+
+fn parse_event(root: &Element) -> Result<Event, MessageError> {
+    let name = required(root, "Event")?.trim();
+    let key = || root.child_text("EventKey").unwrap_or_default().to_owned();
+    let event = match name.to_ascii_lowercase().as_str() {
+        "subscribe" => Event::Subscribe {
+            event_key: optional(root, "EventKey").filter(|k| !k.is_empty()),
+            ticket: optional(root, "Ticket").filter(|k| !k.is_empty()),
+        },
+        "unsubscribe" => Event::Unsubscribe,
+        "scan" => Event::Scan {
+            event_key: key(),
+            ticket: optional(root, "Ticket"),
+        },
+        "location" => Event::Location {
+            latitude: float(root, "Latitude")?,
+            longitude: float(root, "Longitude")?,
+            precision: number(root, "Precision")?.unwrap_or(0.0),
+        },
+        "click" => Event::Click { event_key: key() },
+        "view" => Event::View {
+            url: key(),
+            menu_id: optional(root, "MenuId").or_else(|| optional(root, "MenuID")),
+        },
+        "scancode_push" => Event::ScancodePush(scan_code(root)),
+        "scancode_waitmsg" => Event::ScancodeWaitmsg(scan_code(root)),
+        "pic_sysphoto" => Event::PicSysphoto(pic_event(root)),
+        "pic_photo_or_album" => Event::PicPhotoOrAlbum(pic_event(root)),
+        "pic_weixin" => Event::PicWeixin(pic_event(root)),
+        "location_select" => {
+            let info = root.child("SendLocationInfo");
+            let field = |n: &str| {
+                info.and_then(|i| i.child_text(n))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Event::LocationSelect {
+                event_key: key(),
+                latitude: field("Location_X"),
+                longitude: field("Location_Y"),
+                scale: field("Scale"),
+                label: field("Label"),
+                poiname: field("Poiname"),
+            }
+        }
+        "view_miniprogram" => Event::ViewMiniprogram {
+            page_path: key(),
+            menu_id: optional(root, "MenuId").or_else(|| optional(root, "MenuID")),
+        },
+        "templatesendjobfinish" => Event::TemplateSendJobFinish {
+            status: root.child_text("Status").unwrap_or_default().to_owned(),
+        },
+        "masssendjobfinish" => Event::MassSendJobFinish {
+            status: root.child_text("Status").unwrap_or_default().to_owned(),
+            total_count: number(root, "TotalCount")?,
+            filter_count: number(root, "FilterCount")?,
+            sent_count: number(root, "SentCount")?,
+            error_count: number(root, "ErrorCount")?,
+        },
+        _ => Event::Unknown,
+    };
+    Ok(event)
+}
+
+fn scan_code(root: &Element) -> ScanCode {
+    let info = root.child("ScanCodeInfo");
+    let field = |n: &str| info.and_then(|i| i.child_text(n)).unwrap_or_default().to_owned();
+    ScanCode {
+        event_key: root.child_text("EventKey").unwrap_or_default().to_owned(),
+        scan_type: field("ScanType"),
+        scan_result: field("ScanResult"),
+    }
+}
+
+fn pic_event(root: &Element) -> PicEvent {
+    let pic_md5 = root
+        .child("SendPicsInfo")
+        .and_then(|i| i.child("PicList"))
+        .map(|list| {
+            list.children
+                .iter()
+                .filter_map(|item| item.child_text("PicMd5Sum"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    PicEvent {
+        event_key: root.child_text("EventKey").unwrap_or_default().to_owned(),
+        pic_md5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "<ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o_user]]></FromUserName><CreateTime>1700000000</CreateTime>";
+
+    fn msg(rest: &str) -> Result<Message, MessageError> {
+        Message::parse(format!("<xml>{HEAD}{rest}</xml>").as_bytes())
+    }
+
+    #[test]
+    fn text_message() {
+        let m = msg("<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好 👋]]></Content><MsgId>23456789012345678</MsgId>").unwrap();
+        assert_eq!(m.to_user, "gh_1");
+        assert_eq!(m.from_user, "o_user");
+        assert_eq!(m.create_time, 1_700_000_000);
+        assert_eq!(m.msg_id, Some(23456789012345678));
+        assert_eq!(m.text(), Some("你好 👋"));
+        assert!(m.is_user_message());
+    }
+
+    #[test]
+    fn msg_id_beyond_f64_precision_is_exact() {
+        let m = msg("<MsgType>text</MsgType><Content>x</Content><MsgId>4561255354251345929</MsgId>").unwrap();
+        assert_eq!(m.msg_id, Some(4561255354251345929));
+    }
+
+    #[test]
+    fn events_are_case_insensitive_and_typed() {
+        let m = msg("<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[K1]]></EventKey>").unwrap();
+        assert_eq!(m.event(), Some(&Event::Click { event_key: "K1".into() }));
+        assert_eq!(m.event_name(), "CLICK");
+        let m = msg("<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>3487542469355618313</MsgID><Status>success</Status>").unwrap();
+        assert_eq!(m.msg_id, Some(3487542469355618313));
+        assert!(matches!(m.event(), Some(Event::TemplateSendJobFinish { status }) if status == "success"));
+    }
+
+    #[test]
+    fn unknown_keeps_every_field() {
+        let m = msg("<MsgType>miniprogrampage</MsgType><Title>t</Title><AppId>wxapp</AppId>").unwrap();
+        assert_eq!(m.kind, MessageKind::Unknown);
+        assert_eq!(m.fields.child_text("AppId"), Some("wxapp"));
+        let m = msg("<MsgType>event</MsgType><Event>user_info_modified</Event><Extra>1</Extra>").unwrap();
+        assert_eq!(m.event(), Some(&Event::Unknown));
+        assert_eq!(m.fields.child_text("Extra"), Some("1"));
+    }
+
+    #[test]
+    fn missing_and_bad_fields_are_errors() {
+        assert_eq!(msg("<Content>x</Content>").unwrap_err(), MessageError::MissingField("MsgType"));
+        assert_eq!(msg("<MsgType>text</MsgType>").unwrap_err(), MessageError::MissingField("Content"));
+        assert_eq!(
+            msg("<MsgType>location</MsgType><Location_X>north</Location_X><Location_Y>1</Location_Y>").unwrap_err(),
+            MessageError::BadNumber { field: "Location_X" }
+        );
+        assert!(Message::parse(b"<xml><MsgType>text</MsgType></xml>").is_err());
+        assert!(Message::parse(b"<xml><ToUserName>a</ToUserName><CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>").is_err());
+    }
+}

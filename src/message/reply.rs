@@ -1,0 +1,267 @@
+//! Passive replies (PROTOCOL §5) and their XML.
+
+use std::fmt::Write as _;
+
+use thiserror::Error;
+
+use super::xml::push_cdata_element;
+
+/// Most articles a news reply may carry (to events; user messages get one).
+pub const MAX_ARTICLES: usize = 8;
+
+/// A reply that cannot be sent as built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A news reply needs between 1 and [`MAX_ARTICLES`] articles.
+    #[error("a news reply needs 1 to {MAX_ARTICLES} articles, got {0}")]
+    ArticleCount(usize),
+}
+
+/// One article of a news reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Article {
+    /// Title.
+    pub title: String,
+    /// Summary.
+    pub description: String,
+    /// Cover picture URL.
+    pub pic_url: String,
+    /// Link opened on tap.
+    pub url: String,
+}
+
+/// What to answer WeChat with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The literal `success`: WeChat shows nothing and does not retry.
+    Success,
+    /// A text message.
+    Text {
+        /// The text.
+        content: String,
+    },
+    /// A picture (media id from the material API).
+    Image {
+        /// Media id.
+        media_id: String,
+    },
+    /// A voice message.
+    Voice {
+        /// Media id.
+        media_id: String,
+    },
+    /// A video.
+    Video {
+        /// Media id.
+        media_id: String,
+        /// Optional title.
+        title: Option<String>,
+        /// Optional description.
+        description: Option<String>,
+    },
+    /// Music.
+    Music {
+        /// Title.
+        title: Option<String>,
+        /// Description.
+        description: Option<String>,
+        /// Music URL.
+        music_url: Option<String>,
+        /// High-quality URL (Wi-Fi).
+        hq_music_url: Option<String>,
+        /// Thumbnail media id (required by WeChat).
+        thumb_media_id: String,
+    },
+    /// Articles. Build with [`Reply::news`] to enforce the count limit.
+    News {
+        /// 1..=[`MAX_ARTICLES`] articles.
+        articles: Vec<Article>,
+    },
+    /// Hand the conversation to the customer-service system.
+    TransferCustomerService {
+        /// A specific agent (`name@account`), or any.
+        kf_account: Option<String>,
+    },
+}
+
+impl Reply {
+    /// A news reply, checking WeChat's article count limit.
+    pub fn news(articles: Vec<Article>) -> Result<Reply, ReplyError> {
+        if articles.is_empty() || articles.len() > MAX_ARTICLES {
+            return Err(ReplyError::ArticleCount(articles.len()));
+        }
+        Ok(Reply::News { articles })
+    }
+
+    /// The `MsgType` this reply renders, or `None` for `success`.
+    pub fn msg_type(&self) -> Option<&'static str> {
+        Some(match self {
+            Reply::Success => return None,
+            Reply::Text { .. } => "text",
+            Reply::Image { .. } => "image",
+            Reply::Voice { .. } => "voice",
+            Reply::Video { .. } => "video",
+            Reply::Music { .. } => "music",
+            Reply::News { .. } => "news",
+            Reply::TransferCustomerService { .. } => "transfer_customer_service",
+        })
+    }
+
+    /// Renders the reply XML with the header swapped: `to_user` is the
+    /// inbound `FromUserName`, `from_user` the inbound `ToUserName`.
+    ///
+    /// `max_articles` is 1 when answering a user message (WeChat's rule since
+    /// 2018) and [`MAX_ARTICLES`] for events. `None` for [`Reply::Success`].
+    pub fn render(
+        &self,
+        to_user: &str,
+        from_user: &str,
+        create_time: i64,
+        max_articles: usize,
+    ) -> Option<String> {
+        let msg_type = self.msg_type()?;
+        let mut out = String::with_capacity(256);
+        out.push_str("<xml>");
+        push_cdata_element(&mut out, "ToUserName", to_user);
+        push_cdata_element(&mut out, "FromUserName", from_user);
+        let _ = write!(out, "<CreateTime>{create_time}</CreateTime>");
+        push_cdata_element(&mut out, "MsgType", msg_type);
+        match self {
+            Reply::Success => {}
+            Reply::Text { content } => push_cdata_element(&mut out, "Content", content),
+            Reply::Image { media_id } => wrap(&mut out, "Image", |o| push_cdata_element(o, "MediaId", media_id)),
+            Reply::Voice { media_id } => wrap(&mut out, "Voice", |o| push_cdata_element(o, "MediaId", media_id)),
+            Reply::Video {
+                media_id,
+                title,
+                description,
+            } => wrap(&mut out, "Video", |o| {
+                push_cdata_element(o, "MediaId", media_id);
+                push_optional(o, "Title", title);
+                push_optional(o, "Description", description);
+            }),
+            Reply::Music {
+                title,
+                description,
+                music_url,
+                hq_music_url,
+                thumb_media_id,
+            } => wrap(&mut out, "Music", |o| {
+                push_optional(o, "Title", title);
+                push_optional(o, "Description", description);
+                push_optional(o, "MusicUrl", music_url);
+                push_optional(o, "HQMusicUrl", hq_music_url);
+                push_cdata_element(o, "ThumbMediaId", thumb_media_id);
+            }),
+            Reply::News { articles } => {
+                let shown = &articles[..articles.len().min(max_articles.max(1))];
+                let _ = write!(out, "<ArticleCount>{}</ArticleCount>", shown.len());
+                wrap(&mut out, "Articles", |o| {
+                    for article in shown {
+                        wrap(o, "item", |o| {
+                            push_cdata_element(o, "Title", &article.title);
+                            push_cdata_element(o, "Description", &article.description);
+                            push_cdata_element(o, "PicUrl", &article.pic_url);
+                            push_cdata_element(o, "Url", &article.url);
+                        });
+                    }
+                });
+            }
+            Reply::TransferCustomerService { kf_account } => {
+                if let Some(account) = kf_account {
+                    wrap(&mut out, "TransInfo", |o| push_cdata_element(o, "KfAccount", account));
+                }
+            }
+        }
+        out.push_str("</xml>");
+        Some(out)
+    }
+}
+
+fn wrap(out: &mut String, name: &str, inner: impl FnOnce(&mut String)) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    inner(out);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+fn push_optional(out: &mut String, name: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        push_cdata_element(out, name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::xml::parse_str;
+
+    fn article(n: usize) -> Article {
+        Article {
+            title: format!("t{n}"),
+            description: "d".into(),
+            pic_url: "https://x/p.jpg".into(),
+            url: "https://x/a".into(),
+        }
+    }
+
+    #[test]
+    fn text_reply_matches_the_documented_shape() {
+        let xml = Reply::Text { content: "你好".into() }
+            .render("oABC", "gh_1", 1700000002, 1)
+            .unwrap();
+        assert_eq!(
+            xml,
+            "<xml><ToUserName><![CDATA[oABC]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1700000002</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content></xml>"
+        );
+    }
+
+    #[test]
+    fn cdata_terminator_in_content_survives() {
+        let xml = Reply::Text { content: "a]]>b".into() }.render("o", "g", 1, 1).unwrap();
+        assert_eq!(parse_str(&xml).unwrap().child_text("Content"), Some("a]]>b"));
+    }
+
+    #[test]
+    fn news_count_is_enforced() {
+        assert_eq!(Reply::news(vec![]), Err(ReplyError::ArticleCount(0)));
+        assert_eq!(Reply::news((0..9).map(article).collect()), Err(ReplyError::ArticleCount(9)));
+        let news = Reply::news((0..3).map(article).collect()).unwrap();
+        let to_message = parse_str(&news.render("o", "g", 1, 1).unwrap()).unwrap();
+        assert_eq!(to_message.child_text("ArticleCount"), Some("1"));
+        assert_eq!(to_message.child("Articles").unwrap().children.len(), 1);
+        let to_event = parse_str(&news.render("o", "g", 1, MAX_ARTICLES).unwrap()).unwrap();
+        assert_eq!(to_event.child_text("ArticleCount"), Some("3"));
+        assert_eq!(to_event.child("Articles").unwrap().children.len(), 3);
+    }
+
+    #[test]
+    fn every_kind_renders_well_formed_xml() {
+        let replies = [
+            Reply::Image { media_id: "m".into() },
+            Reply::Voice { media_id: "m".into() },
+            Reply::Video { media_id: "m".into(), title: Some("t".into()), description: None },
+            Reply::Music {
+                title: Some("t".into()),
+                description: Some("d".into()),
+                music_url: Some("u".into()),
+                hq_music_url: Some("h".into()),
+                thumb_media_id: "th".into(),
+            },
+            Reply::TransferCustomerService { kf_account: Some("a@b".into()) },
+            Reply::TransferCustomerService { kf_account: None },
+        ];
+        for r in replies {
+            let xml = r.render("o", "g", 1, 1).unwrap();
+            let doc = parse_str(&xml).unwrap();
+            assert_eq!(doc.child_text("MsgType"), r.msg_type());
+            assert_eq!(doc.child_text("ToUserName"), Some("o"));
+        }
+        assert_eq!(Reply::Success.render("o", "g", 1, 1), None);
+    }
+}

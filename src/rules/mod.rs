@@ -1,0 +1,403 @@
+//! The keyword rule engine: TOML rules in, a reply for each message out.
+//!
+//! Depends on [`crate::message`] only; knows nothing of encryption, HTTP or
+//! storage. Rules are evaluated as if in file order with the first match
+//! winning, but text matching uses automata (a hash map for exact keywords,
+//! Aho-Corasick for `contains`/`prefix`, a `RegexSet` for regexes) so that ten
+//! thousand keywords cost about as much as ten.
+
+mod index;
+pub mod spec;
+pub mod template;
+
+use thiserror::Error;
+
+use crate::message::{Article, Message, MessageKind, Reply};
+use index::TextIndex;
+pub use spec::{ArticleSpec, MatchSpec, OneOrMany, ReplySpec, RuleSpec};
+
+/// One problem with one rule.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("rule {rule}: {message}")]
+pub struct RuleError {
+    /// `#N "name"` of the offending rule (1-based), or `default_reply`.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Non-text conditions, checked in order.
+#[derive(Debug, Clone)]
+enum Condition {
+    /// Matched through the text index.
+    Text,
+    MsgType(String),
+    Event {
+        name: String,
+        key: Option<KeyMatch>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum KeyMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    name: String,
+    condition: Condition,
+    reply: Reply,
+    templated: bool,
+}
+
+/// The outcome of evaluating the rules for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Name of the matching rule; `None` for the default reply or no match.
+    pub rule: Option<String>,
+    /// What to answer (placeholders already filled in).
+    pub reply: Reply,
+}
+
+/// A compiled, immutable set of rules.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    /// Indices of rules that are not text rules, in order.
+    others: Vec<usize>,
+    text: TextIndex,
+    default: Option<(Reply, bool)>,
+}
+
+impl RuleSet {
+    /// Compiles rules, reporting every problem found (not just the first).
+    pub fn compile(specs: &[RuleSpec], default: Option<&ReplySpec>) -> Result<RuleSet, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut rules = Vec::with_capacity(specs.len());
+        let mut others = Vec::new();
+        let mut text = index::TextIndexBuilder::default();
+        for (i, spec) in specs.iter().enumerate() {
+            let label = match &spec.name {
+                Some(name) => format!("#{} \"{}\"", i + 1, name),
+                None => format!("#{}", i + 1),
+            };
+            let mut fail = |message: String| {
+                errors.push(RuleError {
+                    rule: label.clone(),
+                    message,
+                })
+            };
+            let condition = match compile_match(&spec.matcher, i, &mut text) {
+                Ok(c) => c,
+                Err(message) => {
+                    fail(message);
+                    continue;
+                }
+            };
+            let (reply, templated) = match compile_reply(&spec.reply) {
+                Ok(r) => r,
+                Err(message) => {
+                    fail(message);
+                    continue;
+                }
+            };
+            if !matches!(condition, Condition::Text) {
+                others.push(i);
+            }
+            rules.push(CompiledRule {
+                name: spec.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
+                condition,
+                reply,
+                templated,
+            });
+        }
+        let default = match default.map(compile_reply).transpose() {
+            Ok(d) => d,
+            Err(message) => {
+                errors.push(RuleError {
+                    rule: "default_reply".into(),
+                    message,
+                });
+                None
+            }
+        };
+        let text = match text.build() {
+            Ok(t) => t,
+            Err(message) => {
+                errors.push(RuleError {
+                    rule: "(all text rules)".into(),
+                    message,
+                });
+                return Err(errors);
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RuleSet {
+            rules,
+            others,
+            text,
+            default,
+        })
+    }
+
+    /// An empty rule set: every message gets `success`.
+    pub fn empty() -> RuleSet {
+        RuleSet::compile(&[], None).unwrap_or_else(|_| unreachable!("empty rules always compile"))
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The reply for a message: first matching rule, else the default reply,
+    /// else `success`.
+    pub fn evaluate(&self, message: &Message) -> Decision {
+        let mut best = match &message.kind {
+            MessageKind::Text { content, .. } => self.text.first_match(content),
+            _ => None,
+        };
+        for &i in &self.others {
+            if best.is_some_and(|b| b < i) {
+                break;
+            }
+            if self.rules[i].condition.matches(message) {
+                best = Some(i);
+                break;
+            }
+        }
+        match best {
+            Some(i) => {
+                let rule = &self.rules[i];
+                Decision {
+                    rule: Some(rule.name.clone()),
+                    reply: fill(&rule.reply, rule.templated, message),
+                }
+            }
+            None => Decision {
+                rule: None,
+                reply: match &self.default {
+                    Some((reply, templated)) => fill(reply, *templated, message),
+                    None => Reply::Success,
+                },
+            },
+        }
+    }
+}
+
+impl Condition {
+    fn matches(&self, message: &Message) -> bool {
+        match self {
+            Condition::Text => false,
+            Condition::MsgType(t) => message.msg_type.eq_ignore_ascii_case(t),
+            Condition::Event { name, key } => {
+                message.event().is_some()
+                    && message.event_name().eq_ignore_ascii_case(name)
+                    && match key {
+                        None => true,
+                        Some(KeyMatch::Exact(k)) => message.event_key() == k,
+                        Some(KeyMatch::Prefix(p)) => message.event_key().starts_with(p.as_str()),
+                    }
+            }
+        }
+    }
+}
+
+fn compile_match(m: &MatchSpec, rule: usize, text: &mut index::TextIndexBuilder) -> Result<Condition, String> {
+    let kinds = [
+        m.text.is_some(),
+        m.contains.is_some(),
+        m.prefix.is_some(),
+        m.regex.is_some(),
+        m.msg_type.is_some(),
+        m.event.is_some(),
+    ];
+    match kinds.iter().filter(|&&k| k).count() {
+        0 => return Err("match needs one of text, contains, prefix, regex, msg_type, event".into()),
+        1 => {}
+        _ => return Err("match may use only one of text, contains, prefix, regex, msg_type, event".into()),
+    }
+    if m.event.is_none() && (m.key.is_some() || m.key_prefix.is_some()) {
+        return Err("key and key_prefix only go with event".into());
+    }
+    let is_text = m.text.is_some() || m.contains.is_some() || m.prefix.is_some() || m.regex.is_some();
+    if m.ignore_case && !is_text {
+        return Err("ignore_case only goes with text, contains, prefix or regex".into());
+    }
+    let non_empty = |list: &OneOrMany, what: &str| -> Result<(), String> {
+        if list.items().is_empty() || list.items().iter().any(String::is_empty) {
+            return Err(format!("{what} needs non-empty strings"));
+        }
+        Ok(())
+    };
+    if let Some(list) = &m.text {
+        non_empty(list, "text")?;
+        text.exact(list.items(), m.ignore_case, rule);
+    } else if let Some(list) = &m.contains {
+        non_empty(list, "contains")?;
+        text.contains(list.items(), m.ignore_case, rule);
+    } else if let Some(list) = &m.prefix {
+        non_empty(list, "prefix")?;
+        text.prefix(list.items(), m.ignore_case, rule);
+    } else if let Some(re) = &m.regex {
+        text.regex(re, m.ignore_case, rule)?;
+    } else if let Some(t) = &m.msg_type {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("msg_type {t:?} is not a message type"));
+        }
+        return Ok(Condition::MsgType(t.clone()));
+    } else if let Some(e) = &m.event {
+        if e.trim().is_empty() {
+            return Err("event needs a name".into());
+        }
+        let key = match (&m.key, &m.key_prefix) {
+            (Some(_), Some(_)) => return Err("use key or key_prefix, not both".into()),
+            (Some(k), None) => Some(KeyMatch::Exact(k.clone())),
+            (None, Some(p)) => Some(KeyMatch::Prefix(p.clone())),
+            (None, None) => None,
+        };
+        return Ok(Condition::Event {
+            name: e.trim().to_owned(),
+            key,
+        });
+    }
+    Ok(Condition::Text)
+}
+
+/// Validates a reply spec and converts it; `true` when it has placeholders.
+pub fn compile_reply(spec: &ReplySpec) -> Result<(Reply, bool), String> {
+    let reply = match spec.clone() {
+        ReplySpec::Success => Reply::Success,
+        ReplySpec::Text { content } => {
+            if content.is_empty() {
+                return Err("text reply needs non-empty content".into());
+            }
+            Reply::Text { content }
+        }
+        ReplySpec::Image { media_id } => Reply::Image {
+            media_id: non_empty(media_id, "media_id")?,
+        },
+        ReplySpec::Voice { media_id } => Reply::Voice {
+            media_id: non_empty(media_id, "media_id")?,
+        },
+        ReplySpec::Video {
+            media_id,
+            title,
+            description,
+        } => Reply::Video {
+            media_id: non_empty(media_id, "media_id")?,
+            title,
+            description,
+        },
+        ReplySpec::Music {
+            thumb_media_id,
+            title,
+            description,
+            music_url,
+            hq_music_url,
+        } => Reply::Music {
+            thumb_media_id: non_empty(thumb_media_id, "thumb_media_id")?,
+            title,
+            description,
+            music_url,
+            hq_music_url,
+        },
+        ReplySpec::News { articles } => {
+            let articles = articles
+                .into_iter()
+                .map(|a| Article {
+                    title: a.title,
+                    description: a.description,
+                    pic_url: a.pic_url,
+                    url: a.url,
+                })
+                .collect();
+            Reply::news(articles).map_err(|e| e.to_string())?
+        }
+        ReplySpec::TransferCustomerService { kf_account } => Reply::TransferCustomerService { kf_account },
+    };
+    let mut templated = false;
+    let mut problem = None;
+    let _ = map_strings(&reply, &mut |s: &str| {
+        if template::has_placeholders(s) {
+            templated = true;
+            if let Err(e) = template::validate(s) {
+                problem.get_or_insert(e);
+            }
+        }
+        String::new()
+    });
+    match problem {
+        Some(p) => Err(p),
+        None => Ok((reply, templated)),
+    }
+}
+
+fn non_empty(value: String, what: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err(format!("{what} must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn fill(reply: &Reply, templated: bool, message: &Message) -> Reply {
+    if !templated {
+        return reply.clone();
+    }
+    map_strings(reply, &mut |s: &str| template::expand(s, message))
+}
+
+/// Rebuilds a reply with every user-visible string passed through `f`.
+fn map_strings(reply: &Reply, f: &mut impl FnMut(&str) -> String) -> Reply {
+    let mut opt = |o: &Option<String>| o.as_deref().map(&mut *f);
+    match reply {
+        Reply::Text { content } => Reply::Text { content: f(content) },
+        Reply::Video {
+            media_id,
+            title,
+            description,
+        } => Reply::Video {
+            media_id: media_id.clone(),
+            title: opt(title),
+            description: opt(description),
+        },
+        Reply::Music {
+            title,
+            description,
+            music_url,
+            hq_music_url,
+            thumb_media_id,
+        } => Reply::Music {
+            title: opt(title),
+            description: opt(description),
+            music_url: opt(music_url),
+            hq_music_url: opt(hq_music_url),
+            thumb_media_id: thumb_media_id.clone(),
+        },
+        Reply::News { articles } => Reply::News {
+            articles: articles
+                .iter()
+                .map(|a| Article {
+                    title: f(&a.title),
+                    description: f(&a.description),
+                    pic_url: a.pic_url.clone(),
+                    url: f(&a.url),
+                })
+                .collect(),
+        },
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

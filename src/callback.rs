@@ -162,7 +162,10 @@ impl Callback {
     }
 
     fn check_timestamp(&self, timestamp: &str) -> Result<(), CallbackError> {
-        let ts: i64 = timestamp.trim().parse().map_err(|_| CallbackError::BadTimestamp)?;
+        let ts: i64 = timestamp
+            .trim()
+            .parse()
+            .map_err(|_| CallbackError::BadTimestamp)?;
         let skew = self.clock.now_unix().saturating_sub(ts);
         if skew.unsigned_abs() > self.window_secs {
             return Err(CallbackError::Stale {
@@ -189,7 +192,10 @@ impl Callback {
     pub fn open(&self, q: &CallbackQuery, body: &[u8]) -> Result<Inbound, CallbackError> {
         let timestamp = param(&q.timestamp, "timestamp")?;
         let nonce = param(&q.nonce, "nonce")?;
-        let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+        let encrypted = q
+            .encrypt_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
         match (self.mode, encrypted) {
             (Mode::Plain, true) => {
                 return Err(CallbackError::WrongMode(
@@ -217,8 +223,14 @@ impl Callback {
 
         let msg_signature = param(&q.msg_signature, "msg_signature")?;
         let envelope = envelope::parse_encrypted(body)?.ok_or(CallbackError::NoEncrypt)?;
-        crypto::verify_msg_signature(self.token.expose(), timestamp, nonce, &envelope.encrypt, msg_signature)
-            .map_err(|_| CallbackError::BadSignature)?;
+        crypto::verify_msg_signature(
+            self.token.expose(),
+            timestamp,
+            nonce,
+            &envelope.encrypt,
+            msg_signature,
+        )
+        .map_err(|_| CallbackError::BadSignature)?;
         self.check_timestamp(timestamp)?;
         let (plain, crypto) = self.decrypt(&envelope.encrypt)?;
         let message = Message::parse(plain.as_bytes())?;
@@ -230,10 +242,9 @@ impl Callback {
 
     /// Decrypts with the current key, falling back to the previous one.
     fn decrypt(&self, encrypt: &str) -> Result<(String, &MessageCrypto), CallbackError> {
-        let current = self
-            .crypto
-            .as_ref()
-            .ok_or(CallbackError::WrongMode("encrypted request, but no EncodingAESKey is configured"))?;
+        let current = self.crypto.as_ref().ok_or(CallbackError::WrongMode(
+            "encrypted request, but no EncodingAESKey is configured",
+        ))?;
         match current.decrypt(encrypt) {
             Ok(plain) => Ok((plain, current)),
             Err(first) => match &self.previous_crypto {
@@ -250,9 +261,14 @@ impl Callback {
     /// `success` is never encrypted (PROTOCOL §5).
     pub fn seal(&self, inbound: &Inbound, reply: &Reply) -> String {
         let message = &inbound.message;
-        let max_articles = if message.is_user_message() { 1 } else { MAX_ARTICLES };
+        let max_articles = if message.is_user_message() {
+            1
+        } else {
+            MAX_ARTICLES
+        };
         let now = self.clock.now_unix();
-        let Some(xml) = reply.render(&message.from_user, &message.to_user, now, max_articles) else {
+        let Some(xml) = reply.render(&message.from_user, &message.to_user, now, max_articles)
+        else {
             return "success".to_owned();
         };
         match &inbound.seal_with {
@@ -261,14 +277,20 @@ impl Callback {
                 let encrypt = crypto.encrypt(&xml);
                 let timestamp = now.to_string();
                 let nonce = rand::random::<u32>().to_string();
-                let signature = crypto::msg_signature(self.token.expose(), &timestamp, &nonce, &encrypt);
+                let signature =
+                    crypto::msg_signature(self.token.expose(), &timestamp, &nonce, &encrypt);
                 envelope::render_encrypted(&encrypt, signature.as_str(), &timestamp, &nonce)
             }
         }
     }
 
     /// The whole pipeline against a rule set.
-    pub fn handle(&self, q: &CallbackQuery, body: &[u8], rules: &RuleSet) -> Result<(Inbound, Outcome), CallbackError> {
+    pub fn handle(
+        &self,
+        q: &CallbackQuery,
+        body: &[u8],
+        rules: &RuleSet,
+    ) -> Result<(Inbound, Outcome), CallbackError> {
         let inbound = self.open(q, body)?;
         let Decision { rule, reply } = rules.evaluate(&inbound.message);
         let body = self.seal(&inbound, &reply);

@@ -9,7 +9,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "wxgate", version, about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, env = "WXGATE_CONFIG", default_value = "config/wxgate.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "WXGATE_CONFIG",
+        default_value = "config/wxgate.toml"
+    )]
     pub config: PathBuf,
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -20,7 +26,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the callback server (the default).
-    Serve,
+    Serve {
+        /// Listen on this address instead of `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Validate the configuration and exit (0 when valid, 78 when not).
     CheckConfig,
 }

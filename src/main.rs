@@ -12,14 +12,14 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
+    let mut config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid configuration\n{e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::CheckConfig => {
             println!(
                 "{}: OK (mode {}, {} rule(s), listen {}{})",
@@ -31,13 +31,21 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(config),
+        Command::Serve { listen } => {
+            if let Some(addr) = listen {
+                config.server.listen = addr;
+            }
+            serve(config)
+        }
     }
 }
 
 fn serve(config: Config) -> ExitCode {
     telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

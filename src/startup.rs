@@ -54,7 +54,10 @@ impl Application {
     }
 
     /// As [`Application::build`] with an injected clock (tests, replays).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Application, StartupError> {
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
         let probe: Arc<dyn Probe> = match &config.store {
             StoreConfig::Memory => Arc::new(MemoryStoreProbe),
             StoreConfig::Redis { .. } => return Err(StartupError::Store("redis")),
@@ -100,10 +103,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains requests in flight.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(
             self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await

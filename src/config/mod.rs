@@ -46,7 +46,9 @@ impl std::str::FromStr for Mode {
             "plain" => Ok(Mode::Plain),
             "compatible" => Ok(Mode::Compatible),
             "safe" => Ok(Mode::Safe),
-            other => Err(format!("mode must be plain, compatible or safe, not {other:?}")),
+            other => Err(format!(
+                "mode must be plain, compatible or safe, not {other:?}"
+            )),
         }
     }
 }
@@ -208,13 +210,18 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
         if !raw.server.path.starts_with('/') || raw.server.path.len() < 2 {
-            problems.push(format!("server.path {:?} must start with / and name a path", raw.server.path));
+            problems.push(format!(
+                "server.path {:?} must start with / and name a path",
+                raw.server.path
+            ));
         }
         if raw.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes must be at least 1024".into());
         }
 
-        let pick = |file_value: Option<String>, var: &str| env(var).filter(|v| !v.is_empty()).or(file_value);
+        let pick = |file_value: Option<String>, var: &str| {
+            env(var).filter(|v| !v.is_empty()).or(file_value)
+        };
         let account = raw.account;
         let app_id = pick(account.app_id, ENV_APP_ID);
         let token = pick(account.token, ENV_TOKEN);
@@ -228,18 +235,28 @@ impl Config {
             }
         };
         let token = match token {
-            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => Secret::new(t),
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Secret::new(t)
+            }
             Some(_) => {
-                problems.push("account.token must be letters and digits (as in the WeChat console)".into());
+                problems.push(
+                    "account.token must be letters and digits (as in the WeChat console)".into(),
+                );
                 Secret::new("")
             }
             None => {
-                problems.push(format!("account.token is missing (set it in the file or in {ENV_TOKEN})"));
+                problems.push(format!(
+                    "account.token is missing (set it in the file or in {ENV_TOKEN})"
+                ));
                 Secret::new("")
             }
         };
         if let Some(id) = &app_id {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 problems.push(format!("account.app_id {id:?} is not an app id"));
             }
         }
@@ -254,7 +271,10 @@ impl Config {
             }
         };
         let crypto = make_crypto(aes_key.clone(), "encoding_aes_key");
-        let previous_crypto = make_crypto(account.previous_encoding_aes_key, "previous_encoding_aes_key");
+        let previous_crypto = make_crypto(
+            account.previous_encoding_aes_key,
+            "previous_encoding_aes_key",
+        );
         if mode != Mode::Plain {
             if aes_key.is_none() {
                 problems.push(format!(
@@ -273,14 +293,20 @@ impl Config {
         let store = match raw.store.backend.as_str() {
             "memory" => StoreConfig::Memory,
             "redis" => match raw.store.url {
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => StoreConfig::Redis { url },
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                    StoreConfig::Redis { url }
+                }
                 _ => {
-                    problems.push("store.url must be a redis:// URL when store.backend = \"redis\"".into());
+                    problems.push(
+                        "store.url must be a redis:// URL when store.backend = \"redis\"".into(),
+                    );
                     StoreConfig::Memory
                 }
             },
             other => {
-                problems.push(format!("store.backend must be \"memory\" or \"redis\", not {other:?}"));
+                problems.push(format!(
+                    "store.backend must be \"memory\" or \"redis\", not {other:?}"
+                ));
                 StoreConfig::Memory
             }
         };
@@ -288,12 +314,17 @@ impl Config {
             "text" => false,
             "json" => true,
             other => {
-                problems.push(format!("log.format must be \"text\" or \"json\", not {other:?}"));
+                problems.push(format!(
+                    "log.format must be \"text\" or \"json\", not {other:?}"
+                ));
                 false
             }
         };
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
-            problems.push(format!("log.level {:?} is not a valid filter", raw.log.level));
+            problems.push(format!(
+                "log.level {:?} is not a valid filter",
+                raw.log.level
+            ));
         }
 
         let rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
@@ -376,7 +407,12 @@ mod tests {
     fn secrets_never_show_in_debug() {
         let c = load("[account]\ntoken = \"supersecret\"\napp_secret = \"alsosecret\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\napp_id = \"wx1\"\n").unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("supersecret") && !dbg.contains("alsosecret") && !dbg.contains("abcdefghij"), "{dbg}");
+        assert!(
+            !dbg.contains("supersecret")
+                && !dbg.contains("alsosecret")
+                && !dbg.contains("abcdefghij"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -387,18 +423,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("test.toml: "), "{err}");
-        for needle in ["server.listen", "account.token is missing", "encoding_aes_key is required", "app_id is required", "rule #1 \"r\": invalid regex"] {
+        for needle in [
+            "server.listen",
+            "account.token is missing",
+            "encoding_aes_key is required",
+            "app_id is required",
+            "rule #1 \"r\": invalid regex",
+        ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
     }
 
     #[test]
     fn unknown_keys_and_bad_keys() {
-        let err = load("[account]\ntoken = \"a\"\ntokne = \"b\"\n").unwrap_err().to_string();
+        let err = load("[account]\ntoken = \"a\"\ntokne = \"b\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `tokne`"), "{err}");
-        let err = load("[account]\ntoken = \"a\"\nencoding_aes_key = \"short\"\n").unwrap_err().to_string();
+        let err = load("[account]\ntoken = \"a\"\nencoding_aes_key = \"short\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("43 characters"), "{err}");
-        let err = load("[store]\nbackend = \"redis\"\n[account]\ntoken = \"a\"\n").unwrap_err().to_string();
+        let err = load("[store]\nbackend = \"redis\"\n[account]\ntoken = \"a\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("store.url"), "{err}");
     }
 }

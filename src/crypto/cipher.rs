@@ -109,12 +109,14 @@ impl MessageCrypto {
         if content.len() < HEADER_LEN {
             return Err(CryptoError::LengthOutOfRange);
         }
-        let msg_len = u32::from_be_bytes([content[16], content[17], content[18], content[19]]) as usize;
+        let msg_len =
+            u32::from_be_bytes([content[16], content[17], content[18], content[19]]) as usize;
         let msg_end = HEADER_LEN
             .checked_add(msg_len)
             .filter(|&end| end <= content.len())
             .ok_or(CryptoError::LengthOutOfRange)?;
-        let msg = std::str::from_utf8(&content[HEADER_LEN..msg_end]).map_err(|_| CryptoError::NotUtf8)?;
+        let msg =
+            std::str::from_utf8(&content[HEADER_LEN..msg_end]).map_err(|_| CryptoError::NotUtf8)?;
         let receive_id = String::from_utf8_lossy(&content[msg_end..]).into_owned();
         Ok((msg.to_owned(), receive_id))
     }
@@ -125,7 +127,8 @@ mod tests {
     use super::*;
 
     fn crypto() -> MessageCrypto {
-        let key = AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+        let key =
+            AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
         MessageCrypto::new(key, "wxb11529c136998cb6")
     }
 
@@ -159,7 +162,8 @@ mod tests {
     #[test]
     fn other_app_id_is_refused() {
         let enc = crypto().encrypt("hello");
-        let key = AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+        let key =
+            AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
         let other = MessageCrypto::new(key, "wx0000000000000000");
         assert_eq!(other.decrypt(&enc), Err(CryptoError::AppIdMismatch));
         assert_eq!(other.decrypt_parts(&enc).unwrap().1, "wxb11529c136998cb6");
@@ -170,7 +174,10 @@ mod tests {
         let c = crypto();
         assert_eq!(c.decrypt("not base64!!"), Err(CryptoError::BadBase64));
         assert_eq!(c.decrypt(""), Err(CryptoError::BadCipherLength(0)));
-        assert_eq!(c.decrypt(&STANDARD.encode([0u8; 17])), Err(CryptoError::BadCipherLength(17)));
+        assert_eq!(
+            c.decrypt(&STANDARD.encode([0u8; 17])),
+            Err(CryptoError::BadCipherLength(17))
+        );
         // Random blocks decrypt to garbage whose padding or length is wrong.
         for seed in 0u8..50 {
             let garbage = STANDARD.encode([seed; 64]);

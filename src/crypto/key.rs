@@ -63,7 +63,8 @@ mod tests {
 
     #[test]
     fn official_key_with_trailing_bits_decodes() {
-        let key = AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+        let key =
+            AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
         assert_eq!(
             hex::encode(key.bytes()),
             "69b71d79f8218a39259a7a29aabb2dbafc31cb3d35db7e39ebbf3d0010831051"
@@ -78,8 +79,20 @@ mod tests {
 
     #[test]
     fn wrong_lengths_and_characters_are_rejected() {
-        for bad in ["", "abc", &"A".repeat(42), &"A".repeat(44), &format!("{}+", "A".repeat(42))] {
-            assert!(matches!(AesKey::from_encoding_aes_key(bad), Err(CryptoError::BadKey(_))), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            &"A".repeat(42),
+            &"A".repeat(44),
+            &format!("{}+", "A".repeat(42)),
+        ] {
+            assert!(
+                matches!(
+                    AesKey::from_encoding_aes_key(bad),
+                    Err(CryptoError::BadKey(_))
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -116,7 +116,12 @@ mod tests {
         assert!(!sig.matches(&sig.as_str()[..39]));
         assert!(!sig.matches(""));
         assert_eq!(
-            verify_signature("test", "1410685589", "test", "f21891de399b4e33a1a93c9a7b8a8fffb5a443fe"),
+            verify_signature(
+                "test",
+                "1410685589",
+                "test",
+                "f21891de399b4e33a1a93c9a7b8a8fffb5a443fe"
+            ),
             Err(CryptoError::BadSignature)
         );
     }

@@ -28,14 +28,19 @@ pub fn parse_encrypted(body: &[u8]) -> Result<Option<EncryptedBody>, XmlError> {
 }
 
 /// Renders the encrypted reply envelope.
-pub fn render_encrypted(encrypt: &str, msg_signature: &str, timestamp: &str, nonce: &str) -> String {
+pub fn render_encrypted(
+    encrypt: &str,
+    msg_signature: &str,
+    timestamp: &str,
+    nonce: &str,
+) -> String {
     let mut out = String::with_capacity(encrypt.len() + 160);
     out.push_str("<xml>\n");
     push_cdata_element(&mut out, "Encrypt", encrypt);
     out.push('\n');
     push_cdata_element(&mut out, "MsgSignature", msg_signature);
     out.push('\n');
-    let _ = write!(out, "<TimeStamp>{timestamp}</TimeStamp>\n");
+    let _ = writeln!(out, "<TimeStamp>{timestamp}</TimeStamp>");
     push_cdata_element(&mut out, "Nonce", nonce);
     out.push_str("\n</xml>");
     out
@@ -58,15 +63,24 @@ pub struct EncryptedReply {
 pub fn parse_encrypted_reply(body: &[u8]) -> Result<Option<EncryptedReply>, XmlError> {
     let root = xml::parse(body)?;
     let field = |n: &str| root.child_text(n).map(str::to_owned);
-    Ok(match (field("Encrypt"), field("MsgSignature"), field("TimeStamp"), field("Nonce")) {
-        (Some(encrypt), Some(msg_signature), Some(timestamp), Some(nonce)) => Some(EncryptedReply {
-            encrypt,
-            msg_signature,
-            timestamp,
-            nonce,
-        }),
-        _ => None,
-    })
+    Ok(
+        match (
+            field("Encrypt"),
+            field("MsgSignature"),
+            field("TimeStamp"),
+            field("Nonce"),
+        ) {
+            (Some(encrypt), Some(msg_signature), Some(timestamp), Some(nonce)) => {
+                Some(EncryptedReply {
+                    encrypt,
+                    msg_signature,
+                    timestamp,
+                    nonce,
+                })
+            }
+            _ => None,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -86,7 +100,10 @@ mod tests {
     #[test]
     fn body_without_encrypt() {
         assert_eq!(parse_encrypted(b"<xml><A>1</A></xml>").unwrap(), None);
-        let body = parse_encrypted(b"<xml><ToUserName>gh</ToUserName><Encrypt>QUJD</Encrypt></xml>").unwrap().unwrap();
+        let body =
+            parse_encrypted(b"<xml><ToUserName>gh</ToUserName><Encrypt>QUJD</Encrypt></xml>")
+                .unwrap()
+                .unwrap();
         assert_eq!(body.encrypt, "QUJD");
         assert_eq!(body.to_user.as_deref(), Some("gh"));
     }

@@ -233,8 +233,12 @@ impl Message {
     /// Builds a typed message from a parsed document.
     pub fn from_element(root: Element) -> Result<Message, MessageError> {
         let to_user = required(&root, "ToUserName")?.to_owned();
-        let from_user = root.child_text("FromUserName").unwrap_or_default().to_owned();
-        let create_time = number::<i64>(&root, "CreateTime")?.ok_or(MessageError::MissingField("CreateTime"))?;
+        let from_user = root
+            .child_text("FromUserName")
+            .unwrap_or_default()
+            .to_owned();
+        let create_time =
+            number::<i64>(&root, "CreateTime")?.ok_or(MessageError::MissingField("CreateTime"))?;
         let msg_type = required(&root, "MsgType")?.trim().to_owned();
         let msg_id = match number::<u64>(&root, "MsgId")? {
             Some(id) => Some(id),
@@ -285,7 +289,8 @@ impl Message {
 }
 
 fn required<'a>(root: &'a Element, name: &'static str) -> Result<&'a str, MessageError> {
-    root.child_text(name).ok_or(MessageError::MissingField(name))
+    root.child_text(name)
+        .ok_or(MessageError::MissingField(name))
 }
 
 fn text(root: &Element, name: &'static str) -> Result<String, MessageError> {
@@ -296,10 +301,16 @@ fn optional(root: &Element, name: &str) -> Option<String> {
     root.child_text(name).map(str::to_owned)
 }
 
-fn number<T: std::str::FromStr>(root: &Element, name: &'static str) -> Result<Option<T>, MessageError> {
+fn number<T: std::str::FromStr>(
+    root: &Element,
+    name: &'static str,
+) -> Result<Option<T>, MessageError> {
     match root.child_text(name).map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| MessageError::BadNumber { field: name }),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| MessageError::BadNumber { field: name }),
     }
 }
 
@@ -324,11 +335,17 @@ fn parse_kind(root: &Element, msg_type: &str) -> Result<MessageKind, MessageErro
         },
         "video" => MessageKind::Video {
             media_id: text(root, "MediaId")?,
-            thumb_media_id: root.child_text("ThumbMediaId").unwrap_or_default().to_owned(),
+            thumb_media_id: root
+                .child_text("ThumbMediaId")
+                .unwrap_or_default()
+                .to_owned(),
         },
         "shortvideo" => MessageKind::ShortVideo {
             media_id: text(root, "MediaId")?,
-            thumb_media_id: root.child_text("ThumbMediaId").unwrap_or_default().to_owned(),
+            thumb_media_id: root
+                .child_text("ThumbMediaId")
+                .unwrap_or_default()
+                .to_owned(),
         },
         "location" => MessageKind::Location {
             latitude: float(root, "Location_X")?,
@@ -338,7 +355,10 @@ fn parse_kind(root: &Element, msg_type: &str) -> Result<MessageKind, MessageErro
         },
         "link" => MessageKind::Link {
             title: root.child_text("Title").unwrap_or_default().to_owned(),
-            description: root.child_text("Description").unwrap_or_default().to_owned(),
+            description: root
+                .child_text("Description")
+                .unwrap_or_default()
+                .to_owned(),
             url: text(root, "Url")?,
         },
         "event" => MessageKind::Event(parse_event(root)?),
@@ -412,7 +432,11 @@ fn parse_event(root: &Element) -> Result<Event, MessageError> {
 
 fn scan_code(root: &Element) -> ScanCode {
     let info = root.child("ScanCodeInfo");
-    let field = |n: &str| info.and_then(|i| i.child_text(n)).unwrap_or_default().to_owned();
+    let field = |n: &str| {
+        info.and_then(|i| i.child_text(n))
+            .unwrap_or_default()
+            .to_owned()
+    };
     ScanCode {
         event_key: root.child_text("EventKey").unwrap_or_default().to_owned(),
         scan_type: field("ScanType"),
@@ -461,34 +485,51 @@ mod tests {
 
     #[test]
     fn msg_id_beyond_f64_precision_is_exact() {
-        let m = msg("<MsgType>text</MsgType><Content>x</Content><MsgId>4561255354251345929</MsgId>").unwrap();
+        let m =
+            msg("<MsgType>text</MsgType><Content>x</Content><MsgId>4561255354251345929</MsgId>")
+                .unwrap();
         assert_eq!(m.msg_id, Some(4561255354251345929));
     }
 
     #[test]
     fn events_are_case_insensitive_and_typed() {
         let m = msg("<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[K1]]></EventKey>").unwrap();
-        assert_eq!(m.event(), Some(&Event::Click { event_key: "K1".into() }));
+        assert_eq!(
+            m.event(),
+            Some(&Event::Click {
+                event_key: "K1".into()
+            })
+        );
         assert_eq!(m.event_name(), "CLICK");
         let m = msg("<MsgType>event</MsgType><Event>TEMPLATESENDJOBFINISH</Event><MsgID>3487542469355618313</MsgID><Status>success</Status>").unwrap();
         assert_eq!(m.msg_id, Some(3487542469355618313));
-        assert!(matches!(m.event(), Some(Event::TemplateSendJobFinish { status }) if status == "success"));
+        assert!(
+            matches!(m.event(), Some(Event::TemplateSendJobFinish { status }) if status == "success")
+        );
     }
 
     #[test]
     fn unknown_keeps_every_field() {
-        let m = msg("<MsgType>miniprogrampage</MsgType><Title>t</Title><AppId>wxapp</AppId>").unwrap();
+        let m =
+            msg("<MsgType>miniprogrampage</MsgType><Title>t</Title><AppId>wxapp</AppId>").unwrap();
         assert_eq!(m.kind, MessageKind::Unknown);
         assert_eq!(m.fields.child_text("AppId"), Some("wxapp"));
-        let m = msg("<MsgType>event</MsgType><Event>user_info_modified</Event><Extra>1</Extra>").unwrap();
+        let m = msg("<MsgType>event</MsgType><Event>user_info_modified</Event><Extra>1</Extra>")
+            .unwrap();
         assert_eq!(m.event(), Some(&Event::Unknown));
         assert_eq!(m.fields.child_text("Extra"), Some("1"));
     }
 
     #[test]
     fn missing_and_bad_fields_are_errors() {
-        assert_eq!(msg("<Content>x</Content>").unwrap_err(), MessageError::MissingField("MsgType"));
-        assert_eq!(msg("<MsgType>text</MsgType>").unwrap_err(), MessageError::MissingField("Content"));
+        assert_eq!(
+            msg("<Content>x</Content>").unwrap_err(),
+            MessageError::MissingField("MsgType")
+        );
+        assert_eq!(
+            msg("<MsgType>text</MsgType>").unwrap_err(),
+            MessageError::MissingField("Content")
+        );
         assert_eq!(
             msg("<MsgType>location</MsgType><Location_X>north</Location_X><Location_Y>1</Location_Y>").unwrap_err(),
             MessageError::BadNumber { field: "Location_X" }

@@ -131,8 +131,12 @@ impl Reply {
         match self {
             Reply::Success => {}
             Reply::Text { content } => push_cdata_element(&mut out, "Content", content),
-            Reply::Image { media_id } => wrap(&mut out, "Image", |o| push_cdata_element(o, "MediaId", media_id)),
-            Reply::Voice { media_id } => wrap(&mut out, "Voice", |o| push_cdata_element(o, "MediaId", media_id)),
+            Reply::Image { media_id } => wrap(&mut out, "Image", |o| {
+                push_cdata_element(o, "MediaId", media_id)
+            }),
+            Reply::Voice { media_id } => wrap(&mut out, "Voice", |o| {
+                push_cdata_element(o, "MediaId", media_id)
+            }),
             Reply::Video {
                 media_id,
                 title,
@@ -171,7 +175,9 @@ impl Reply {
             }
             Reply::TransferCustomerService { kf_account } => {
                 if let Some(account) = kf_account {
-                    wrap(&mut out, "TransInfo", |o| push_cdata_element(o, "KfAccount", account));
+                    wrap(&mut out, "TransInfo", |o| {
+                        push_cdata_element(o, "KfAccount", account)
+                    });
                 }
             }
         }
@@ -212,9 +218,11 @@ mod tests {
 
     #[test]
     fn text_reply_matches_the_documented_shape() {
-        let xml = Reply::Text { content: "你好".into() }
-            .render("oABC", "gh_1", 1700000002, 1)
-            .unwrap();
+        let xml = Reply::Text {
+            content: "你好".into(),
+        }
+        .render("oABC", "gh_1", 1700000002, 1)
+        .unwrap();
         assert_eq!(
             xml,
             "<xml><ToUserName><![CDATA[oABC]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1700000002</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content></xml>"
@@ -223,14 +231,24 @@ mod tests {
 
     #[test]
     fn cdata_terminator_in_content_survives() {
-        let xml = Reply::Text { content: "a]]>b".into() }.render("o", "g", 1, 1).unwrap();
-        assert_eq!(parse_str(&xml).unwrap().child_text("Content"), Some("a]]>b"));
+        let xml = Reply::Text {
+            content: "a]]>b".into(),
+        }
+        .render("o", "g", 1, 1)
+        .unwrap();
+        assert_eq!(
+            parse_str(&xml).unwrap().child_text("Content"),
+            Some("a]]>b")
+        );
     }
 
     #[test]
     fn news_count_is_enforced() {
         assert_eq!(Reply::news(vec![]), Err(ReplyError::ArticleCount(0)));
-        assert_eq!(Reply::news((0..9).map(article).collect()), Err(ReplyError::ArticleCount(9)));
+        assert_eq!(
+            Reply::news((0..9).map(article).collect()),
+            Err(ReplyError::ArticleCount(9))
+        );
         let news = Reply::news((0..3).map(article).collect()).unwrap();
         let to_message = parse_str(&news.render("o", "g", 1, 1).unwrap()).unwrap();
         assert_eq!(to_message.child_text("ArticleCount"), Some("1"));
@@ -243,9 +261,17 @@ mod tests {
     #[test]
     fn every_kind_renders_well_formed_xml() {
         let replies = [
-            Reply::Image { media_id: "m".into() },
-            Reply::Voice { media_id: "m".into() },
-            Reply::Video { media_id: "m".into(), title: Some("t".into()), description: None },
+            Reply::Image {
+                media_id: "m".into(),
+            },
+            Reply::Voice {
+                media_id: "m".into(),
+            },
+            Reply::Video {
+                media_id: "m".into(),
+                title: Some("t".into()),
+                description: None,
+            },
             Reply::Music {
                 title: Some("t".into()),
                 description: Some("d".into()),
@@ -253,7 +279,9 @@ mod tests {
                 hq_music_url: Some("h".into()),
                 thumb_media_id: "th".into(),
             },
-            Reply::TransferCustomerService { kf_account: Some("a@b".into()) },
+            Reply::TransferCustomerService {
+                kf_account: Some("a@b".into()),
+            },
             Reply::TransferCustomerService { kf_account: None },
         ];
         for r in replies {

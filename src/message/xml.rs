@@ -220,7 +220,11 @@ mod tests {
             let mut xml = String::from("<xml>");
             push_cdata_element(&mut xml, "Content", value);
             xml.push_str("</xml>");
-            assert_eq!(parse_str(&xml).unwrap().child_text("Content"), Some(value), "{xml}");
+            assert_eq!(
+                parse_str(&xml).unwrap().child_text("Content"),
+                Some(value),
+                "{xml}"
+            );
         }
     }
 
@@ -243,7 +247,10 @@ mod tests {
     fn refuses_doctype_and_entities() {
         let bomb = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><xml><A>&b;</A></xml>";
         assert_eq!(parse_str(bomb), Err(XmlError::Doctype));
-        assert!(matches!(parse_str("<xml><A>&undefined;</A></xml>"), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse_str("<xml><A>&undefined;</A></xml>"),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -251,7 +258,10 @@ mod tests {
         assert_eq!(parse_str(""), Err(XmlError::Empty));
         assert_eq!(parse_str("   "), Err(XmlError::Empty));
         assert!(matches!(parse_str("<root/>"), Err(XmlError::WrongRoot(_))));
-        assert!(matches!(parse_str("<root></root>"), Err(XmlError::WrongRoot(_))));
+        assert!(matches!(
+            parse_str("<root></root>"),
+            Err(XmlError::WrongRoot(_))
+        ));
         assert!(parse_str("<xml><A></B></xml>").is_err());
         assert!(parse_str("<xml><A>").is_err());
         assert!(parse_str("<xml></xml><xml></xml>").is_err());

@@ -53,7 +53,11 @@ impl TextIndexBuilder {
     pub(super) fn exact(&mut self, words: &[String], ignore_case: bool, rule: usize) {
         let side = self.side(ignore_case);
         for w in words {
-            let key = if ignore_case { w.to_lowercase() } else { w.clone() };
+            let key = if ignore_case {
+                w.to_lowercase()
+            } else {
+                w.clone()
+            };
             side.exact.entry(key).or_insert(rule);
         }
     }
@@ -61,7 +65,11 @@ impl TextIndexBuilder {
     pub(super) fn prefix(&mut self, words: &[String], ignore_case: bool, rule: usize) {
         let side = self.side(ignore_case);
         for w in words {
-            let key = if ignore_case { w.to_lowercase() } else { w.clone() };
+            let key = if ignore_case {
+                w.to_lowercase()
+            } else {
+                w.clone()
+            };
             side.prefix_lengths.insert(key.len());
             side.prefix.entry(key).or_insert(rule);
         }
@@ -70,12 +78,21 @@ impl TextIndexBuilder {
     pub(super) fn contains(&mut self, words: &[String], ignore_case: bool, rule: usize) {
         let side = self.side(ignore_case);
         for w in words {
-            let key = if ignore_case { w.to_lowercase() } else { w.clone() };
+            let key = if ignore_case {
+                w.to_lowercase()
+            } else {
+                w.clone()
+            };
             side.contains.push((key, rule));
         }
     }
 
-    pub(super) fn regex(&mut self, pattern: &str, ignore_case: bool, rule: usize) -> Result<(), String> {
+    pub(super) fn regex(
+        &mut self,
+        pattern: &str,
+        ignore_case: bool,
+        rule: usize,
+    ) -> Result<(), String> {
         let full = if ignore_case {
             format!("(?i:{pattern})")
         } else {
@@ -88,16 +105,17 @@ impl TextIndexBuilder {
     }
 
     pub(super) fn build(self) -> Result<TextIndex, String> {
-        let automaton = |patterns: &[(String, usize)]| -> Result<Option<(AhoCorasick, Vec<usize>)>, String> {
-            if patterns.is_empty() {
-                return Ok(None);
-            }
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(patterns.iter().map(|(p, _)| p))
-                .map_err(|e| format!("cannot build keyword automaton: {e}"))?;
-            Ok(Some((ac, patterns.iter().map(|(_, r)| *r).collect())))
-        };
+        let automaton =
+            |patterns: &[(String, usize)]| -> Result<Option<(AhoCorasick, Vec<usize>)>, String> {
+                if patterns.is_empty() {
+                    return Ok(None);
+                }
+                let ac = AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(patterns.iter().map(|(p, _)| p))
+                    .map_err(|e| format!("cannot build keyword automaton: {e}"))?;
+                Ok(Some((ac, patterns.iter().map(|(_, r)| *r).collect())))
+            };
         let regex_set = if self.regexes.is_empty() {
             None
         } else {

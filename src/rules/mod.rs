@@ -73,7 +73,10 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Compiles rules, reporting every problem found (not just the first).
-    pub fn compile(specs: &[RuleSpec], default: Option<&ReplySpec>) -> Result<RuleSet, Vec<RuleError>> {
+    pub fn compile(
+        specs: &[RuleSpec],
+        default: Option<&ReplySpec>,
+    ) -> Result<RuleSet, Vec<RuleError>> {
         let mut errors = Vec::new();
         let mut rules = Vec::with_capacity(specs.len());
         let mut others = Vec::new();
@@ -159,8 +162,9 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// The reply for a message: first matching rule, else the default reply,
-    /// else `success`.
+    /// The reply for a message: first matching rule; else, for user messages
+    /// (not events), the default reply; else `success`. Events get no default
+    /// reply: answering an unsubscribe or a job report makes no sense.
     pub fn evaluate(&self, message: &Message) -> Decision {
         let mut best = match &message.kind {
             MessageKind::Text { content, .. } => self.text.first_match(content),
@@ -186,8 +190,10 @@ impl RuleSet {
             None => Decision {
                 rule: None,
                 reply: match &self.default {
-                    Some((reply, templated)) => fill(reply, *templated, message),
-                    None => Reply::Success,
+                    Some((reply, templated)) if message.is_user_message() => {
+                        fill(reply, *templated, message)
+                    }
+                    _ => Reply::Success,
                 },
             },
         }
@@ -212,7 +218,11 @@ impl Condition {
     }
 }
 
-fn compile_match(m: &MatchSpec, rule: usize, text: &mut index::TextIndexBuilder) -> Result<Condition, String> {
+fn compile_match(
+    m: &MatchSpec,
+    rule: usize,
+    text: &mut index::TextIndexBuilder,
+) -> Result<Condition, String> {
     let kinds = [
         m.text.is_some(),
         m.contains.is_some(),
@@ -222,14 +232,21 @@ fn compile_match(m: &MatchSpec, rule: usize, text: &mut index::TextIndexBuilder)
         m.event.is_some(),
     ];
     match kinds.iter().filter(|&&k| k).count() {
-        0 => return Err("match needs one of text, contains, prefix, regex, msg_type, event".into()),
+        0 => {
+            return Err("match needs one of text, contains, prefix, regex, msg_type, event".into())
+        }
         1 => {}
-        _ => return Err("match may use only one of text, contains, prefix, regex, msg_type, event".into()),
+        _ => {
+            return Err(
+                "match may use only one of text, contains, prefix, regex, msg_type, event".into(),
+            )
+        }
     }
     if m.event.is_none() && (m.key.is_some() || m.key_prefix.is_some()) {
         return Err("key and key_prefix only go with event".into());
     }
-    let is_text = m.text.is_some() || m.contains.is_some() || m.prefix.is_some() || m.regex.is_some();
+    let is_text =
+        m.text.is_some() || m.contains.is_some() || m.prefix.is_some() || m.regex.is_some();
     if m.ignore_case && !is_text {
         return Err("ignore_case only goes with text, contains, prefix or regex".into());
     }
@@ -323,7 +340,9 @@ pub fn compile_reply(spec: &ReplySpec) -> Result<(Reply, bool), String> {
                 .collect();
             Reply::news(articles).map_err(|e| e.to_string())?
         }
-        ReplySpec::TransferCustomerService { kf_account } => Reply::TransferCustomerService { kf_account },
+        ReplySpec::TransferCustomerService { kf_account } => {
+            Reply::TransferCustomerService { kf_account }
+        }
     };
     let mut templated = false;
     let mut problem = None;
@@ -361,7 +380,9 @@ fn fill(reply: &Reply, templated: bool, message: &Message) -> Reply {
 fn map_strings(reply: &Reply, f: &mut impl FnMut(&str) -> String) -> Reply {
     let mut opt = |o: &Option<String>| o.as_deref().map(&mut *f);
     match reply {
-        Reply::Text { content } => Reply::Text { content: f(content) },
+        Reply::Text { content } => Reply::Text {
+            content: f(content),
+        },
         Reply::Video {
             media_id,
             title,

@@ -60,12 +60,12 @@ fn expand_with(
     while let Some(pos) = rest.find(['{', '}']) {
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
-        if tail.starts_with("{{") {
+        if let Some(after) = tail.strip_prefix("{{") {
             out.push('{');
-            rest = &tail[2..];
-        } else if tail.starts_with("}}") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("}}") {
             out.push('}');
-            rest = &tail[2..];
+            rest = after;
         } else if tail.starts_with('}') {
             return Err("unmatched '}' (write '}}' for a literal brace)".into());
         } else {
@@ -94,14 +94,19 @@ mod tests {
     #[test]
     fn expands_known_placeholders() {
         assert_eq!(
-            expand("{from_user}->{to_user}: {content} @{create_time} {{literal}}", &message()),
+            expand(
+                "{from_user}->{to_user}: {content} @{create_time} {{literal}}",
+                &message()
+            ),
             "o_2->gh_1: hi {x} @7 {literal}"
         );
     }
 
     #[test]
     fn rejects_unknown_and_unbalanced() {
-        assert!(validate("{nope}").unwrap_err().contains("unknown placeholder {nope}"));
+        assert!(validate("{nope}")
+            .unwrap_err()
+            .contains("unknown placeholder {nope}"));
         assert!(validate("{content").is_err());
         assert!(validate("a } b").is_err());
         assert!(validate("{content} and {{ }}").is_ok());

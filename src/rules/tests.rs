@@ -99,19 +99,48 @@ reply = { type = "text", content = "never: prefix rule comes first" }
 fn each_matcher_kind_matches() {
     let set = rules(SAMPLE).unwrap();
     let d = set.evaluate(&text("微博"));
-    assert_eq!((d.rule.as_deref(), said(&d.reply)), (Some("exact"), "exact"));
-    assert_eq!(set.evaluate(&text("hello")).rule.as_deref(), Some("ci-exact"));
-    assert_eq!(set.evaluate(&text("HeLLo")).rule.as_deref(), Some("ci-exact"));
+    assert_eq!(
+        (d.rule.as_deref(), said(&d.reply)),
+        (Some("exact"), "exact")
+    );
+    assert_eq!(
+        set.evaluate(&text("hello")).rule.as_deref(),
+        Some("ci-exact")
+    );
+    assert_eq!(
+        set.evaluate(&text("HeLLo")).rule.as_deref(),
+        Some("ci-exact")
+    );
     assert_eq!(said(&set.evaluate(&text("echo hi")).reply), "echo: echo hi");
-    assert_eq!(set.evaluate(&text("多少PRICE?")).rule.as_deref(), Some("contains"));
-    assert_eq!(set.evaluate(&text("问价格")).rule.as_deref(), Some("contains"));
-    assert_eq!(set.evaluate(&text("order 42")).rule.as_deref(), Some("regex"));
+    assert_eq!(
+        set.evaluate(&text("多少PRICE?")).rule.as_deref(),
+        Some("contains")
+    );
+    assert_eq!(
+        set.evaluate(&text("问价格")).rule.as_deref(),
+        Some("contains")
+    );
+    assert_eq!(
+        set.evaluate(&text("order 42")).rule.as_deref(),
+        Some("regex")
+    );
     assert_eq!(set.evaluate(&text("order x")).rule, None);
-    assert_eq!(set.evaluate(&other("image", "<PicUrl>u</PicUrl><MediaId>m</MediaId>")).rule.as_deref(), Some("image"));
+    assert_eq!(
+        set.evaluate(&other("image", "<PicUrl>u</PicUrl><MediaId>m</MediaId>"))
+            .rule
+            .as_deref(),
+        Some("image")
+    );
     let qr = set.evaluate(&event("subscribe", "qrscene_9"));
     assert_eq!(said(&qr.reply), "qr qrscene_9");
-    assert_eq!(set.evaluate(&event("subscribe", "")).rule.as_deref(), Some("subscribe"));
-    assert_eq!(set.evaluate(&event("click", "K1")).rule.as_deref(), Some("click"));
+    assert_eq!(
+        set.evaluate(&event("subscribe", "")).rule.as_deref(),
+        Some("subscribe")
+    );
+    assert_eq!(
+        set.evaluate(&event("click", "K1")).rule.as_deref(),
+        Some("click")
+    );
     assert_eq!(set.evaluate(&event("CLICK", "K2")).rule, None);
 }
 
@@ -119,7 +148,10 @@ fn each_matcher_kind_matches() {
 fn first_match_in_file_order_wins() {
     let set = rules(SAMPLE).unwrap();
     // "echo me" is both a prefix match (rule 3) and an exact match (rule 10).
-    assert_eq!(set.evaluate(&text("echo me")).rule.as_deref(), Some("prefix"));
+    assert_eq!(
+        set.evaluate(&text("echo me")).rule.as_deref(),
+        Some("prefix")
+    );
     let set = rules(
         r#"
 [[rules]]
@@ -142,6 +174,11 @@ fn default_and_success() {
     let d = set.evaluate(&text("nothing matches"));
     assert_eq!(d.rule, None);
     assert_eq!(said(&d.reply), "default for o_2");
+    // Events never get the default reply.
+    assert_eq!(
+        set.evaluate(&event("unsubscribe", "")).reply,
+        Reply::Success
+    );
     let bare = rules("").unwrap();
     assert_eq!(bare.evaluate(&text("x")).reply, Reply::Success);
 }
@@ -197,11 +234,18 @@ reply = { type = "text", content = "x" }
 
 #[test]
 fn unknown_keys_are_refused_by_the_schema() {
-    let err = toml::from_str::<RuleSpec>("match = { txt = \"a\" }\nreply = { type = \"text\", content = \"x\" }").unwrap_err();
+    let err = toml::from_str::<RuleSpec>(
+        "match = { txt = \"a\" }\nreply = { type = \"text\", content = \"x\" }",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("unknown field `txt`"), "{err}");
-    let err = toml::from_str::<RuleSpec>("match = { text = \"a\" }\nreply = { type = \"text\", content = \"x\", colour = 1 }").unwrap_err();
+    let err = toml::from_str::<RuleSpec>(
+        "match = { text = \"a\" }\nreply = { type = \"text\", content = \"x\", colour = 1 }",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");
-    let err = toml::from_str::<RuleSpec>("match = { text = \"a\" }\nreply = { type = \"gif\" }").unwrap_err();
+    let err = toml::from_str::<RuleSpec>("match = { text = \"a\" }\nreply = { type = \"gif\" }")
+        .unwrap_err();
     assert!(err.to_string().contains("gif"), "{err}");
 }
 
@@ -215,10 +259,17 @@ fn many_keywords_still_pick_the_first_rule() {
                 contains: Some(OneOrMany::One(format!("kw{i}x"))),
                 ..MatchSpec::default()
             },
-            reply: ReplySpec::Text { content: format!("r{i}") },
+            reply: ReplySpec::Text {
+                content: format!("r{i}"),
+            },
         });
     }
     let set = RuleSet::compile(&specs, None).unwrap();
-    assert_eq!(set.evaluate(&text("I say kw4999x and kw17x")).rule.as_deref(), Some("k17"));
+    assert_eq!(
+        set.evaluate(&text("I say kw4999x and kw17x"))
+            .rule
+            .as_deref(),
+        Some("k17")
+    );
     assert_eq!(set.evaluate(&text("nothing")).rule, None);
 }

@@ -22,7 +22,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Callback(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
-            ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => StatusCode::BAD_REQUEST,
+            ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -48,12 +50,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
-            ApiError::Callback(e) if e.is_forbidden() => "forbidden: request is not authentic".to_owned(),
+            ApiError::Callback(e) if e.is_forbidden() => {
+                "forbidden: request is not authentic".to_owned()
+            }
             ApiError::Callback(e) => format!("bad request: {e}"),
             ApiError::BadQuery => "bad request: malformed query string".to_owned(),
             ApiError::TooLarge => "payload too large".to_owned(),
             ApiError::BadBody => "bad request: body could not be read".to_owned(),
         };
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], detail).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            detail,
+        )
+            .into_response()
     }
 }

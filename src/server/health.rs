@@ -45,6 +45,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         "uptime_secs": state.inner.started.elapsed().as_secs(),
         "checks": checks,
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }

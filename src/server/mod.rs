@@ -101,7 +101,9 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
                 })
                 .on_request(())
                 .on_response(
-                    |res: &axum::response::Response, latency: std::time::Duration, _span: &tracing::Span| {
+                    |res: &axum::response::Response,
+                     latency: std::time::Duration,
+                     _span: &tracing::Span| {
                         tracing::info!(
                             status = res.status().as_u16(),
                             latency_us = latency.as_micros() as u64,

@@ -30,12 +30,19 @@ fn refuse(e: ApiError) -> Response {
 }
 
 /// URL verification: echo `echostr` when the signature holds.
-pub(super) async fn verify(State(state): State<AppState>, q: Result<Query<CallbackQuery>, QueryRejection>) -> Response {
+pub(super) async fn verify(
+    State(state): State<AppState>,
+    q: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Response {
     let result = query(q).and_then(|q| state.callback().verify_url(&q).map_err(ApiError::from));
     match result {
         Ok(echostr) => {
             Span::current().record("outcome", "verified");
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echostr).into_response()
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                echostr,
+            )
+                .into_response()
         }
         Err(e) => refuse(e),
     }
@@ -53,7 +60,9 @@ pub(super) async fn receive(
     };
     let body = match body {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => return refuse(ApiError::TooLarge),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(ApiError::TooLarge)
+        }
         Err(_) => return refuse(ApiError::BadBody),
     };
     let rules = state.rules();
@@ -61,8 +70,19 @@ pub(super) async fn receive(
         Ok((inbound, outcome)) => {
             let span = Span::current();
             span.record("msg_type", inbound.message.msg_type.as_str());
-            span.record("outcome", if outcome.reply_type.is_some() { "replied" } else { "success" });
-            tracing::debug!(rule = outcome.rule.as_deref().unwrap_or("-"), reply = outcome.reply_type.unwrap_or("success"), "handled");
+            span.record(
+                "outcome",
+                if outcome.reply_type.is_some() {
+                    "replied"
+                } else {
+                    "success"
+                },
+            );
+            tracing::debug!(
+                rule = outcome.rule.as_deref().unwrap_or("-"),
+                reply = outcome.reply_type.unwrap_or("success"),
+                "handled"
+            );
             let content_type = if outcome.reply_type.is_some() {
                 "application/xml; charset=utf-8"
             } else {

@@ -1,0 +1,129 @@
+//! Arbitrary and mutated input never panics and never gets a 5xx.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Body;
+use axum::http::Request;
+use proptest::prelude::*;
+use tower::ServiceExt;
+use wxgate::callback::Callback;
+use wxgate::clock::ManualClock;
+use wxgate::server::{router, AppState, RouterSettings};
+
+use crate::helpers::{config, encrypted_request, text_xml};
+
+const NOW: i64 = 1_750_000_000;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+fn app(mode: &str) -> axum::Router {
+    let config = config(mode, "");
+    let callback = Callback::new(&config.account, 300, Arc::new(ManualClock::new(NOW)));
+    let state = AppState::new(callback, config.rules.clone(), vec![]);
+    router(
+        state,
+        &RouterSettings {
+            path: "/weixin".into(),
+            max_body_bytes: 64 * 1024,
+        },
+    )
+}
+
+fn status_of(router: &axum::Router, method: &str, uri: &str, body: Vec<u8>) -> u16 {
+    let request = match Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+    {
+        Ok(r) => r,
+        // Not even a valid HTTP request line: hyper would refuse it before us.
+        Err(_) => return 400,
+    };
+    RUNTIME.block_on(async {
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+fn query_strategy() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("signature".to_owned()),
+        Just("timestamp".to_owned()),
+        Just("nonce".to_owned()),
+        Just("echostr".to_owned()),
+        Just("encrypt_type".to_owned()),
+        Just("msg_signature".to_owned()),
+        "[a-z_%]{1,8}",
+    ];
+    let value = prop_oneof![
+        Just("aes".to_owned()),
+        Just(NOW.to_string()),
+        "[ -~]{0,20}",
+        "[0-9a-f]{40}"
+    ];
+    prop::collection::vec((key, value), 0..8).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(['#', ' '], "%20")))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_requests_get_4xx(
+        mode in prop_oneof![Just("plain"), Just("compatible"), Just("safe")],
+        method in prop_oneof![Just("GET"), Just("POST")],
+        query in query_strategy(),
+        body in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let status = status_of(&app(mode), method, &format!("/weixin?{query}"), body);
+        prop_assert!((400..500).contains(&status), "status {status}");
+    }
+
+    #[test]
+    fn arbitrary_xml_like_bodies_with_a_valid_signature_get_4xx_or_200(
+        body in "(<xml>|<[A-Za-z]{1,6}>|</[A-Za-z]{1,6}>|<!\\[CDATA\\[|\\]\\]>|<!DOCTYPE|&[a-z]{1,4};|[ -~]{0,10}|</xml>){0,24}",
+    ) {
+        let ts = NOW.to_string();
+        let sig = wxgate::crypto::signature(&crate::helpers::ACCOUNT.token, &ts, "1");
+        let status = status_of(&app("plain"), "POST", &format!("/weixin?signature={sig}&timestamp={ts}&nonce=1"), body.into_bytes());
+        prop_assert!(status == 200 || (400..500).contains(&status), "status {status}");
+    }
+
+    #[test]
+    fn mutated_encrypted_requests_never_5xx(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        mode in prop_oneof![Just("compatible"), Just("safe")],
+    ) {
+        let (query, body) = encrypted_request(&text_xml("hello", NOW, 1), NOW);
+        let mut bytes = body.clone().into_bytes();
+        for (index, byte) in &flips {
+            let i = index.index(bytes.len());
+            bytes[i] = *byte;
+        }
+        let encrypt_intact = {
+            let original = wxgate::message::envelope::parse_encrypted(body.as_bytes()).unwrap().unwrap().encrypt;
+            wxgate::message::envelope::parse_encrypted(&bytes).ok().flatten().map(|b| b.encrypt) == Some(original)
+        };
+        let status = status_of(&app(mode), "POST", &query, bytes);
+        if encrypt_intact {
+            prop_assert!(status == 200 || status == 400, "status {status}");
+        } else {
+            prop_assert!((400..500).contains(&status), "status {status}");
+        }
+    }
+}

@@ -101,8 +101,8 @@ impl CallbackError {
 /// A verified, decrypted, parsed inbound message and how to answer it.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    /// The message.
-    pub message: Message,
+    /// The message (shared with tasks that outlive the request).
+    pub message: Arc<Message>,
     /// Crypto to seal the reply with, when the request was encrypted.
     seal_with: Option<MessageCrypto>,
 }
@@ -214,7 +214,7 @@ impl Callback {
             crypto::verify_signature(self.token.expose(), timestamp, nonce, signature)
                 .map_err(|_| CallbackError::BadSignature)?;
             self.check_timestamp(timestamp)?;
-            let message = Message::parse(body)?;
+            let message = Arc::new(Message::parse(body)?);
             return Ok(Inbound {
                 message,
                 seal_with: None,
@@ -233,7 +233,7 @@ impl Callback {
         .map_err(|_| CallbackError::BadSignature)?;
         self.check_timestamp(timestamp)?;
         let (plain, crypto) = self.decrypt(&envelope.encrypt)?;
-        let message = Message::parse(plain.as_bytes())?;
+        let message = Arc::new(Message::parse(plain.as_bytes())?);
         Ok(Inbound {
             message,
             seal_with: Some(crypto.clone()),
@@ -257,9 +257,9 @@ impl Callback {
         }
     }
 
-    /// Renders, and when needed encrypts and signs, the reply to `inbound`.
-    /// `success` is never encrypted (PROTOCOL §5).
-    pub fn seal(&self, inbound: &Inbound, reply: &Reply) -> String {
+    /// Renders the plaintext reply XML (`None` for `success`), with the
+    /// header swapped and WeChat's article limit applied.
+    pub fn render(&self, inbound: &Inbound, reply: &Reply) -> Option<Arc<str>> {
         let message = &inbound.message;
         let max_articles = if message.is_user_message() {
             1
@@ -267,21 +267,35 @@ impl Callback {
             MAX_ARTICLES
         };
         let now = self.clock.now_unix();
-        let Some(xml) = reply.render(&message.from_user, &message.to_user, now, max_articles)
-        else {
+        reply
+            .render(&message.from_user, &message.to_user, now, max_articles)
+            .map(Arc::from)
+    }
+
+    /// The HTTP body for a rendered reply: plain XML, or the encrypted and
+    /// signed envelope when the request was encrypted. `success` is never
+    /// encrypted (PROTOCOL §5). Each call encrypts afresh (new random prefix,
+    /// nonce and timestamp), so a replayed answer is a fresh envelope.
+    pub fn seal_rendered(&self, inbound: &Inbound, xml: Option<&str>) -> String {
+        let Some(xml) = xml else {
             return "success".to_owned();
         };
         match &inbound.seal_with {
-            None => xml,
+            None => xml.to_owned(),
             Some(crypto) => {
-                let encrypt = crypto.encrypt(&xml);
-                let timestamp = now.to_string();
+                let encrypt = crypto.encrypt(xml);
+                let timestamp = self.clock.now_unix().to_string();
                 let nonce = rand::random::<u32>().to_string();
                 let signature =
                     crypto::msg_signature(self.token.expose(), &timestamp, &nonce, &encrypt);
                 envelope::render_encrypted(&encrypt, signature.as_str(), &timestamp, &nonce)
             }
         }
+    }
+
+    /// Renders and seals in one step.
+    pub fn seal(&self, inbound: &Inbound, reply: &Reply) -> String {
+        self.seal_rendered(inbound, self.render(inbound, reply).as_deref())
     }
 
     /// The whole pipeline against a rule set.

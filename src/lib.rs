@@ -9,6 +9,8 @@
 //!   events, reply rendering. No crypto, no HTTP.
 //! - [`rules`]: the TOML keyword rule engine. Knows messages only.
 //! - [`callback`]: the HTTP-free pipeline joining the three above.
+//! - [`delivery`]: retries deduplicated, the deadline, overload replies, late results.
+//! - [`security`]: the callback IP allowlist. [`metrics`]: Prometheus counters.
 //! - [`config`]: the configuration file, validated once at start-up.
 //! - [`server`]: axum routes, status codes and the layer stack.
 //! - [`startup`]: binds the listener and wires everything together.
@@ -21,8 +23,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod message;
+pub mod metrics;
 pub mod rules;
+pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod startup;

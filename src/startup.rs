@@ -3,13 +3,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::callback::Callback;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreConfig};
-use crate::server::{self, AppState, Probe, ProbeFuture, RouterSettings};
+use crate::delivery::{
+    Dedup, Delivery, LateDelivery, MemoryDedup, NoLateDelivery, Responder, RulesResponder,
+    SharedRules,
+};
+use crate::metrics::Metrics;
+use crate::security::Allowlist;
+use crate::server::{self, AppState, Probe, ProbeFuture, RouterSettings, StateParts};
 
 /// A bound, ready-to-run wxgate.
 pub struct Application {
@@ -17,6 +25,31 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     addr: SocketAddr,
+    rules: SharedRules,
+    shutdown_grace: Duration,
+}
+
+/// Parts that can be swapped in when building (tests, embedding).
+pub struct Overrides {
+    /// The wall clock (default: the system clock).
+    pub clock: Arc<dyn Clock>,
+    /// The reply decision (default: the rules of the config).
+    pub responder: Option<Arc<dyn Responder>>,
+    /// Where late replies go (default: logged and dropped).
+    pub late: Option<Arc<dyn LateDelivery>>,
+    /// The dedup store (default: memory, from the config).
+    pub dedup: Option<Arc<dyn Dedup>>,
+}
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Overrides {
+            clock: Arc::new(SystemClock),
+            responder: None,
+            late: None,
+            dedup: None,
+        }
+    }
 }
 
 /// The in-memory store is always reachable; it reports itself as such.
@@ -58,12 +91,62 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
+        Application::build_with(
+            config,
+            Overrides {
+                clock,
+                ..Overrides::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`Application::build`] with parts swapped in.
+    pub async fn build_with(
+        config: Config,
+        overrides: Overrides,
+    ) -> Result<Application, StartupError> {
         let probe: Arc<dyn Probe> = match &config.store {
             StoreConfig::Memory => Arc::new(MemoryStoreProbe),
             StoreConfig::Redis { .. } => return Err(StartupError::Store("redis")),
         };
-        let callback = Callback::new(&config.account, config.server.timestamp_window_secs, clock);
-        let state = AppState::new(callback, config.rules.clone(), vec![probe]);
+        let metrics = Arc::new(Metrics::new());
+        let callback = Callback::new(
+            &config.account,
+            config.server.timestamp_window_secs,
+            overrides.clock,
+        );
+        let rules: SharedRules = Arc::new(ArcSwap::new(config.rules.clone()));
+        let responder = overrides
+            .responder
+            .unwrap_or_else(|| Arc::new(RulesResponder::new(rules.clone())));
+        let dedup = overrides.dedup.unwrap_or_else(|| {
+            Arc::new(MemoryDedup::new(
+                config.delivery.dedup_window,
+                config.delivery.dedup_capacity,
+            ))
+        });
+        let late = overrides.late.unwrap_or_else(|| Arc::new(NoLateDelivery));
+        let delivery = Delivery::new(
+            dedup,
+            responder,
+            late,
+            config.delivery.settings.clone(),
+            metrics.clone(),
+        );
+        let allowlist = Arc::new(Allowlist::new(
+            config.security.allowlist,
+            config.security.extra_allowed_ips.clone(),
+        ));
+        let state = AppState::new(StateParts {
+            callback,
+            rules: rules.clone(),
+            delivery,
+            metrics,
+            allowlist,
+            trusted_proxies: config.security.trusted_proxies.clone(),
+            probes: vec![probe],
+        });
         let settings = RouterSettings {
             path: config.server.path.clone(),
             max_body_bytes: config.server.max_body_bytes,
@@ -84,6 +167,8 @@ impl Application {
             router,
             state,
             addr,
+            rules,
+            shutdown_grace: config.delivery.shutdown_grace,
         })
     }
 
@@ -102,17 +187,40 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then drains requests in flight.
+    /// The rules in force (swap them to reload).
+    pub fn rules(&self) -> SharedRules {
+        self.rules.clone()
+    }
+
+    /// Serves until `shutdown` completes: then stops accepting connections,
+    /// lets requests in flight finish, and gives up on stragglers after the
+    /// configured grace period.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = fired_tx.send(true);
+        };
+        let grace = self.shutdown_grace;
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(signal);
+        let deadline = async move {
+            let _ = fired_rx.wait_for(|fired| *fired).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+                Ok(())
+            }
+        }
     }
 }

@@ -25,3 +25,27 @@ pub fn init(log: &LogConfig) {
         builder.try_init()
     };
 }
+
+/// An OpenID or user id shortened for logs: the first and last four
+/// characters, so lines can be correlated without exposing who it is.
+pub fn short_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 10 {
+        return "…".repeat(chars.len().min(1));
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_id;
+
+    #[test]
+    fn ids_are_shortened() {
+        assert_eq!(short_id("oX7kQ9mTzB4v-Lw2nR_c8YpE3sHd"), "oX7k…3sHd");
+        assert_eq!(short_id("short"), "…");
+        assert_eq!(short_id(""), "");
+    }
+}

@@ -15,6 +15,10 @@ pub(super) struct ConfigFile {
     pub store: StoreSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub delivery: DeliverySection,
+    #[serde(default)]
+    pub security: SecuritySection,
     pub default_reply: Option<ReplySpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -81,6 +85,50 @@ impl Default for LogSection {
         LogSection {
             level: "info".into(),
             format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct DeliverySection {
+    pub deadline_ms: u64,
+    pub fallback_reply: ReplySpec,
+    pub max_in_flight: usize,
+    pub overload_reply: ReplySpec,
+    pub dedup_window_secs: u64,
+    pub dedup_capacity: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            deadline_ms: 4500,
+            fallback_reply: ReplySpec::Success,
+            max_in_flight: 1024,
+            overload_reply: ReplySpec::Success,
+            dedup_window_secs: 300,
+            dedup_capacity: 100_000,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct SecuritySection {
+    pub trusted_proxies: Vec<String>,
+    pub ip_allowlist: String,
+    pub extra_allowed_ips: Vec<String>,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        SecuritySection {
+            trusted_proxies: Vec::new(),
+            ip_allowlist: "off".into(),
+            extra_allowed_ips: Vec::new(),
         }
     }
 }

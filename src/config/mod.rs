@@ -14,8 +14,15 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use std::time::Duration;
+
+use ipnet::IpNet;
+
 use crate::crypto::{AesKey, MessageCrypto};
-use crate::rules::RuleSet;
+use crate::delivery::DeliverySettings;
+use crate::message::Reply;
+use crate::rules::{compile_reply, ReplySpec, RuleSet};
+use crate::security::{parse_net, AllowlistMode};
 
 /// How the account's messages are encrypted (the console's 消息加解密方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +132,30 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// Retry, deadline and overload settings (`[delivery]`).
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Passed to the delivery machinery.
+    pub settings: DeliverySettings,
+    /// How long a message is remembered for dedup.
+    pub dedup_window: Duration,
+    /// At most this many messages remembered in memory.
+    pub dedup_capacity: usize,
+    /// After SIGTERM, requests in flight get this long to finish.
+    pub shutdown_grace: Duration,
+}
+
+/// Caller restrictions (`[security]`).
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Callback IP allowlist mode.
+    pub allowlist: AllowlistMode,
+    /// Always allowed when the allowlist is on.
+    pub extra_allowed_ips: Vec<IpNet>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -140,6 +171,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Compiled rules.
     pub rules: Arc<RuleSet>,
+    /// Delivery guarantees.
+    pub delivery: DeliveryConfig,
+    /// Caller restrictions.
+    pub security: SecurityConfig,
 }
 
 /// Why the configuration cannot be used.
@@ -327,6 +362,80 @@ impl Config {
             ));
         }
 
+        let mut fixed_reply = |spec: &ReplySpec, what: &str| -> Reply {
+            match compile_reply(spec) {
+                Ok((_, true)) => {
+                    problems.push(format!("delivery.{what} cannot use placeholders"));
+                    Reply::Success
+                }
+                Ok((reply, false)) => reply,
+                Err(e) => {
+                    problems.push(format!("delivery.{what}: {e}"));
+                    Reply::Success
+                }
+            }
+        };
+        let d = &raw.delivery;
+        let fallback = fixed_reply(&d.fallback_reply, "fallback_reply");
+        let overload = fixed_reply(&d.overload_reply, "overload_reply");
+        if !(100..=4900).contains(&d.deadline_ms) {
+            problems.push(
+                "delivery.deadline_ms must be between 100 and 4900 (WeChat gives up at 5000)"
+                    .into(),
+            );
+        }
+        if d.max_in_flight == 0 {
+            problems.push("delivery.max_in_flight must be at least 1".into());
+        }
+        if d.dedup_window_secs == 0 || d.dedup_capacity == 0 {
+            problems.push("delivery.dedup_window_secs and dedup_capacity must be positive".into());
+        }
+        let delivery = DeliveryConfig {
+            settings: DeliverySettings {
+                deadline: Duration::from_millis(d.deadline_ms),
+                fallback,
+                overload,
+                max_in_flight: d.max_in_flight,
+            },
+            dedup_window: Duration::from_secs(d.dedup_window_secs),
+            dedup_capacity: d.dedup_capacity,
+            shutdown_grace: Duration::from_secs(d.shutdown_grace_secs),
+        };
+
+        let mut nets = |list: &[String], what: &str| -> Vec<IpNet> {
+            list.iter()
+                .filter_map(|t| match parse_net(t) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        problems.push(format!("security.{what}: {e}"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let trusted_proxies = nets(&raw.security.trusted_proxies, "trusted_proxies");
+        let extra_allowed_ips = nets(&raw.security.extra_allowed_ips, "extra_allowed_ips");
+        let allowlist = match raw.security.ip_allowlist.as_str() {
+            "off" => AllowlistMode::Off,
+            "static" => AllowlistMode::Static,
+            "wechat" => AllowlistMode::Wechat,
+            other => {
+                problems.push(format!("security.ip_allowlist must be \"off\", \"static\" or \"wechat\", not {other:?}"));
+                AllowlistMode::Off
+            }
+        };
+        if allowlist == AllowlistMode::Static && extra_allowed_ips.is_empty() {
+            problems.push("security.ip_allowlist = \"static\" needs extra_allowed_ips".into());
+        }
+        if allowlist == AllowlistMode::Wechat && (app_secret.is_none() || app_id.is_none()) {
+            problems.push("security.ip_allowlist = \"wechat\" fetches WeChat's callback IPs and needs account.app_id and app_secret".into());
+        }
+        let security = SecurityConfig {
+            trusted_proxies,
+            allowlist,
+            extra_allowed_ips,
+        };
+
         let rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
             Ok(r) => Some(r),
             Err(errors) => {
@@ -358,6 +467,8 @@ impl Config {
                     json,
                 },
                 rules: Arc::new(rules),
+                delivery,
+                security,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),

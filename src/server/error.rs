@@ -15,6 +15,8 @@ pub enum ApiError {
     TooLarge,
     /// Body could not be read (400).
     BadBody,
+    /// Caller outside the callback IP allowlist (403).
+    ForbiddenIp,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Callback(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::ForbiddenIp => StatusCode::FORBIDDEN,
             ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => {
                 StatusCode::BAD_REQUEST
             }
@@ -36,6 +39,7 @@ impl ApiError {
             ApiError::BadQuery => "bad_query",
             ApiError::TooLarge => "body_too_large",
             ApiError::BadBody => "bad_body",
+            ApiError::ForbiddenIp => "forbidden_ip",
         }
     }
 }
@@ -57,6 +61,7 @@ impl IntoResponse for ApiError {
             ApiError::BadQuery => "bad request: malformed query string".to_owned(),
             ApiError::TooLarge => "payload too large".to_owned(),
             ApiError::BadBody => "bad request: body could not be read".to_owned(),
+            ApiError::ForbiddenIp => "forbidden: caller not allowed".to_owned(),
         };
         (
             status,

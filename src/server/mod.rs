@@ -2,23 +2,29 @@
 //!
 //! Knows axum and [`crate::callback`]; never AES or XML internals.
 
+mod client_ip;
 mod error;
 mod health;
 mod weixin;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
-use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, Request};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use ipnet::IpNet;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
 use crate::callback::Callback;
+use crate::delivery::{Delivery, SharedRules};
+use crate::metrics::Metrics;
 use crate::rules::RuleSet;
+use crate::security::Allowlist;
 pub use error::ApiError;
 pub use health::{Probe, ProbeFuture};
 
@@ -34,22 +40,53 @@ pub struct AppState {
 struct Shared {
     callback: Callback,
     /// Swapped atomically on reload; requests in flight keep the old set.
-    rules: ArcSwap<RuleSet>,
+    rules: SharedRules,
+    delivery: Delivery,
+    metrics: Arc<Metrics>,
+    allowlist: Arc<Allowlist>,
+    trusted_proxies: Vec<IpNet>,
     probes: Vec<Arc<dyn Probe>>,
     started: Instant,
 }
 
+/// The parts an [`AppState`] is made of.
+pub struct StateParts {
+    /// The callback pipeline.
+    pub callback: Callback,
+    /// The rules (shared with the responder).
+    pub rules: SharedRules,
+    /// Dedup, deadline and overload handling.
+    pub delivery: Delivery,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Callback IP allowlist.
+    pub allowlist: Arc<Allowlist>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Readiness probes.
+    pub probes: Vec<Arc<dyn Probe>>,
+}
+
 impl AppState {
     /// Builds the state from its parts.
-    pub fn new(callback: Callback, rules: Arc<RuleSet>, probes: Vec<Arc<dyn Probe>>) -> Self {
+    pub fn new(parts: StateParts) -> Self {
         AppState {
             inner: Arc::new(Shared {
-                callback,
-                rules: ArcSwap::new(rules),
-                probes,
+                callback: parts.callback,
+                rules: parts.rules,
+                delivery: parts.delivery,
+                metrics: parts.metrics,
+                allowlist: parts.allowlist,
+                trusted_proxies: parts.trusted_proxies,
+                probes: parts.probes,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The callback pipeline.
@@ -86,6 +123,7 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .route(&settings.path, get(weixin::verify).post(weixin::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             TraceLayer::new_for_http()
@@ -93,6 +131,7 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
                     // Path only: the query carries the sender's OpenID.
                     tracing::info_span!(
                         "request",
+                        id = %request_id(req.headers()),
                         method = %req.method(),
                         path = %req.uri().path(),
                         msg_type = Empty,
@@ -114,4 +153,28 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
                 .on_failure(()),
         )
         .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+}
+
+/// The request id for log lines: the proxy's `X-Request-Id` when it sent a
+/// sane one, else a process-unique counter.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id)
+            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_owned()
+        }
+        _ => format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed)),
+    }
 }

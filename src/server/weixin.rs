@@ -1,23 +1,42 @@
 //! `GET /weixin` (URL verification) and `POST /weixin` (messages).
 //! PROTOCOL §1.1 and §2.
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use tracing::Span;
 
-use super::{ApiError, AppState};
-use crate::callback::CallbackQuery;
+use super::{client_ip, ApiError, AppState};
+use crate::callback::{CallbackError, CallbackQuery};
+use crate::metrics::msg_type_label;
+use crate::telemetry::short_id;
 
 fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
     q.map(|Query(q)| q).map_err(|_| ApiError::BadQuery)
 }
 
-fn refuse(e: ApiError) -> Response {
-    let span = Span::current();
-    span.record("outcome", e.label());
+fn refuse(state: &AppState, e: ApiError) -> Response {
+    let metrics = state.metrics();
+    metrics.request(e.label(), "-");
+    match &e {
+        ApiError::Callback(CallbackError::BadSignature) => {
+            metrics.signature_failures.inc();
+        }
+        ApiError::Callback(CallbackError::Decrypt(_)) => {
+            metrics.decrypt_failures.inc();
+        }
+        ApiError::ForbiddenIp => {
+            metrics.forbidden_ip.inc();
+        }
+        _ => {}
+    }
+    Span::current().record("outcome", e.label());
     if e.status() == StatusCode::FORBIDDEN {
         tracing::warn!(reason = e.label(), "refused");
     } else {
@@ -29,14 +48,42 @@ fn refuse(e: ApiError) -> Response {
     e.into_response()
 }
 
+/// Refuses callers outside the allowlist (when one is configured).
+fn check_caller(
+    state: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let allowlist = &state.inner.allowlist;
+    if !allowlist.enabled() {
+        return Ok(());
+    }
+    // Without a socket peer (in-process tests) there is nobody to trust.
+    let Some(Extension(ConnectInfo(peer))) = peer else {
+        return Err(ApiError::ForbiddenIp);
+    };
+    let ip = client_ip::resolve(peer.ip(), headers, &state.inner.trusted_proxies);
+    if allowlist.allows(ip) {
+        Ok(())
+    } else {
+        tracing::warn!(client = %ip, "caller not in the callback IP allowlist");
+        Err(ApiError::ForbiddenIp)
+    }
+}
+
 /// URL verification: echo `echostr` when the signature holds.
 pub(super) async fn verify(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
-    let result = query(q).and_then(|q| state.callback().verify_url(&q).map_err(ApiError::from));
+    let result = check_caller(&state, peer, &headers)
+        .and_then(|()| query(q))
+        .and_then(|q| state.callback().verify_url(&q).map_err(ApiError::from));
     match result {
         Ok(echostr) => {
+            state.metrics().request("verified", "-");
             Span::current().record("outcome", "verified");
             (
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -44,52 +91,57 @@ pub(super) async fn verify(
             )
                 .into_response()
         }
-        Err(e) => refuse(e),
+        Err(e) => refuse(&state, e),
     }
 }
 
-/// A message or event: answer with the reply the rules choose.
+/// A message or event: verify, decrypt, decide (with dedup, deadline and
+/// overload handling), seal.
 pub(super) async fn receive(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = Instant::now();
+    if let Err(e) = check_caller(&state, peer, &headers) {
+        return refuse(&state, e);
+    }
     let q = match query(q) {
         Ok(q) => q,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(&state, e),
     };
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(ApiError::TooLarge)
+            return refuse(&state, ApiError::TooLarge)
         }
-        Err(_) => return refuse(ApiError::BadBody),
+        Err(_) => return refuse(&state, ApiError::BadBody),
     };
-    let rules = state.rules();
-    match state.callback().handle(&q, &body, &rules) {
-        Ok((inbound, outcome)) => {
-            let span = Span::current();
-            span.record("msg_type", inbound.message.msg_type.as_str());
-            span.record(
-                "outcome",
-                if outcome.reply_type.is_some() {
-                    "replied"
-                } else {
-                    "success"
-                },
-            );
-            tracing::debug!(
-                rule = outcome.rule.as_deref().unwrap_or("-"),
-                reply = outcome.reply_type.unwrap_or("success"),
-                "handled"
-            );
-            let content_type = if outcome.reply_type.is_some() {
-                "application/xml; charset=utf-8"
-            } else {
-                "text/plain; charset=utf-8"
-            };
-            ([(header::CONTENT_TYPE, content_type)], outcome.body).into_response()
-        }
-        Err(e) => refuse(ApiError::from(e)),
-    }
+    let callback = state.callback();
+    let inbound = match callback.open(&q, &body) {
+        Ok(inbound) => inbound,
+        Err(e) => return refuse(&state, ApiError::from(e)),
+    };
+    let msg_type = msg_type_label(&inbound.message.msg_type);
+    let span = Span::current();
+    span.record("msg_type", inbound.message.msg_type.as_str());
+    let (answer, outcome) = state
+        .inner
+        .delivery
+        .answer(callback, &inbound, started)
+        .await;
+    let body = callback.seal_rendered(&inbound, answer.as_deref());
+    span.record("outcome", outcome.label());
+    tracing::debug!(user = %short_id(&inbound.message.from_user), encrypted = inbound.encrypted(), "answered");
+    let metrics = state.metrics();
+    metrics.request(outcome.label(), msg_type);
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    let content_type = if answer.is_some() {
+        "application/xml; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }

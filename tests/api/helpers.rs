@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use wxgate::clock::ManualClock;
 use wxgate::crypto::{self, AesKey, MessageCrypto};
 use wxgate::message::envelope;
+use wxgate::startup::Overrides;
 use wxgate::{Application, Config};
 
 /// Logs go nowhere unless TEST_LOG is set.
@@ -144,7 +145,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
-    _stop: oneshot::Sender<()>,
+    pub metrics: Arc<wxgate::metrics::Metrics>,
+    _stop: Option<oneshot::Sender<()>>,
 }
 
 impl TestApp {
@@ -154,22 +156,49 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config, now: i64) -> TestApp {
+        TestApp::spawn_custom(config, now, Overrides::default()).await
+    }
+
+    /// Starts the app with parts swapped in (the clock is always a ManualClock at `now`).
+    pub async fn spawn_custom(config: Config, now: i64, overrides: Overrides) -> TestApp {
+        let (mut app, stop, _task) = TestApp::spawn_task(config, now, overrides).await;
+        app._stop = Some(stop);
+        app
+    }
+
+    /// Starts the app; the caller owns the shutdown trigger and the server task.
+    pub async fn spawn_task(
+        config: Config,
+        now: i64,
+        overrides: Overrides,
+    ) -> (
+        TestApp,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         LazyLock::force(&TRACING);
         let clock = Arc::new(ManualClock::new(now));
-        let app = Application::build_with_clock(config, clock.clone())
+        let overrides = Overrides {
+            clock: clock.clone(),
+            ..overrides
+        };
+        let app = Application::build_with(config, overrides)
             .await
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics = app.state().metrics().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async move {
+        let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestApp {
+        let app = TestApp {
             base,
             client: reqwest::Client::new(),
             clock,
-            _stop: stop,
-        }
+            metrics,
+            _stop: None,
+        };
+        (app, stop, task)
     }
 
     pub fn now(&self) -> i64 {

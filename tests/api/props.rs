@@ -5,10 +5,14 @@ use std::sync::{Arc, LazyLock};
 use axum::body::Body;
 use axum::http::Request;
 use proptest::prelude::*;
+use std::time::Duration;
 use tower::ServiceExt;
 use wxgate::callback::Callback;
 use wxgate::clock::ManualClock;
-use wxgate::server::{router, AppState, RouterSettings};
+use wxgate::delivery::{Delivery, MemoryDedup, NoLateDelivery, RulesResponder, SharedRules};
+use wxgate::metrics::Metrics;
+use wxgate::security::Allowlist;
+use wxgate::server::{router, AppState, RouterSettings, StateParts};
 
 use crate::helpers::{config, encrypted_request, text_xml};
 
@@ -24,7 +28,24 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 fn app(mode: &str) -> axum::Router {
     let config = config(mode, "");
     let callback = Callback::new(&config.account, 300, Arc::new(ManualClock::new(NOW)));
-    let state = AppState::new(callback, config.rules.clone(), vec![]);
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::new(config.rules.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let delivery = Delivery::new(
+        Arc::new(MemoryDedup::new(Duration::from_secs(300), 1000)),
+        Arc::new(RulesResponder::new(rules.clone())),
+        Arc::new(NoLateDelivery),
+        config.delivery.settings.clone(),
+        metrics.clone(),
+    );
+    let state = AppState::new(StateParts {
+        callback,
+        rules,
+        delivery,
+        metrics,
+        allowlist: Arc::new(Allowlist::off()),
+        trusted_proxies: vec![],
+        probes: vec![],
+    });
     router(
         state,
         &RouterSettings {

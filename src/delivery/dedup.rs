@@ -1,0 +1,305 @@
+//! Recognising WeChat's retries (PROTOCOL §6): the first arrival is handled,
+//! a retry during handling waits for the same answer, a later retry gets the
+//! recorded answer again.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::message::Message;
+
+/// What was answered: the plaintext reply XML, or `None` for `success`.
+pub type Recorded = Option<Arc<str>>;
+
+/// Boxed future used by the dedup trait (object safe, no extra crate).
+pub type DedupFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Identifies one delivery of one message across WeChat's retries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupKey(String);
+
+impl DedupKey {
+    /// Messages: account + sender + MsgId. Events (no MsgId): account +
+    /// sender + CreateTime + Event + EventKey (repeated LOCATION pushes share
+    /// sender and CreateTime, so the event name and key are part of it).
+    pub fn for_message(message: &Message) -> DedupKey {
+        let key = match message.msg_id.filter(|_| message.is_user_message()) {
+            Some(id) => format!("{}:{}:m:{id}", message.to_user, message.from_user),
+            None => format!(
+                "{}:{}:e:{}:{}:{}",
+                message.to_user,
+                message.from_user,
+                message.create_time,
+                message.event_name(),
+                message.event_key()
+            ),
+        };
+        DedupKey(key)
+    }
+
+    /// The key as text (store keys are derived from it).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The outcome of claiming a key.
+pub enum Claim {
+    /// First arrival: handle it, then [`Dedup::complete`].
+    First,
+    /// Seen before and answered: answer the same.
+    Done(Recorded),
+    /// Seen before and still being handled: [`Dedup::wait`] for it.
+    InFlight,
+}
+
+/// A failure of the backing store; callers fail open (handle the message).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("dedup store: {0}")]
+pub struct DedupError(pub String);
+
+/// A dedup record store shared by the requests of one node (memory) or of
+/// every node (Redis).
+pub trait Dedup: Send + Sync {
+    /// Claims `key`; exactly one caller per window gets [`Claim::First`].
+    fn claim<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, Result<Claim, DedupError>>;
+    /// Records the answer for `key`, waking retries that wait for it.
+    fn complete<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        answer: Recorded,
+    ) -> DedupFuture<'a, Result<(), DedupError>>;
+    /// Forgets an unanswered claim, so that the next retry is handled afresh.
+    fn abandon<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()>;
+    /// Waits until `key` is answered or `timeout` passes (`None`).
+    fn wait<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        timeout: Duration,
+    ) -> DedupFuture<'a, Option<Recorded>>;
+    /// Short description for readiness (`memory`, `redis`).
+    fn describe(&self) -> &'static str;
+}
+
+enum State {
+    /// Being handled; waiters subscribe.
+    InFlight(watch::Sender<Option<Recorded>>),
+    Done(Recorded),
+}
+
+struct Entry {
+    state: State,
+    at: Instant,
+}
+
+struct Inner {
+    entries: HashMap<DedupKey, Entry>,
+    /// Keys in insertion order with their insertion time, for eviction.
+    order: VecDeque<(DedupKey, Instant)>,
+}
+
+/// In-process dedup: bounded in size, oldest entries evicted first.
+///
+/// A std `Mutex` is right here: the critical sections are a hash lookup
+/// and never await, so a tokio mutex would only add overhead.
+pub struct MemoryDedup {
+    inner: Mutex<Inner>,
+    window: Duration,
+    capacity: usize,
+}
+
+impl MemoryDedup {
+    /// Remembers at most `capacity` messages for `window` each.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        MemoryDedup {
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+            window,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Number of remembered messages.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every mutation is a single insert/remove), so recover from poison.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some((key, at)) = inner.order.front() {
+            let expired = now.duration_since(*at) >= self.window;
+            if !expired && inner.entries.len() <= self.capacity {
+                break;
+            }
+            // Remove the map entry only if it is the one this order slot recorded.
+            if inner.entries.get(key).is_some_and(|e| e.at == *at) {
+                inner.entries.remove(key);
+            }
+            inner.order.pop_front();
+        }
+    }
+}
+
+impl Dedup for MemoryDedup {
+    fn claim<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, Result<Claim, DedupError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut inner = self.lock();
+            self.evict(&mut inner, now);
+            if let Some(entry) = inner.entries.get(key) {
+                if now.duration_since(entry.at) < self.window {
+                    return Ok(match &entry.state {
+                        State::Done(answer) => Claim::Done(answer.clone()),
+                        State::InFlight(_) => Claim::InFlight,
+                    });
+                }
+            }
+            let (tx, _) = watch::channel(None);
+            inner.entries.insert(
+                key.clone(),
+                Entry {
+                    state: State::InFlight(tx),
+                    at: now,
+                },
+            );
+            inner.order.push_back((key.clone(), now));
+            self.evict(&mut inner, now);
+            Ok(Claim::First)
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        answer: Recorded,
+    ) -> DedupFuture<'a, Result<(), DedupError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if let Some(entry) = inner.entries.get_mut(key) {
+                if let State::InFlight(tx) = &entry.state {
+                    tx.send_replace(Some(answer.clone()));
+                }
+                entry.state = State::Done(answer);
+            }
+            Ok(())
+        })
+    }
+
+    fn abandon<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner
+                .entries
+                .get(key)
+                .is_some_and(|e| matches!(e.state, State::InFlight(_)))
+            {
+                // Dropping the sender wakes the waiters with "no answer".
+                inner.entries.remove(key);
+            }
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        timeout: Duration,
+    ) -> DedupFuture<'a, Option<Recorded>> {
+        Box::pin(async move {
+            let mut rx = {
+                let inner = self.lock();
+                match inner.entries.get(key).map(|e| &e.state) {
+                    Some(State::Done(answer)) => return Some(answer.clone()),
+                    Some(State::InFlight(tx)) => tx.subscribe(),
+                    None => return None,
+                }
+            };
+            let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+            match waited {
+                Ok(Ok(value)) => value.clone(),
+                _ => None,
+            }
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> DedupKey {
+        DedupKey(format!("k{n}"))
+    }
+
+    #[tokio::test]
+    async fn first_then_in_flight_then_done() {
+        let d = MemoryDedup::new(Duration::from_secs(300), 100);
+        assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::First));
+        assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::InFlight));
+        let answer: Recorded = Some(Arc::from("<xml/>"));
+        d.complete(&key(1), answer.clone()).await.unwrap();
+        assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::Done(a) if a == answer));
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_answer_when_it_arrives() {
+        let d = Arc::new(MemoryDedup::new(Duration::from_secs(300), 100));
+        assert!(matches!(d.claim(&key(2)).await.unwrap(), Claim::First));
+        let waiter = {
+            let d = d.clone();
+            tokio::spawn(async move { d.wait(&key(2), Duration::from_secs(5)).await })
+        };
+        tokio::task::yield_now().await;
+        d.complete(&key(2), None).await.unwrap();
+        assert_eq!(waiter.await.unwrap(), Some(None));
+    }
+
+    #[tokio::test]
+    async fn abandoned_claims_can_be_claimed_again() {
+        let d = MemoryDedup::new(Duration::from_secs(300), 100);
+        assert!(matches!(d.claim(&key(3)).await.unwrap(), Claim::First));
+        d.abandon(&key(3)).await;
+        assert!(matches!(d.claim(&key(3)).await.unwrap(), Claim::First));
+        assert_eq!(d.wait(&key(99), Duration::from_millis(1)).await, None);
+    }
+
+    #[tokio::test]
+    async fn bounded_oldest_evicted_first() {
+        let d = MemoryDedup::new(Duration::from_secs(300), 3);
+        for n in 0..5 {
+            assert!(matches!(d.claim(&key(n)).await.unwrap(), Claim::First));
+        }
+        assert_eq!(d.len(), 3);
+        // The two oldest were forgotten; the newest are remembered.
+        assert!(matches!(d.claim(&key(4)).await.unwrap(), Claim::InFlight));
+        assert!(matches!(d.claim(&key(0)).await.unwrap(), Claim::First));
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_the_window() {
+        let d = MemoryDedup::new(Duration::from_millis(20), 100);
+        assert!(matches!(d.claim(&key(5)).await.unwrap(), Claim::First));
+        d.complete(&key(5), None).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(matches!(d.claim(&key(5)).await.unwrap(), Claim::First));
+    }
+}

@@ -1,0 +1,307 @@
+//! Delivery guarantees around the reply decision: WeChat's retries are
+//! deduplicated, every request is answered within the deadline, and excess
+//! load is answered at once instead of queued into WeChat's timeout.
+//!
+//! The decision itself comes from a [`Responder`] (the rules, later an
+//! upstream agent); a result that arrives after the deadline goes to a
+//! [`LateDelivery`] hook instead of being lost.
+
+pub mod dedup;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::callback::{Callback, Inbound};
+use crate::message::{Message, Reply};
+use crate::metrics::{KindLabel, Metrics};
+use crate::rules::RuleSet;
+pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded};
+
+/// A reply that may take time to compute.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// What a responder answers: at once, or later.
+pub enum Response {
+    /// Known now (static rules): no task, no timer.
+    Ready(Reply),
+    /// Computed by a future (an upstream call), raced against the deadline.
+    Pending(ReplyFuture),
+}
+
+/// Decides the reply to a message.
+pub trait Responder: Send + Sync {
+    /// Starts deciding.
+    fn respond(&self, message: &Arc<Message>) -> Response;
+}
+
+/// The rules in force, swappable on reload.
+pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+
+/// Answers from the keyword rules.
+pub struct RulesResponder {
+    rules: SharedRules,
+}
+
+impl RulesResponder {
+    /// Reads the rules from `rules` on every message.
+    pub fn new(rules: SharedRules) -> Self {
+        RulesResponder { rules }
+    }
+}
+
+impl Responder for RulesResponder {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        let decision = self.rules.load().evaluate(message);
+        tracing::debug!(
+            rule = decision.rule.as_deref().unwrap_or("-"),
+            "rule decision"
+        );
+        Response::Ready(decision.reply)
+    }
+}
+
+/// Future returned by [`LateDelivery::deliver`].
+pub type LateFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// Where a reply goes when it was ready only after WeChat was answered
+/// (the agent bridge sends it through the customer-service API).
+pub trait LateDelivery: Send + Sync {
+    /// Delivers `reply` to the sender of `message`.
+    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture;
+}
+
+/// No late channel configured: the late reply is logged and counted.
+pub struct NoLateDelivery;
+
+impl LateDelivery for NoLateDelivery {
+    fn deliver(&self, _message: Arc<Message>, reply: Reply) -> LateFuture {
+        Box::pin(async move {
+            Err(format!(
+                "a {} reply arrived after the deadline and no late-delivery channel is configured",
+                reply.msg_type().unwrap_or("success")
+            ))
+        })
+    }
+}
+
+/// Settings from `[delivery]`.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Every POST is answered within this.
+    pub deadline: Duration,
+    /// Answer when the deadline passes.
+    pub fallback: Reply,
+    /// Answer when more than `max_in_flight` messages are being handled.
+    pub overload: Reply,
+    /// Concurrency limit on message handling.
+    pub max_in_flight: usize,
+}
+
+/// How a message was answered (the `outcome` label of the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled now; a reply was sent.
+    Replied,
+    /// Handled now; `success` was sent.
+    Success,
+    /// A retry answered from the dedup record.
+    Duplicate,
+    /// The deadline passed; the fallback was sent.
+    Deadline,
+    /// Over the concurrency limit; the overload reply was sent.
+    Overload,
+}
+
+impl Outcome {
+    /// Label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Replied => "replied",
+            Outcome::Success => "success",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Deadline => "deadline",
+            Outcome::Overload => "overload",
+        }
+    }
+}
+
+/// The delivery machinery for one account.
+pub struct Delivery {
+    dedup: Arc<dyn Dedup>,
+    responder: Arc<dyn Responder>,
+    late: Arc<dyn LateDelivery>,
+    permits: Arc<Semaphore>,
+    settings: DeliverySettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Delivery {
+    /// Assembles the machinery.
+    pub fn new(
+        dedup: Arc<dyn Dedup>,
+        responder: Arc<dyn Responder>,
+        late: Arc<dyn LateDelivery>,
+        settings: DeliverySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Delivery {
+            dedup,
+            responder,
+            late,
+            permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            settings,
+            metrics,
+        }
+    }
+
+    /// The dedup backend (for readiness).
+    pub fn dedup(&self) -> &Arc<dyn Dedup> {
+        &self.dedup
+    }
+
+    /// Decides the answer to an authenticated message. `started` is when the
+    /// request arrived; the deadline counts from then.
+    pub async fn answer(
+        &self,
+        callback: &Callback,
+        inbound: &Inbound,
+        started: Instant,
+    ) -> (Recorded, Outcome) {
+        // Beyond the limit, answer at once: queueing would run into WeChat's
+        // 5 s timeout and its retry storm.
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.overload.inc();
+            tracing::warn!("over the concurrency limit; overload reply sent");
+            return (
+                callback.render(inbound, &self.settings.overload),
+                Outcome::Overload,
+            );
+        };
+        let key = DedupKey::for_message(&inbound.message);
+        let record = match self.dedup.claim(&key).await {
+            Ok(Claim::First) => true,
+            Ok(Claim::Done(answer)) => {
+                self.hit("replayed");
+                tracing::info!("retry answered from the dedup record");
+                return (answer, Outcome::Duplicate);
+            }
+            Ok(Claim::InFlight) => {
+                self.hit("in_flight");
+                tracing::info!(
+                    "retry while the first delivery is in flight; waiting for its answer"
+                );
+                let left = self.settings.deadline.saturating_sub(started.elapsed());
+                return match self.dedup.wait(&key, left).await {
+                    Some(answer) => (answer, Outcome::Duplicate),
+                    None => {
+                        self.metrics.deadline_fallbacks.inc();
+                        (
+                            callback.render(inbound, &self.settings.fallback),
+                            Outcome::Deadline,
+                        )
+                    }
+                };
+            }
+            Err(e) => {
+                // Fail open: answering twice is better than not answering.
+                self.metrics.store_error("dedup_claim");
+                tracing::warn!(error = %e, "dedup unavailable; handling without it");
+                false
+            }
+        };
+
+        let (answer, outcome) = match self.responder.respond(&inbound.message) {
+            Response::Ready(reply) => Self::rendered(callback, inbound, &reply),
+            Response::Pending(future) => self.race(callback, inbound, future, started).await,
+        };
+        if record {
+            if let Err(e) = self.dedup.complete(&key, answer.clone()).await {
+                self.metrics.store_error("dedup_complete");
+                tracing::warn!(error = %e, "cannot record the answer for retries");
+            }
+        }
+        (answer, outcome)
+    }
+
+    fn rendered(callback: &Callback, inbound: &Inbound, reply: &Reply) -> (Recorded, Outcome) {
+        let answer = callback.render(inbound, reply);
+        let outcome = if answer.is_some() {
+            Outcome::Replied
+        } else {
+            Outcome::Success
+        };
+        (answer, outcome)
+    }
+
+    /// Runs a slow decision in its own task and waits for it until the
+    /// deadline; a result that comes later goes to the late-delivery hook.
+    async fn race(
+        &self,
+        callback: &Callback,
+        inbound: &Inbound,
+        future: ReplyFuture,
+        started: Instant,
+    ) -> (Recorded, Outcome) {
+        let (tx, mut rx) = oneshot::channel::<Reply>();
+        let message = inbound.message.clone();
+        let late = self.late.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let reply = future.await;
+            if let Err(reply) = tx.send(reply) {
+                // WeChat has been answered already: deliver late.
+                let kind = match late.deliver(message, reply).await {
+                    Ok(()) => "delivered",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "late reply not delivered");
+                        "dropped"
+                    }
+                };
+                metrics
+                    .late_results
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
+            }
+        });
+        let left = self.settings.deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, &mut rx).await {
+            Ok(Ok(reply)) => Self::rendered(callback, inbound, &reply),
+            Ok(Err(_)) => {
+                // The task died (a panic in the responder): answer the fallback.
+                tracing::error!("responder task failed; fallback sent");
+                (
+                    callback.render(inbound, &self.settings.fallback),
+                    Outcome::Deadline,
+                )
+            }
+            Err(_) => {
+                // Close first so a result racing the timer is either taken here or delivered late.
+                rx.close();
+                if let Ok(reply) = rx.try_recv() {
+                    return Self::rendered(callback, inbound, &reply);
+                }
+                self.metrics.deadline_fallbacks.inc();
+                tracing::warn!(
+                    deadline_ms = self.settings.deadline.as_millis() as u64,
+                    "deadline passed; fallback sent"
+                );
+                (
+                    callback.render(inbound, &self.settings.fallback),
+                    Outcome::Deadline,
+                )
+            }
+        }
+    }
+
+    fn hit(&self, kind: &'static str) {
+        self.metrics
+            .dedup_hits
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+}

@@ -42,7 +42,7 @@ mod tests {
     use super::*;
     use crate::security::parse_net;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(*k, v.parse().unwrap());

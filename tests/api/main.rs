@@ -4,6 +4,7 @@
 //! port; router-only behaviour goes through `oneshot`.
 
 mod cli;
+mod delivery;
 mod errors;
 mod fixtures;
 mod helpers;

@@ -14,3 +14,8 @@ fi
 cargo build --locked --bins
 cargo test --locked --all-targets
 scripts/interop.sh target/debug/wxgate
+# The deploy kit, verified rather than trusted: a real nginx in front of the
+# built binary, and the systemd unit / container files as far as this machine
+# can check them.
+scripts/nginx-check.sh target/debug/wxgate
+scripts/check-deploy.sh target/debug/wxgate

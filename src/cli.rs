@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Mode;
+use crate::simulate::Kind;
 
 /// wxgate: a WeChat callback gateway.
 #[derive(Debug, Parser)]
@@ -33,4 +36,217 @@ pub enum Command {
     },
     /// Validate the configuration and exit (0 when valid, 78 when not).
     CheckConfig,
+    /// Act as WeChat: send a signed (and encrypted) message to a server and check the reply.
+    Simulate(SimulateArgs),
+    /// Perform WeChat's URL verification (GET) against a server.
+    VerifyUrl {
+        /// Callback URL, e.g. http://127.0.0.1:8080/weixin
+        #[arg(long)]
+        url: String,
+    },
+    /// Work with the rules offline.
+    Rules {
+        /// What to do.
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Crypto helpers for debugging captured traffic (uses the account in the config).
+    Crypto {
+        /// What to do.
+        #[command(subcommand)]
+        command: CryptoCommand,
+    },
+}
+
+/// Encryption mode on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// 明文
+    Plain,
+    /// 兼容
+    Compatible,
+    /// 安全
+    Safe,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Plain => Mode::Plain,
+            ModeArg::Compatible => Mode::Compatible,
+            ModeArg::Safe => Mode::Safe,
+        }
+    }
+}
+
+/// Who sends and who receives simulated messages.
+#[derive(Debug, Args)]
+pub struct PartyArgs {
+    /// The sender's OpenID.
+    #[arg(long, default_value = "oWxgateSimulatorUser0000000")]
+    pub from: String,
+    /// The account's original id.
+    #[arg(long, default_value = "gh_wxgate_simulator")]
+    pub to: String,
+}
+
+/// `wxgate simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Callback URL, e.g. http://127.0.0.1:8080/weixin
+    #[arg(long)]
+    pub url: String,
+    /// Encryption mode (default: the account's configured mode).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Send this recorded XML message instead of building one.
+    #[arg(long)]
+    pub xml: Option<PathBuf>,
+    /// Sender and receiver.
+    #[command(flatten)]
+    pub parties: PartyArgs,
+    /// The message to send.
+    #[command(subcommand)]
+    pub kind: Option<KindCommand>,
+}
+
+/// Message kinds, as WeChat sends them.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KindCommand {
+    /// A text message.
+    Text {
+        /// The text.
+        content: String,
+    },
+    /// A picture.
+    Image {
+        /// Picture URL.
+        #[arg(long, default_value = "http://mmbiz.qpic.cn/simulated.jpg")]
+        pic_url: String,
+    },
+    /// A voice message.
+    Voice {
+        /// Speech recognition result.
+        #[arg(long)]
+        recognition: Option<String>,
+    },
+    /// A video.
+    Video,
+    /// A short video.
+    Shortvideo,
+    /// A location.
+    Location {
+        /// Latitude.
+        #[arg(long, default_value_t = 23.134521, allow_negative_numbers = true)]
+        lat: f64,
+        /// Longitude.
+        #[arg(long, default_value_t = 113.358803, allow_negative_numbers = true)]
+        lng: f64,
+        /// Place label.
+        #[arg(long, default_value = "广州市天河区")]
+        label: String,
+    },
+    /// A link.
+    Link {
+        /// Title.
+        #[arg(long, default_value = "A link")]
+        title: String,
+        /// URL.
+        #[arg(long, default_value = "https://example.com/")]
+        url: String,
+    },
+    /// An event: subscribe [KEY], unsubscribe, click KEY, view URL, scan KEY, location, …
+    Event {
+        /// Event name.
+        name: String,
+        /// EventKey (menu key, URL, qrscene_… scene).
+        key: Option<String>,
+    },
+}
+
+impl KindCommand {
+    /// The simulator's message kind.
+    pub fn to_kind(&self) -> Kind {
+        match self.clone() {
+            KindCommand::Text { content } => Kind::Text(content),
+            KindCommand::Image { pic_url } => Kind::Image { pic_url },
+            KindCommand::Voice { recognition } => Kind::Voice { recognition },
+            KindCommand::Video => Kind::Video,
+            KindCommand::Shortvideo => Kind::ShortVideo,
+            KindCommand::Location { lat, lng, label } => Kind::Location { lat, lng, label },
+            KindCommand::Link { title, url } => Kind::Link { title, url },
+            KindCommand::Event { name, key } => {
+                // WeChat writes these in upper case and the rest in lower case.
+                const UPPER: &[&str] = &[
+                    "click",
+                    "view",
+                    "scan",
+                    "location",
+                    "templatesendjobfinish",
+                    "masssendjobfinish",
+                ];
+                let lower = name.to_ascii_lowercase();
+                let name = if UPPER.contains(&lower.as_str()) {
+                    lower.to_ascii_uppercase()
+                } else {
+                    lower
+                };
+                Kind::Event { name, key }
+            }
+        }
+    }
+}
+
+/// `wxgate rules …`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Evaluate the rules for a message and show the matching rule and reply.
+    Test {
+        /// Sender and receiver.
+        #[command(flatten)]
+        parties: PartyArgs,
+        /// The message.
+        #[command(subcommand)]
+        kind: KindCommand,
+    },
+}
+
+/// `wxgate crypto …`
+#[derive(Debug, Subcommand)]
+pub enum CryptoCommand {
+    /// Encrypt a message (argument or stdin) into an `Encrypt` value.
+    Encrypt {
+        /// The plaintext (default: read stdin).
+        message: Option<String>,
+    },
+    /// Decrypt an `Encrypt` value, or a whole body containing `<Encrypt>`.
+    Decrypt {
+        /// Base64 ciphertext or XML body (default: read stdin).
+        input: Option<String>,
+    },
+    /// Compute `signature` (or `msg_signature` with --encrypt).
+    Sign {
+        /// Timestamp.
+        #[arg(long)]
+        timestamp: String,
+        /// Nonce.
+        #[arg(long)]
+        nonce: String,
+        /// The Encrypt value, for msg_signature.
+        #[arg(long)]
+        encrypt: Option<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -26,10 +26,12 @@ pub mod crypto;
 pub mod delivery;
 pub mod message;
 pub mod metrics;
+pub mod reload;
 pub mod rules;
 pub mod security;
 pub mod server;
 pub mod shutdown;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;
 

@@ -1,9 +1,15 @@
 //! The wxgate binary: parse the command line, load the config, run.
 
+use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use wxgate::cli::{Cli, Command};
+use wxgate::cli::{
+    Cli, Command, CryptoCommand, KindCommand, PartyArgs, RulesCommand, SimulateArgs,
+};
+use wxgate::config::Mode;
+use wxgate::simulate::{self, Kind, Parties};
 use wxgate::{telemetry, Application, Config};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG); systemd's
@@ -12,7 +18,7 @@ const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(&cli.config) {
+    let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid configuration\n{e}");
@@ -31,16 +37,214 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Serve { listen } => {
-            if let Some(addr) = listen {
-                config.server.listen = addr;
+        Command::Serve { listen } => serve(config, listen),
+        Command::Simulate(args) => simulate(&config, args),
+        Command::VerifyUrl { url } => block_on(async {
+            match simulate::verify_url(&config, &url).await {
+                Ok(echostr) => {
+                    println!("✓ URL verification would pass: {url} echoed {echostr} exactly");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("✗ URL verification would fail: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            serve(config)
+        }),
+        Command::Rules {
+            command: RulesCommand::Test { parties, kind },
+        } => rules_test(&config, &parties, &kind),
+        Command::Crypto { command } => crypto(&config, command),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(future: F) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(future),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn parties(args: &PartyArgs) -> Parties {
+    Parties {
+        from_user: args.from.clone(),
+        to_user: args.to.clone(),
+    }
+}
+
+fn simulate(config: &Config, args: SimulateArgs) -> ExitCode {
+    let kind = match (&args.xml, &args.kind) {
+        (Some(_), Some(_)) => {
+            eprintln!("error: give a message kind or --xml FILE, not both");
+            return ExitCode::from(2);
+        }
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(text) => Kind::Raw(text),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(kind)) => kind.to_kind(),
+        (None, None) => {
+            eprintln!(
+                "error: say what to send: a message kind (text, image, event, …) or --xml FILE"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mode: Mode = args.mode.map(Into::into).unwrap_or(config.account.mode);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let xml = simulate::build_xml(&kind, &parties(&args.parties), now);
+    block_on(async {
+        if !args.json {
+            println!("→ POST {} ({} mode)\n  {}", args.url, mode.as_str(), xml);
+        }
+        match simulate::send(config, &args.url, mode, &xml).await {
+            Ok(reply) => {
+                if args.json {
+                    match serde_json::to_string_pretty(&reply) {
+                        Ok(text) => println!("{text}"),
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                } else {
+                    print!("{}", simulate::describe(&reply));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                if args.json {
+                    println!("{}", serde_json::json!({ "error": e.to_string() }));
+                }
+                eprintln!("✗ {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitCode {
+    let xml = simulate::build_xml(&kind.to_kind(), &self::parties(parties), 0);
+    let message = match wxgate::message::Message::parse(xml.as_bytes()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decision = config.rules.evaluate(&message);
+    match &decision.rule {
+        Some(rule) => println!("matched rule: {rule}"),
+        None if decision.reply.msg_type().is_some() => {
+            println!("no rule matched: the default reply applies")
+        }
+        None => println!("no rule matched: answered with `success` (nothing is shown)"),
+    }
+    let max_articles = if message.is_user_message() {
+        1
+    } else {
+        wxgate::message::MAX_ARTICLES
+    };
+    match decision
+        .reply
+        .render(&message.from_user, &message.to_user, 0, max_articles)
+    {
+        Some(xml) => {
+            let reply = simulate::open_reply(config, 200, &xml, 0.0);
+            if let Ok(reply) = reply {
+                print!(
+                    "{}",
+                    simulate::describe(&reply)
+                        .lines()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                println!();
+            }
+        }
+        None => println!("reply: success"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_stdin() -> String {
+    let mut text = String::new();
+    let _ = std::io::stdin().read_to_string(&mut text);
+    text.trim_end_matches(['\r', '\n']).to_owned()
+}
+
+fn crypto(config: &Config, command: CryptoCommand) -> ExitCode {
+    let token = config.account.token.expose();
+    let Some(crypto) = config.account.crypto.as_ref() else {
+        if let CryptoCommand::Sign {
+            timestamp,
+            nonce,
+            encrypt,
+        } = &command
+        {
+            return sign(token, timestamp, nonce, encrypt.as_deref());
+        }
+        eprintln!("error: account.encoding_aes_key and app_id are needed (in the config or the environment)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match command {
+        CryptoCommand::Encrypt { message } => {
+            println!("{}", crypto.encrypt(&message.unwrap_or_else(read_stdin)));
+            ExitCode::SUCCESS
+        }
+        CryptoCommand::Decrypt { input } => {
+            let input = input.unwrap_or_else(read_stdin);
+            let encrypt = match wxgate::message::envelope::parse_encrypted(input.as_bytes()) {
+                Ok(Some(body)) => body.encrypt,
+                _ => input.trim().to_owned(),
+            };
+            match crypto.decrypt_parts(&encrypt) {
+                Ok((msg, receive_id)) => {
+                    if receive_id != crypto.receive_id() {
+                        eprintln!(
+                            "warning: receive id is {receive_id:?}, not the configured app_id {:?}",
+                            crypto.receive_id()
+                        );
+                    }
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("✗ cannot decrypt: {e} (WXBizMsgCrypt code {})", e.code());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        CryptoCommand::Sign {
+            timestamp,
+            nonce,
+            encrypt,
+        } => sign(token, &timestamp, &nonce, encrypt.as_deref()),
+    }
+}
+
+fn sign(token: &str, timestamp: &str, nonce: &str, encrypt: Option<&str>) -> ExitCode {
+    match encrypt {
+        Some(e) => println!(
+            "{}",
+            wxgate::crypto::msg_signature(token, timestamp, nonce, e)
+        ),
+        None => println!("{}", wxgate::crypto::signature(token, timestamp, nonce)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> ExitCode {
     telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,7 +259,11 @@ fn serve(config: Config) -> ExitCode {
     runtime.block_on(async move {
         let mode = config.account.mode;
         let rules = config.rules.len();
-        let app = match Application::build(config).await {
+        let overrides = wxgate::startup::Overrides {
+            listen,
+            ..Default::default()
+        };
+        let app = match Application::build_with(config, overrides).await {
             Ok(app) => app,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -63,6 +271,9 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(reloader) = app.reloader() {
+            tokio::spawn(wxgate::reload::on_sighup(Arc::clone(&reloader)));
+        }
         tracing::info!(addr = %app.local_addr(), mode = mode.as_str(), rules, "wxgate listening");
         match app.run_until_stopped(wxgate::shutdown::signal()).await {
             Ok(()) => {

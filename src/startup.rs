@@ -16,6 +16,7 @@ use crate::delivery::{
     SharedRules,
 };
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::security::Allowlist;
 use crate::server::{self, AppState, Probe, ProbeFuture, RouterSettings, StateParts};
 
@@ -39,6 +40,8 @@ pub struct Overrides {
     pub late: Option<Arc<dyn LateDelivery>>,
     /// The dedup store (default: memory, from the config).
     pub dedup: Option<Arc<dyn Dedup>>,
+    /// Listen here instead of `server.listen` (`serve --listen`).
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Overrides {
@@ -48,6 +51,7 @@ impl Default for Overrides {
             responder: None,
             late: None,
             dedup: None,
+            listen: None,
         }
     }
 }
@@ -146,20 +150,23 @@ impl Application {
             allowlist,
             trusted_proxies: config.security.trusted_proxies.clone(),
             probes: vec![probe],
+            reloader: Some(Arc::new(Reloader::new(config.clone(), rules.clone()))),
+            admin_key: config.admin_api_key.clone(),
         });
         let settings = RouterSettings {
             path: config.server.path.clone(),
             max_body_bytes: config.server.max_body_bytes,
         };
         let router = server::router(state.clone(), &settings);
-        let listener = TcpListener::bind(config.server.listen)
+        let listen = overrides.listen.unwrap_or(config.server.listen);
+        let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| StartupError::Bind {
-                addr: config.server.listen,
+                addr: listen,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.server.listen,
+            addr: listen,
             source,
         })?;
         Ok(Application {
@@ -185,6 +192,11 @@ impl Application {
     /// The shared state (for reloads and tests).
     pub fn state(&self) -> AppState {
         self.state.clone()
+    }
+
+    /// The config reloader (SIGHUP handler).
+    pub fn reloader(&self) -> Option<Arc<Reloader>> {
+        self.state.reloader()
     }
 
     /// The rules in force (swap them to reload).

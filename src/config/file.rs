@@ -19,6 +19,8 @@ pub(super) struct ConfigFile {
     pub delivery: DeliverySection,
     #[serde(default)]
     pub security: SecuritySection,
+    #[serde(default)]
+    pub admin: AdminSection,
     pub default_reply: Option<ReplySpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -131,4 +133,10 @@ impl Default for SecuritySection {
             extra_allowed_ips: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminSection {
+    pub api_key: Option<String>,
 }

@@ -175,6 +175,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Caller restrictions.
     pub security: SecurityConfig,
+    /// Bearer key for `/admin/*`; the admin routes are off without one.
+    pub admin_api_key: Option<Secret>,
 }
 
 /// Why the configuration cannot be used.
@@ -214,6 +216,8 @@ pub const ENV_ENCODING_AES_KEY: &str = "WXGATE_ENCODING_AES_KEY";
 pub const ENV_APP_ID: &str = "WXGATE_APP_ID";
 /// See [`ENV_TOKEN`].
 pub const ENV_APP_SECRET: &str = "WXGATE_APP_SECRET";
+/// Bearer key for the admin endpoints.
+pub const ENV_ADMIN_API_KEY: &str = "WXGATE_ADMIN_API_KEY";
 
 impl Config {
     /// Reads and validates a config file, with secrets from the process environment.
@@ -262,6 +266,12 @@ impl Config {
         let token = pick(account.token, ENV_TOKEN);
         let aes_key = pick(account.encoding_aes_key, ENV_ENCODING_AES_KEY);
         let app_secret = pick(account.app_secret, ENV_APP_SECRET);
+        let admin_api_key = pick(raw.admin.api_key, ENV_ADMIN_API_KEY);
+        if admin_api_key.as_ref().is_some_and(|k| k.len() < 16) {
+            problems.push(format!(
+                "admin.api_key must be at least 16 characters (or set {ENV_ADMIN_API_KEY})"
+            ));
+        }
         let mode = match account.mode.as_deref().unwrap_or("plain").parse::<Mode>() {
             Ok(m) => m,
             Err(e) => {
@@ -469,6 +479,7 @@ impl Config {
                 rules: Arc::new(rules),
                 delivery,
                 security,
+                admin_api_key: admin_api_key.map(Secret::new),
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),

@@ -41,6 +41,11 @@ impl MessageCrypto {
         }
     }
 
+    /// The key in use.
+    pub fn key(&self) -> &AesKey {
+        &self.key
+    }
+
     /// The receive id this crypto writes and expects.
     pub fn receive_id(&self) -> &str {
         &self.receive_id

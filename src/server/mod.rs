@@ -2,6 +2,7 @@
 //!
 //! Knows axum and [`crate::callback`]; never AES or XML internals.
 
+mod admin;
 mod client_ip;
 mod error;
 mod health;
@@ -21,8 +22,10 @@ use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
 use crate::callback::Callback;
+use crate::config::Secret;
 use crate::delivery::{Delivery, SharedRules};
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::rules::RuleSet;
 use crate::security::Allowlist;
 pub use error::ApiError;
@@ -46,6 +49,8 @@ struct Shared {
     allowlist: Arc<Allowlist>,
     trusted_proxies: Vec<IpNet>,
     probes: Vec<Arc<dyn Probe>>,
+    reloader: Option<Arc<Reloader>>,
+    admin_key: Option<Secret>,
     started: Instant,
 }
 
@@ -65,6 +70,10 @@ pub struct StateParts {
     pub trusted_proxies: Vec<IpNet>,
     /// Readiness probes.
     pub probes: Vec<Arc<dyn Probe>>,
+    /// Reloads the config file (`POST /admin/reload`).
+    pub reloader: Option<Arc<Reloader>>,
+    /// Bearer key of the admin routes (off when `None`).
+    pub admin_key: Option<Secret>,
 }
 
 impl AppState {
@@ -79,9 +88,16 @@ impl AppState {
                 allowlist: parts.allowlist,
                 trusted_proxies: parts.trusted_proxies,
                 probes: parts.probes,
+                reloader: parts.reloader,
+                admin_key: parts.admin_key,
                 started: Instant::now(),
             }),
         }
+    }
+
+    /// The config reloader, when the server was started from a file.
+    pub fn reloader(&self) -> Option<Arc<Reloader>> {
+        self.inner.reloader.clone()
     }
 
     /// The metrics registry.
@@ -124,6 +140,7 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
+        .route("/admin/reload", axum::routing::post(admin::reload))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             TraceLayer::new_for_http()

@@ -8,6 +8,7 @@ mod delivery;
 mod errors;
 mod fixtures;
 mod helpers;
+mod operator;
 mod props;
 mod vectors;
 mod webhook;

@@ -45,6 +45,8 @@ fn app(mode: &str) -> axum::Router {
         allowlist: Arc::new(Allowlist::off()),
         trusted_proxies: vec![],
         probes: vec![],
+        reloader: None,
+        admin_key: None,
     });
     router(
         state,

@@ -1,0 +1,418 @@
+//! A local WeChat: builds messages as WeChat would, signs and encrypts them
+//! with the account's settings, sends them, and checks what comes back.
+//!
+//! Used by `wxgate simulate`, `wxgate verify-url` and `wxgate rules test`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::{Config, Mode};
+use crate::crypto::{self, MessageCrypto};
+use crate::message::envelope;
+use crate::message::xml::{self, push_cdata_element, Element};
+
+/// A message kind to simulate, with its fields.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Text message.
+    Text(String),
+    /// Image message.
+    Image {
+        /// Picture URL.
+        pic_url: String,
+    },
+    /// Voice message, optionally with speech recognition.
+    Voice {
+        /// Recognition result.
+        recognition: Option<String>,
+    },
+    /// Video message.
+    Video,
+    /// Short video message.
+    ShortVideo,
+    /// Location message.
+    Location {
+        /// Latitude.
+        lat: f64,
+        /// Longitude.
+        lng: f64,
+        /// Place label.
+        label: String,
+    },
+    /// Link message.
+    Link {
+        /// Title.
+        title: String,
+        /// URL.
+        url: String,
+    },
+    /// An event with an optional EventKey.
+    Event {
+        /// Event name as WeChat writes it (`subscribe`, `CLICK`, …).
+        name: String,
+        /// EventKey.
+        key: Option<String>,
+    },
+    /// A recorded XML document, sent as is (CreateTime refreshed).
+    Raw(String),
+}
+
+/// The sender and receiver of simulated messages.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    /// The user's OpenID.
+    pub from_user: String,
+    /// The account's original id.
+    pub to_user: String,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Builds the XML WeChat would push for `kind`.
+pub fn build_xml(kind: &Kind, parties: &Parties, create_time: i64) -> String {
+    if let Kind::Raw(text) = kind {
+        return text.clone();
+    }
+    let msg_id: u64 = rand::random::<u64>() >> 1;
+    let mut out = String::from("<xml>");
+    push_cdata_element(&mut out, "ToUserName", &parties.to_user);
+    push_cdata_element(&mut out, "FromUserName", &parties.from_user);
+    out.push_str(&format!("<CreateTime>{create_time}</CreateTime>"));
+    let msg_type = match kind {
+        Kind::Text(_) => "text",
+        Kind::Image { .. } => "image",
+        Kind::Voice { .. } => "voice",
+        Kind::Video => "video",
+        Kind::ShortVideo => "shortvideo",
+        Kind::Location { .. } => "location",
+        Kind::Link { .. } => "link",
+        Kind::Event { .. } => "event",
+        Kind::Raw(_) => unreachable!("handled above"),
+    };
+    push_cdata_element(&mut out, "MsgType", msg_type);
+    match kind {
+        Kind::Text(content) => push_cdata_element(&mut out, "Content", content),
+        Kind::Image { pic_url } => {
+            push_cdata_element(&mut out, "PicUrl", pic_url);
+            push_cdata_element(&mut out, "MediaId", "simulated_media_id");
+        }
+        Kind::Voice { recognition } => {
+            push_cdata_element(&mut out, "MediaId", "simulated_media_id");
+            push_cdata_element(&mut out, "Format", "amr");
+            if let Some(r) = recognition {
+                push_cdata_element(&mut out, "Recognition", r);
+            }
+        }
+        Kind::Video | Kind::ShortVideo => {
+            push_cdata_element(&mut out, "MediaId", "simulated_media_id");
+            push_cdata_element(&mut out, "ThumbMediaId", "simulated_thumb_id");
+        }
+        Kind::Location { lat, lng, label } => {
+            out.push_str(&format!(
+                "<Location_X>{lat}</Location_X><Location_Y>{lng}</Location_Y><Scale>15</Scale>"
+            ));
+            push_cdata_element(&mut out, "Label", label);
+        }
+        Kind::Link { title, url } => {
+            push_cdata_element(&mut out, "Title", title);
+            push_cdata_element(&mut out, "Description", "");
+            push_cdata_element(&mut out, "Url", url);
+        }
+        Kind::Event { name, key } => {
+            push_cdata_element(&mut out, "Event", name);
+            if let Some(k) = key {
+                push_cdata_element(&mut out, "EventKey", k);
+            }
+            if name.eq_ignore_ascii_case("LOCATION") {
+                out.push_str("<Latitude>23.137466</Latitude><Longitude>113.352425</Longitude><Precision>119.385040</Precision>");
+            }
+        }
+        Kind::Raw(_) => {}
+    }
+    if !matches!(kind, Kind::Event { .. }) {
+        out.push_str(&format!("<MsgId>{msg_id}</MsgId>"));
+    }
+    out.push_str("</xml>");
+    out
+}
+
+/// Why a simulation could not be completed, with a diagnosis for people.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The server could not be reached.
+    #[error("cannot reach {url}: {reason}\n  diagnosis: is wxgate running and listening there?")]
+    Unreachable {
+        /// URL.
+        url: String,
+        /// Cause.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("the server answered {status}: {body}\n  diagnosis: {diagnosis}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Body text.
+        body: String,
+        /// Likely cause.
+        diagnosis: &'static str,
+    },
+    /// The reply is not what WeChat would accept.
+    #[error("bad reply: {0}")]
+    BadReply(String),
+    /// Settings missing for the chosen mode.
+    #[error("{0}")]
+    Settings(String),
+}
+
+fn diagnose(status: u16, body: &str) -> &'static str {
+    match status {
+        403 if body.contains("caller") => "this address is not in the server's callback IP allowlist",
+        403 => "signature or decryption failed: the token, EncodingAESKey or app_id differ from the server's, or the clocks differ by more than the timestamp window",
+        400 if body.contains("mode") => "the server is configured for another encryption mode (use --mode)",
+        400 => "the server found the request malformed",
+        404 => "wrong path: check --url against server.path",
+        405 => "wrong method for this path",
+        413 => "the message is larger than the server's max_body_bytes",
+        503 => "the server is not ready (see /readyz)",
+        _ => "unexpected status",
+    }
+}
+
+/// The verified, decrypted reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Round-trip time in milliseconds.
+    pub elapsed_ms: f64,
+    /// Whether the reply was an encrypted envelope (its signature verified).
+    pub encrypted: bool,
+    /// `success` / empty: WeChat shows nothing.
+    pub success: bool,
+    /// Plaintext reply XML (empty for success).
+    pub xml: String,
+    /// Reply fields, flattened (`Articles.item.Title` …).
+    pub fields: Vec<(String, String)>,
+}
+
+fn flatten(element: &Element, prefix: &str, out: &mut Vec<(String, String)>) {
+    for child in &element.children {
+        let name = if prefix.is_empty() {
+            child.name.clone()
+        } else {
+            format!("{prefix}.{}", child.name)
+        };
+        if child.children.is_empty() {
+            out.push((name, child.text.clone()));
+        } else {
+            flatten(child, &name, out);
+        }
+    }
+}
+
+/// Reads a reply body as WeChat would: verifies and decrypts envelopes.
+pub fn open_reply(
+    config: &Config,
+    status: u16,
+    body: &str,
+    elapsed_ms: f64,
+) -> Result<SimReply, SimError> {
+    let trimmed = body.trim();
+    if trimmed.is_empty() || trimmed == "success" {
+        return Ok(SimReply {
+            status,
+            elapsed_ms,
+            encrypted: false,
+            success: true,
+            xml: String::new(),
+            fields: Vec::new(),
+        });
+    }
+    let parsed = envelope::parse_encrypted_reply(trimmed.as_bytes()).map_err(|e| {
+        SimError::BadReply(format!(
+            "reply is not XML WeChat would accept ({e}): {trimmed}"
+        ))
+    })?;
+    let (xml, encrypted) = match parsed {
+        Some(env) => {
+            crypto::verify_msg_signature(
+                config.account.token.expose(),
+                &env.timestamp,
+                &env.nonce,
+                &env.encrypt,
+                &env.msg_signature,
+            )
+            .map_err(|_| {
+                SimError::BadReply(
+                    "the reply's MsgSignature does not verify: the server signs with another token"
+                        .into(),
+                )
+            })?;
+            let crypto = config.account.crypto.as_ref().ok_or_else(|| {
+                SimError::Settings(
+                    "the reply is encrypted but no encoding_aes_key is configured here".into(),
+                )
+            })?;
+            let xml = crypto
+                .decrypt(&env.encrypt)
+                .map_err(|e| SimError::BadReply(format!("cannot decrypt the reply ({e}): the server uses another EncodingAESKey or app_id")))?;
+            (xml, true)
+        }
+        None => (trimmed.to_owned(), false),
+    };
+    let doc = xml::parse_str(&xml)
+        .map_err(|e| SimError::BadReply(format!("decrypted reply is not XML ({e})")))?;
+    let mut fields = Vec::new();
+    flatten(&doc, "", &mut fields);
+    Ok(SimReply {
+        status,
+        elapsed_ms,
+        encrypted,
+        success: false,
+        xml,
+        fields,
+    })
+}
+
+/// Sends one simulated message and returns the checked reply.
+pub async fn send(
+    config: &Config,
+    url: &str,
+    mode: Mode,
+    xml_text: &str,
+) -> Result<SimReply, SimError> {
+    let ts = now().to_string();
+    let nonce = rand::random::<u32>().to_string();
+    let token = config.account.token.expose();
+    let signature = crypto::signature(token, &ts, &nonce);
+    let openid = xml::parse_str(xml_text)
+        .ok()
+        .and_then(|d| d.child_text("FromUserName").map(str::to_owned))
+        .unwrap_or_default();
+    let mut query = vec![
+        ("signature", signature.as_str().to_owned()),
+        ("timestamp", ts.clone()),
+        ("nonce", nonce.clone()),
+        ("openid", openid),
+    ];
+    let body = match mode {
+        Mode::Plain => xml_text.to_owned(),
+        Mode::Compatible | Mode::Safe => {
+            let crypto: &MessageCrypto = config.account.crypto.as_ref().ok_or_else(|| {
+                SimError::Settings(format!(
+                    "{} mode needs account.encoding_aes_key and app_id",
+                    mode.as_str()
+                ))
+            })?;
+            let encrypt = crypto.encrypt(xml_text);
+            let msg_signature = crypto::msg_signature(token, &ts, &nonce, &encrypt);
+            query.push(("encrypt_type", "aes".into()));
+            query.push(("msg_signature", msg_signature.as_str().to_owned()));
+            let mut wrapped = String::new();
+            push_cdata_element(&mut wrapped, "Encrypt", &encrypt);
+            if mode == Mode::Safe {
+                let to = xml::parse_str(xml_text)
+                    .ok()
+                    .and_then(|d| d.child_text("ToUserName").map(str::to_owned))
+                    .unwrap_or_default();
+                let mut head = String::from("<xml>");
+                push_cdata_element(&mut head, "ToUserName", &to);
+                format!("{head}{wrapped}</xml>")
+            } else {
+                // Compatible mode: the plain fields and the ciphertext side by side.
+                xml_text.replacen("</xml>", &format!("{wrapped}</xml>"), 1)
+            }
+        }
+    };
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .query(&query)
+        .header("content-type", "text/xml")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| SimError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status != 200 {
+        return Err(SimError::Refused {
+            status,
+            diagnosis: diagnose(status, &text),
+            body: text.trim().to_owned(),
+        });
+    }
+    open_reply(config, status, &text, elapsed_ms)
+}
+
+/// Performs WeChat's URL verification; `Ok` when it would pass.
+pub async fn verify_url(config: &Config, url: &str) -> Result<String, SimError> {
+    let ts = now().to_string();
+    let nonce = rand::random::<u32>().to_string();
+    let echostr = format!("wxgate{}", rand::random::<u64>());
+    let signature = crypto::signature(config.account.token.expose(), &ts, &nonce);
+    let response = reqwest::Client::new()
+        .get(url)
+        .query(&[
+            ("signature", signature.as_str()),
+            ("timestamp", ts.as_str()),
+            ("nonce", nonce.as_str()),
+            ("echostr", echostr.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| SimError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(SimError::Refused {
+            status,
+            diagnosis: diagnose(status, &body),
+            body: body.trim().to_owned(),
+        });
+    }
+    if body != echostr {
+        return Err(SimError::BadReply(format!(
+            "the body must be the echostr exactly ({} bytes), got {} bytes: {:?}",
+            echostr.len(),
+            body.len(),
+            body.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(echostr)
+}
+
+/// Human-readable rendering of a reply.
+pub fn describe(reply: &SimReply) -> String {
+    let mut out = format!(
+        "← {} in {:.1} ms, {}\n",
+        reply.status,
+        reply.elapsed_ms,
+        if reply.success {
+            "`success` (WeChat shows nothing)"
+        } else if reply.encrypted {
+            "encrypted reply (signature verified, decrypted)"
+        } else {
+            "plain reply"
+        }
+    );
+    for (name, value) in &reply.fields {
+        out.push_str(&format!("  {name}: {value}\n"));
+    }
+    out
+}

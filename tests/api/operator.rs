@@ -1,0 +1,329 @@
+//! The operator's path with the real binary: run the server, send every
+//! message kind with `wxgate simulate`, change a rule, reload with SIGHUP.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
+const ADMIN_KEY: &str = "operator-test-admin-key-0123";
+
+struct Server(std::process::Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The example config switched to safe mode, so the simulator encrypts.
+fn safe_config(dir: &Path) -> std::path::PathBuf {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wxgate.toml"))
+            .unwrap();
+    let text = example
+        .replace(
+            "mode = \"plain\"",
+            "mode = \"safe\"\napp_id = \"wx0123456789abcdef\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"",
+        )
+        .replacen("[log]", &format!("[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[log]"), 1);
+    let path = dir.join("wxgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn wxgate(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn start(config: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(format!("{base}/healthz"))
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (server, base)
+}
+
+#[tokio::test]
+async fn simulate_every_kind_then_reload_a_rule_with_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = safe_config(dir.path());
+    let (server, base) = start(&config).await;
+    let url = format!("{base}/weixin");
+
+    let out = wxgate(&config, &["verify-url", "--url", &url]);
+    assert!(
+        out.status.success() && stdout(&out).contains("would pass"),
+        "{out:?}"
+    );
+
+    // Every kind, with what the example rules answer.
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["text", "微博"],
+            &["MsgType: news", "最新文章", "encrypted reply"],
+        ),
+        (&["text", "多少钱"], &["价格表"]),
+        (&["text", "echo a]]>b"], &["你说：echo a]]>b"]),
+        (&["text", "人工"], &["MsgType: transfer_customer_service"]),
+        (&["text", "随便聊聊"], &["欢迎关注"]),
+        (&["image"], &["图片已收到"]),
+        (&["voice", "--recognition", "你好"], &["欢迎关注"]),
+        (&["video"], &["欢迎关注"]),
+        (&["shortvideo"], &["欢迎关注"]),
+        (&["location"], &["已收到您的位置"]),
+        (&["link"], &["欢迎关注"]),
+        (&["event", "subscribe"], &["感谢关注"]),
+        (&["event", "subscribe", "qrscene_42"], &["场景：qrscene_42"]),
+        (
+            &["event", "click", "V1001_TODAY_MUSIC"],
+            &["MsgType: music", "今日歌曲"],
+        ),
+        (&["event", "click", "NEWS_1"], &["ArticleCount: 2"]),
+        (&["event", "unsubscribe"], &["`success`"]),
+        (&["event", "view", "https://example.com/"], &["`success`"]),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["simulate", "--url", url.as_str()];
+        full.extend_from_slice(args);
+        let out = wxgate(&config, &full);
+        let text = stdout(&out);
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for needle in *expected {
+            assert!(
+                text.contains(needle),
+                "{args:?}: missing {needle:?} in\n{text}"
+            );
+        }
+    }
+    // A recorded fixture, and JSON output.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xml/plain/event_subscribe.xml");
+    let out = wxgate(
+        &config,
+        &[
+            "simulate",
+            "--url",
+            &url,
+            "--json",
+            "--xml",
+            fixture.to_str().unwrap(),
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["encrypted"], true, "{json}");
+    assert!(json["xml"].as_str().unwrap().contains("感谢关注"), "{json}");
+
+    // Change a rule and reload with SIGHUP.
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, original.replace("价格表：", "新价格表：")).unwrap();
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = wxgate(&config, &["simulate", "--url", &url, "text", "多少钱"]);
+        if stdout(&out).contains("新价格表") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never took effect: {}",
+            stdout(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A broken file is rejected and the rules in force stay.
+    std::fs::write(
+        &config,
+        original.replace("regex = '^订单", "regex = '(^订单"),
+    )
+    .unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{base}/admin/reload"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        422,
+        "invalid config refused over the admin endpoint too"
+    );
+    assert!(res.text().await.unwrap().contains("invalid regex"));
+    // The server still answers with the last good rules.
+    let simulate_ok = |content: &str| {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("good.toml"))
+            .args(["simulate", "--url", &url, "text", content])
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    std::fs::write(
+        dir.path().join("good.toml"),
+        original.replace("价格表：", "新价格表："),
+    )
+    .unwrap();
+    assert!(simulate_ok("多少钱").contains("新价格表"));
+
+    // Admin endpoint: wrong key 401, right key reloads (back to the original text).
+    std::fs::write(&config, &original).unwrap();
+    let res = client
+        .post(format!("{base}/admin/reload"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client
+        .post(format!("{base}/admin/reload"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["reloaded"], true);
+    assert!(simulate_ok("多少钱").contains("价格表：https"));
+
+    // Changing a start-up setting is reported, not applied.
+    std::fs::write(
+        &config,
+        original.replace("timestamp_window_secs = 300", "timestamp_window_secs = 60"),
+    )
+    .unwrap();
+    let res = client
+        .post(format!("{base}/admin/reload"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body["restart_required"],
+        serde_json::json!(["server.timestamp_window_secs"])
+    );
+}
+
+#[tokio::test]
+async fn simulator_diagnoses_a_token_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = safe_config(dir.path());
+    let (_server, base) = start(&config).await;
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("token = \"wxgatedev\"", "token = \"othertoken\""),
+    )
+    .unwrap();
+    let out = wxgate(
+        &wrong,
+        &["simulate", "--url", &format!("{base}/weixin"), "text", "hi"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("403") && err.contains("token"), "{err}");
+    let out = wxgate(&wrong, &["verify-url", "--url", &format!("{base}/weixin")]);
+    assert!(!out.status.success());
+    // Nobody listening: a clear message, not a stack trace.
+    let out = wxgate(
+        &config,
+        &[
+            "simulate",
+            "--url",
+            "http://127.0.0.1:9/weixin",
+            "text",
+            "hi",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+#[test]
+fn rules_test_and_crypto_helpers_work_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = safe_config(dir.path());
+    let out = wxgate(&config, &["rules", "test", "text", "微博"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("matched rule: weibo") && text.contains("最新文章"),
+        "{text}"
+    );
+    let out = wxgate(&config, &["rules", "test", "event", "unsubscribe"]);
+    assert!(stdout(&out).contains("success"));
+    let out = wxgate(&config, &["rules", "test", "text", "nothing matches this"]);
+    assert!(stdout(&out).contains("default reply"));
+
+    let out = wxgate(
+        &config,
+        &[
+            "crypto",
+            "sign",
+            "--timestamp",
+            "1714037059",
+            "--nonce",
+            "486452656",
+        ],
+    );
+    let expected = wxgate::crypto::signature("wxgatedev", "1714037059", "486452656").to_string();
+    assert_eq!(stdout(&out).trim(), expected);
+    let out = wxgate(&config, &["crypto", "encrypt", "<xml>hi</xml>"]);
+    let encrypted = stdout(&out).trim().to_owned();
+    let out = wxgate(&config, &["crypto", "decrypt", &encrypted]);
+    assert_eq!(stdout(&out).trim(), "<xml>hi</xml>");
+    let out = wxgate(&config, &["crypto", "decrypt", "AAAA"]);
+    assert!(!out.status.success());
+}

@@ -10,10 +10,32 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 
-/// Checks `Authorization: Bearer <key>`; `Err` is the response to send.
-pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+/// Why an admin request is refused.
+pub(super) enum Denied {
+    /// No admin key configured: the routes do not exist.
+    Disabled,
+    /// Missing or wrong key.
+    Unauthorized,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Disabled => StatusCode::NOT_FOUND.into_response(),
+            Denied::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer")],
+                "unauthorized",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <key>`.
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Denied> {
     let Some(key) = &state.inner.admin_key else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Err(Denied::Disabled);
     };
     let presented = headers
         .get("authorization")
@@ -34,8 +56,8 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Res
 }
 
 pub(super) async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&state, &headers) {
-        return response;
+    if let Err(denied) = authorize(&state, &headers) {
+        return denied.into_response();
     }
     let Some(reloader) = state.inner.reloader.clone() else {
         return (

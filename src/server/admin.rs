@@ -46,12 +46,7 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Den
         Ok(())
     } else {
         tracing::warn!("admin request with a missing or wrong bearer key");
-        Err((
-            StatusCode::UNAUTHORIZED,
-            [("www-authenticate", "Bearer")],
-            "unauthorized",
-        )
-            .into_response())
+        Err(Denied::Unauthorized)
     }
 }
 

@@ -28,12 +28,15 @@ pub mod message;
 pub mod metrics;
 pub mod reload;
 pub mod rules;
+pub mod secret;
 pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod simulate;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
+pub mod token;
 
 pub use config::Config;
 pub use startup::Application;

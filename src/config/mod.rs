@@ -23,6 +23,7 @@ use crate::delivery::DeliverySettings;
 use crate::message::Reply;
 use crate::rules::{compile_reply, ReplySpec, RuleSet};
 use crate::security::{parse_net, AllowlistMode};
+pub use crate::secret::Secret;
 
 /// How the account's messages are encrypted (the console's 消息加解密方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,27 +58,6 @@ impl std::str::FromStr for Mode {
                 "mode must be plain, compatible or safe, not {other:?}"
             )),
         }
-    }
-}
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself; do not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 

@@ -1,0 +1,199 @@
+//! The in-process store: one node, nothing to run.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Store, StoreError, StoreFuture};
+
+/// Expired entries are swept every this many writes, so keys written once
+/// and never read again (dedup keys) do not accumulate.
+const SWEEP_EVERY: u64 = 1024;
+
+/// A [`Store`] in this process's memory.
+///
+/// A std `Mutex` rather than a tokio one: every critical section is a hash
+/// map operation that never awaits, so the lock is never held across a yield.
+/// Expiry uses tokio's clock, so tests with a paused clock can advance it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    writes: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.map_or(true, |at| now < at)
+    }
+}
+
+impl State {
+    fn live(&mut self, key: &str, now: Instant) -> Option<&Entry> {
+        if self.entries.get(key).is_some_and(|e| !e.live(now)) {
+            self.entries.remove(key);
+        }
+        self.entries.get(key)
+    }
+
+    fn insert(&mut self, key: &str, value: &[u8], ttl: Option<Duration>, now: Instant) {
+        self.writes += 1;
+        if self.writes % SWEEP_EVERY == 0 {
+            self.entries.retain(|_, e| e.live(now));
+        }
+        let entry = Entry {
+            value: value.to_vec(),
+            expires: ttl.map(|t| now + t),
+        };
+        self.entries.insert(key.to_owned(), entry);
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (each operation is one HashMap call), so a poisoned lock is usable.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state, Instant::now())
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Ok::<T, StoreError>(value)))
+}
+
+impl Store for MemoryStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        ready(self.with(|s, now| s.live(key, now).map(|e| e.value.clone())))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        ready(self.with(|s, now| s.insert(key, value, ttl, now)))
+    }
+
+    fn set_nx<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, now| {
+            if s.live(key, now).is_some() {
+                return false;
+            }
+            s.insert(key, value, Some(ttl), now);
+            true
+        }))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, now| s.live(key, now).is_some() && s.entries.remove(key).is_some()))
+    }
+
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, now| {
+            if s.live(key, now).is_some_and(|e| e.value == expected) {
+                s.entries.remove(key);
+                true
+            } else {
+                false
+            }
+        }))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, String> {
+        ready("memory".to_owned())
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn values_expire_with_their_ttl() {
+        let store = MemoryStore::new();
+        store
+            .set("k", b"v", Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        store.set("forever", b"f", None).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(store.get("k").await.unwrap(), None);
+        assert_eq!(
+            store.get("forever").await.unwrap().as_deref(),
+            Some(&b"f"[..])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn set_nx_is_a_lock_that_expires() {
+        let store = MemoryStore::new();
+        assert!(store
+            .set_nx("lock", b"a", Duration::from_millis(500))
+            .await
+            .unwrap());
+        assert!(!store
+            .set_nx("lock", b"b", Duration::from_millis(500))
+            .await
+            .unwrap());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(store
+            .set_nx("lock", b"b", Duration::from_millis(500))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn compare_and_delete_only_for_the_owner() {
+        let store = MemoryStore::new();
+        store
+            .set_nx("lock", b"owner", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(!store.compare_and_delete("lock", b"intruder").await.unwrap());
+        assert!(store.get("lock").await.unwrap().is_some());
+        assert!(store.compare_and_delete("lock", b"owner").await.unwrap());
+        assert!(!store.delete("lock").await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_keys_are_swept_on_writes() {
+        let store = MemoryStore::new();
+        for i in 0..SWEEP_EVERY {
+            store
+                .set(&format!("k{i}"), b"", Some(Duration::from_secs(1)))
+                .await
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        store.set("last", b"", None).await.unwrap();
+        for i in 0..SWEEP_EVERY {
+            store.set(&format!("n{i}"), b"", None).await.unwrap();
+        }
+        let len = store.state.lock().unwrap().entries.len() as u64;
+        assert_eq!(len, SWEEP_EVERY + 1);
+    }
+}

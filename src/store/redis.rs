@@ -1,0 +1,252 @@
+//! The Redis store: state shared by every node of a deployment.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use tokio::sync::OnceCell;
+
+use super::{Store, StoreError, StoreFuture};
+
+/// Deletes KEYS\[1\] only while it holds ARGV\[1\]: the owner-only release of
+/// a lock. A plain GET + DEL would race with the lock expiring and another
+/// node taking it in between.
+const COMPARE_AND_DELETE: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+else
+    return 0
+end
+"#;
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`.
+    pub url: String,
+    /// Upper bound on every operation, connecting included.
+    pub timeout: Duration,
+}
+
+/// A [`Store`] backed by a Redis server.
+///
+/// The connection is made on first use, not at construction, so a node starts
+/// (and reports itself unready) while Redis is down. After that a
+/// [`ConnectionManager`] reconnects in the background whenever the connection
+/// drops; operations fail with [`StoreError`] meanwhile, each bounded by
+/// [`RedisSettings::timeout`], and succeed again once Redis is back.
+pub struct RedisStore {
+    client: Client,
+    /// Where Redis is, without credentials (the URL may carry a password).
+    location: String,
+    timeout: Duration,
+    connection: OnceCell<ConnectionManager>,
+    compare_and_delete: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("location", &self.location)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Parses the URL; connects lazily.
+    pub fn open(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
+        let client = Client::open(settings.url.as_str()).map_err(|e| StoreError::Unavailable {
+            backend: "redis",
+            location: "(the configured store.url)".to_owned(),
+            reason: e.to_string(),
+        })?;
+        let info = client.get_connection_info();
+        let location = format!("{}/{}", info.addr, info.redis.db);
+        Ok(RedisStore {
+            client,
+            location,
+            timeout: settings.timeout,
+            connection: OnceCell::new(),
+            compare_and_delete: Script::new(COMPARE_AND_DELETE),
+        })
+    }
+
+    /// `host:port/db`, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            // Reconnection attempts in the background: a few, quickly; the
+            // next operation after they give up starts another round.
+            .set_number_of_retries(2)
+            .set_factor(50)
+            .set_max_delay(500);
+        let manager = self
+            .connection
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await?;
+        Ok(manager.clone())
+    }
+
+    /// Runs one command against Redis, bounded by the timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let work = async {
+            let mut conn = self.connection().await?;
+            cmd.query_async::<T>(&mut conn).await
+        };
+        self.bounded(operation, work).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(StoreError::Timeout {
+                backend: "redis",
+                operation,
+                after: self.timeout,
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.classify(operation, e)),
+        }
+    }
+
+    fn classify(&self, operation: &'static str, e: RedisError) -> StoreError {
+        if e.is_timeout() {
+            StoreError::Timeout {
+                backend: "redis",
+                operation,
+                after: self.timeout,
+            }
+        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            StoreError::Unavailable {
+                backend: "redis",
+                location: self.location.clone(),
+                reason: e.to_string(),
+            }
+        } else {
+            StoreError::Command {
+                backend: "redis",
+                operation,
+                reason: e.to_string(),
+            }
+        }
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    // PX 0 is an error in Redis; a zero TTL means "expire at once", 1 ms is as good.
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        Box::pin(self.run("GET", cmd))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        Box::pin(self.run("SET", cmd))
+    }
+
+    fn set_nx<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX").arg("PX").arg(millis(ttl));
+        Box::pin(async move {
+            // `SET … NX` answers OK when set and nil when the key exists.
+            let reply: Option<String> = self.run("SET NX", cmd).await?;
+            Ok(reply.is_some())
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        Box::pin(async move {
+            let n: u64 = self.run("DEL", cmd).await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.compare_and_delete
+                    .key(key)
+                    .arg(expected)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            };
+            Ok(self.bounded("compare-and-delete", work).await? > 0)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, String> {
+        Box::pin(async move {
+            let pong: String = self.run("PING", redis::cmd("PING")).await?;
+            Ok(format!("redis {} ({pong})", self.location))
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_never_carries_the_password() {
+        let store = RedisStore::open(&RedisSettings {
+            url: "redis://:hunter2@127.0.0.1:6390/3".into(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(store.location(), "127.0.0.1:6390/3");
+        assert!(!format!("{store:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_a_clear_bounded_error() {
+        // Port 1 on loopback: nothing listens there, the connection is refused.
+        let store = RedisStore::open(&RedisSettings {
+            url: "redis://127.0.0.1:1".into(),
+            timeout: Duration::from_millis(500),
+        })
+        .unwrap();
+        let err = store.ping().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Unavailable { .. } | StoreError::Timeout { .. }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("redis"), "{err}");
+    }
+}

@@ -36,6 +36,9 @@ pub enum Command {
     },
     /// Validate the configuration and exit (0 when valid, 78 when not).
     CheckConfig,
+    /// Print the account's current access token, fetching it if needed
+    /// (shared with running nodes through the configured store).
+    Token,
     /// Act as WeChat: send a signed (and encrypted) message to a server and check the reply.
     Simulate(SimulateArgs),
     /// Perform WeChat's URL verification (GET) against a server.

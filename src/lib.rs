@@ -37,6 +37,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod wechat_api;
 
 pub use config::Config;
 pub use startup::Application;

@@ -55,7 +55,30 @@ fn main() -> ExitCode {
             command: RulesCommand::Test { parties, kind },
         } => rules_test(&config, &parties, &kind),
         Command::Crypto { command } => crypto(&config, command),
+        Command::Token => print_token(&config),
     }
+}
+
+/// `wxgate token`: the token alone on stdout (for scripts), its expiry on stderr.
+fn print_token(config: &Config) -> ExitCode {
+    telemetry::init(&config.log);
+    block_on(async {
+        match wxgate::startup::fetch_access_token(config).await {
+            Ok(token) => {
+                println!("{}", token.access_token.expose());
+                eprintln!("expires at {} (unix)", token.expires_at);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                if e.is_config() {
+                    ExitCode::from(EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    })
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(future: F) -> ExitCode {
@@ -268,7 +291,11 @@ fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return if e.is_config() {
+                    ExitCode::from(EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                };
             }
         };
         if let Some(reloader) = app.reloader() {

@@ -18,7 +18,15 @@ use crate::delivery::{
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::security::Allowlist;
-use crate::server::{self, AppState, Probe, ProbeFuture, RouterSettings, StateParts};
+use crate::server::{
+    self, AppState, Probe, ProbeFuture, RouterSettings, StateParts, TokenEndpoint,
+};
+use crate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store, StoreError};
+use crate::token::{IssuedToken, RefresherGuard, TokenError, TokenManager, TokenSettings};
+use crate::wechat_api::{ClientSettings, WechatApi, WechatClient, WechatError};
+
+/// Upper bound on every Redis operation.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-run wxgate.
 pub struct Application {
@@ -28,6 +36,9 @@ pub struct Application {
     addr: SocketAddr,
     rules: SharedRules,
     shutdown_grace: Duration,
+    api: Option<WechatApi>,
+    /// Stops the background token refresher when the application goes.
+    _refresher: Option<RefresherGuard>,
 }
 
 /// Parts that can be swapped in when building (tests, embedding).
@@ -56,16 +67,126 @@ impl Default for Overrides {
     }
 }
 
-/// The in-memory store is always reachable; it reports itself as such.
-struct MemoryStoreProbe;
+/// Readiness of the shared store: a PING (Redis) with the reason when it fails.
+struct StoreProbe(Arc<dyn Store>);
 
-impl Probe for MemoryStoreProbe {
+impl Probe for StoreProbe {
     fn name(&self) -> &str {
         "store"
     }
     fn check(&self) -> ProbeFuture<'_> {
-        Box::pin(async { Ok("memory".to_owned()) })
+        Box::pin(async { self.0.ping().await.map_err(|e| e.to_string()) })
     }
+}
+
+/// Readiness of the access token: usable now, when it was last refreshed,
+/// and the last error.
+struct TokenProbe {
+    tokens: TokenManager,
+    clock: Arc<dyn Clock>,
+}
+
+impl Probe for TokenProbe {
+    fn name(&self) -> &str {
+        "token"
+    }
+    fn check(&self) -> ProbeFuture<'_> {
+        let status = self.tokens.status();
+        let now = self.clock.now_unix();
+        let result = match status.expires_at {
+            Some(at) if at > now => {
+                let refreshed = status
+                    .last_refresh
+                    .map_or("never".to_owned(), |t| t.to_string());
+                let mut s = format!("valid for {} s, last refresh at {refreshed}", at - now);
+                if let Some(e) = status.last_error {
+                    s.push_str(&format!("; last error: {e}"));
+                }
+                Ok(s)
+            }
+            _ => Err(status
+                .last_error
+                .unwrap_or_else(|| "no access token yet".to_owned())),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The access token machinery of one account, built from the config.
+pub struct TokenParts {
+    /// The shared store the tokens live in.
+    pub store: Arc<dyn Store>,
+    /// The token manager.
+    pub tokens: TokenManager,
+    /// The API with token handling.
+    pub api: WechatApi,
+}
+
+impl TokenParts {
+    /// Builds the store, client and manager; `None` when the account has no
+    /// app id and secret (no outbound calls, so no tokens). Does no I/O.
+    pub fn from_config(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<TokenParts>, StartupError> {
+        let store = open_store(config)?;
+        TokenParts::with_store(config, store, clock)
+    }
+
+    fn with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Option<TokenParts>, StartupError> {
+        let (Some(app_id), Some(app_secret)) = (&config.account.app_id, &config.account.app_secret)
+        else {
+            return Ok(None);
+        };
+        let t = &config.token;
+        let client = WechatClient::new(ClientSettings {
+            base_url: t.api_base_url.clone(),
+            timeout: Duration::from_secs(t.timeout_secs),
+            app_id: app_id.clone(),
+            app_secret: app_secret.clone(),
+            token_source: t.source,
+        })
+        .map_err(StartupError::Client)?;
+        let client = Arc::new(client);
+        let settings = TokenSettings::new(
+            Duration::from_secs(t.refresh_margin_secs),
+            Duration::from_millis(t.lock_ttl_ms),
+        );
+        let tokens = TokenManager::new(
+            client.clone(),
+            store.clone(),
+            &Namespace::for_app(app_id),
+            clock,
+            settings,
+        );
+        let api = WechatApi::new(client, tokens.clone());
+        Ok(Some(TokenParts { store, tokens, api }))
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    Ok(match &config.store {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Redis { url } => Arc::new(
+            RedisStore::open(&RedisSettings {
+                url: url.clone(),
+                timeout: STORE_TIMEOUT,
+            })
+            .map_err(StartupError::Store)?,
+        ),
+    })
+}
+
+/// Gets the account's current access token once, as `wxgate token` does:
+/// from the shared store when another node put it there, else from WeChat.
+pub async fn fetch_access_token(config: &Config) -> Result<IssuedToken, StartupError> {
+    let parts = TokenParts::from_config(config, Arc::new(SystemClock))?
+        .ok_or(StartupError::NoCredentials)?;
+    parts.tokens.token().await.map_err(StartupError::Token)
 }
 
 /// Why the application could not be built.
@@ -79,9 +200,35 @@ pub enum StartupError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The configured store backend is not available in this build.
-    #[error("store backend {0} is not supported yet")]
-    Store(&'static str),
+    /// The configured store cannot be used (a URL Redis does not accept).
+    #[error("store: {0}")]
+    Store(StoreError),
+    /// The outbound API client cannot be built.
+    #[error("WeChat API client: {0}")]
+    Client(WechatError),
+    /// WeChat refused the account's credentials (40013, 40125, 40001 on a
+    /// token request): the configuration is wrong.
+    #[error("invalid configuration: {0}")]
+    Credentials(TokenError),
+    /// No access token could be had (`wxgate token`).
+    #[error("{0}")]
+    Token(TokenError),
+    /// Access tokens need `account.app_id` and `account.app_secret`.
+    #[error("no access token: account.app_id and account.app_secret (or WXGATE_APP_ID / WXGATE_APP_SECRET) are not set")]
+    NoCredentials,
+}
+
+impl StartupError {
+    /// The configuration is at fault (exit code 78 rather than 1).
+    pub fn is_config(&self) -> bool {
+        match self {
+            StartupError::Credentials(_) | StartupError::NoCredentials | StartupError::Store(_) => {
+                true
+            }
+            StartupError::Token(e) => e.is_config(),
+            _ => false,
+        }
+    }
 }
 
 impl Application {
@@ -106,20 +253,49 @@ impl Application {
     }
 
     /// As [`Application::build`] with parts swapped in.
+    ///
+    /// When the account has an app id and secret, this also gets the first
+    /// access token and starts refreshing it in the background; WeChat
+    /// refusing the credentials fails the build. Any other token problem
+    /// (WeChat or Redis unreachable) is logged and shows in `/readyz`.
     pub async fn build_with(
         config: Config,
         overrides: Overrides,
     ) -> Result<Application, StartupError> {
-        let probe: Arc<dyn Probe> = match &config.store {
-            StoreConfig::Memory => Arc::new(MemoryStoreProbe),
-            StoreConfig::Redis { .. } => return Err(StartupError::Store("redis")),
-        };
+        let clock = overrides.clock;
+        let store = open_store(&config)?;
+        let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
+        let mut token_endpoint = None;
+        let mut api = None;
+        let mut refresher = None;
+        if let Some(parts) = TokenParts::with_store(&config, store, clock.clone())? {
+            match parts.tokens.token().await {
+                Ok(_) => {
+                    tracing::info!(source = config.token.source.as_str(), "access token ready")
+                }
+                Err(e) if e.is_config() => return Err(StartupError::Credentials(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no access token yet; retrying in the background")
+                }
+            }
+            refresher = Some(parts.tokens.spawn_refresher());
+            probes.push(Arc::new(TokenProbe {
+                tokens: parts.tokens.clone(),
+                clock: clock.clone(),
+            }));
+            token_endpoint = config
+                .token
+                .internal_api_key
+                .clone()
+                .map(|api_key| TokenEndpoint {
+                    tokens: parts.tokens.clone(),
+                    api_key,
+                    clock: clock.clone(),
+                });
+            api = Some(parts.api);
+        }
         let metrics = Arc::new(Metrics::new());
-        let callback = Callback::new(
-            &config.account,
-            config.server.timestamp_window_secs,
-            overrides.clock,
-        );
+        let callback = Callback::new(&config.account, config.server.timestamp_window_secs, clock);
         let rules: SharedRules = Arc::new(ArcSwap::new(config.rules.clone()));
         let responder = overrides
             .responder
@@ -149,9 +325,10 @@ impl Application {
             metrics,
             allowlist,
             trusted_proxies: config.security.trusted_proxies.clone(),
-            probes: vec![probe],
+            probes,
             reloader: Some(Arc::new(Reloader::new(config.clone(), rules.clone()))),
             admin_key: config.admin_api_key.clone(),
+            token_endpoint,
         });
         let settings = RouterSettings {
             path: config.server.path.clone(),
@@ -176,7 +353,15 @@ impl Application {
             addr,
             rules,
             shutdown_grace: config.delivery.shutdown_grace,
+            api,
+            _refresher: refresher,
         })
+    }
+
+    /// The WeChat API with the shared access token, when the account has
+    /// credentials.
+    pub fn wechat_api(&self) -> Option<WechatApi> {
+        self.api.clone()
     }
 
     /// The address actually bound (port 0 resolved).

@@ -21,6 +21,8 @@ pub(super) struct ConfigFile {
     pub security: SecuritySection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub token: TokenSection,
     pub default_reply: Option<ReplySpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -139,4 +141,28 @@ impl Default for SecuritySection {
 #[serde(deny_unknown_fields)]
 pub(super) struct AdminSection {
     pub api_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct TokenSection {
+    pub source: String,
+    pub refresh_margin_secs: u64,
+    pub api_base_url: String,
+    pub timeout_secs: u64,
+    pub lock_ttl_ms: u64,
+    pub internal_api_key: Option<String>,
+}
+
+impl Default for TokenSection {
+    fn default() -> Self {
+        TokenSection {
+            source: "stable".into(),
+            refresh_margin_secs: 300,
+            api_base_url: crate::wechat_api::DEFAULT_BASE_URL.into(),
+            timeout_secs: 5,
+            lock_ttl_ms: 10_000,
+            internal_api_key: None,
+        }
+    }
 }

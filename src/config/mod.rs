@@ -22,8 +22,9 @@ use crate::crypto::{AesKey, MessageCrypto};
 use crate::delivery::DeliverySettings;
 use crate::message::Reply;
 use crate::rules::{compile_reply, ReplySpec, RuleSet};
-use crate::security::{parse_net, AllowlistMode};
 pub use crate::secret::Secret;
+use crate::security::{parse_net, AllowlistMode};
+use crate::wechat_api::TokenSource;
 
 /// How the account's messages are encrypted (the console's 消息加解密方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,23 @@ pub enum StoreConfig {
     },
 }
 
+/// Access token settings (`[token]`).
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Which endpoint issues tokens (`stable` by default).
+    pub source: TokenSource,
+    /// Refresh this many seconds before the token expires.
+    pub refresh_margin_secs: u64,
+    /// The WeChat API base URL, without a trailing slash.
+    pub api_base_url: String,
+    /// Upper bound on every outbound call.
+    pub timeout_secs: u64,
+    /// TTL of the cross-node refresh lock.
+    pub lock_ttl_ms: u64,
+    /// Bearer key of `GET /internal/access_token`; the route is off without it.
+    pub internal_api_key: Option<Secret>,
+}
+
 /// Log output settings.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -147,6 +165,8 @@ pub struct Config {
     pub account: AccountConfig,
     /// Shared state.
     pub store: StoreConfig,
+    /// Access tokens.
+    pub token: TokenConfig,
     /// Logging.
     pub log: LogConfig,
     /// Compiled rules.
@@ -198,6 +218,11 @@ pub const ENV_APP_ID: &str = "WXGATE_APP_ID";
 pub const ENV_APP_SECRET: &str = "WXGATE_APP_SECRET";
 /// Bearer key for the admin endpoints.
 pub const ENV_ADMIN_API_KEY: &str = "WXGATE_ADMIN_API_KEY";
+/// Bearer key for `GET /internal/access_token`.
+pub const ENV_INTERNAL_API_KEY: &str = "WXGATE_INTERNAL_API_KEY";
+
+/// Shortest accepted `token.internal_api_key`.
+const MIN_API_KEY_LEN: usize = 16;
 
 impl Config {
     /// Reads and validates a config file, with secrets from the process environment.
@@ -337,6 +362,19 @@ impl Config {
                 StoreConfig::Memory
             }
         };
+        let token_config =
+            validate_token(raw.token, pick(None, ENV_INTERNAL_API_KEY), &mut problems);
+        if app_secret.is_some() && app_id.is_none() {
+            problems.push(format!(
+                "account.app_secret is set but account.app_id is missing (or set {ENV_APP_ID})"
+            ));
+        }
+        if token_config.internal_api_key.is_some() && (app_id.is_none() || app_secret.is_none()) {
+            problems.push(
+                "token.internal_api_key is set but there is no token to serve: set account.app_id and account.app_secret"
+                    .into(),
+            );
+        }
         let json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -454,6 +492,7 @@ impl Config {
                     mode,
                 },
                 store,
+                token: token_config,
                 log: LogConfig {
                     level: raw.log.level,
                     json,
@@ -468,6 +507,74 @@ impl Config {
                 problems,
             }),
         }
+    }
+}
+
+impl Config {
+    /// Outbound API calls (and so access tokens) are possible: the account
+    /// has both an app id and an app secret.
+    pub fn has_api_credentials(&self) -> bool {
+        self.account.app_id.is_some() && self.account.app_secret.is_some()
+    }
+}
+
+/// Checks `[token]`; `env_key` is `WXGATE_INTERNAL_API_KEY`, which overrides the file.
+fn validate_token(
+    raw: file::TokenSection,
+    env_key: Option<String>,
+    problems: &mut Vec<String>,
+) -> TokenConfig {
+    let source = raw.source.parse::<TokenSource>().unwrap_or_else(|e| {
+        problems.push(format!("token.source {e}"));
+        TokenSource::Stable
+    });
+    if !(1..=3600).contains(&raw.refresh_margin_secs) {
+        problems.push(format!(
+            "token.refresh_margin_secs must be between 1 and 3600 (tokens live 7200 s), not {}",
+            raw.refresh_margin_secs
+        ));
+    }
+    if !(1..=60).contains(&raw.timeout_secs) {
+        problems.push(format!(
+            "token.timeout_secs must be between 1 and 60, not {}",
+            raw.timeout_secs
+        ));
+    }
+    // The lock must outlive a fetch, or a second node could fetch while the first still is.
+    if raw.lock_ttl_ms <= raw.timeout_secs.saturating_mul(1000) || raw.lock_ttl_ms > 300_000 {
+        problems.push(format!(
+            "token.lock_ttl_ms must exceed token.timeout_secs ({} ms) and be at most 300000, not {}",
+            raw.timeout_secs.saturating_mul(1000),
+            raw.lock_ttl_ms
+        ));
+    }
+    let base = raw.api_base_url.trim_end_matches('/').to_owned();
+    let valid_base = (base.starts_with("https://") || base.starts_with("http://"))
+        && base
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty())
+        && !base.contains(['?', '#', ' ']);
+    if !valid_base {
+        problems.push(format!(
+            "token.api_base_url {:?} is not an http(s) URL like https://api.weixin.qq.com",
+            raw.api_base_url
+        ));
+    }
+    let key = env_key.or(raw.internal_api_key).filter(|k| !k.is_empty());
+    if let Some(k) = &key {
+        if k.len() < MIN_API_KEY_LEN || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(format!(
+                "token.internal_api_key (or {ENV_INTERNAL_API_KEY}) must be at least {MIN_API_KEY_LEN} characters without spaces"
+            ));
+        }
+    }
+    TokenConfig {
+        source,
+        refresh_margin_secs: raw.refresh_margin_secs,
+        api_base_url: base,
+        timeout_secs: raw.timeout_secs,
+        lock_ttl_ms: raw.lock_ttl_ms,
+        internal_api_key: key.map(Secret::new),
     }
 }
 
@@ -552,5 +659,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("store.url"), "{err}");
+    }
+
+    #[test]
+    fn token_defaults_and_overrides() {
+        let c = load("[account]\ntoken = \"a\"\n").unwrap();
+        assert_eq!(c.token.source, TokenSource::Stable);
+        assert_eq!(c.token.refresh_margin_secs, 300);
+        assert_eq!(c.token.api_base_url, "https://api.weixin.qq.com");
+        assert_eq!(c.token.timeout_secs, 5);
+        assert!(c.token.internal_api_key.is_none());
+        assert!(!c.has_api_credentials());
+
+        let c = Config::from_toml(
+            "[account]\ntoken = \"a\"\napp_id = \"wx1\"\napp_secret = \"s\"\n[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n[token]\nsource = \"classic\"\napi_base_url = \"http://127.0.0.1:9/\"\nlock_ttl_ms = 6000\n",
+            Path::new("t.toml"),
+            |name| (name == ENV_INTERNAL_API_KEY).then(|| "k".repeat(32)),
+        )
+        .unwrap();
+        assert_eq!(c.token.source, TokenSource::Classic);
+        assert_eq!(c.token.api_base_url, "http://127.0.0.1:9");
+        assert_eq!(
+            c.token.internal_api_key.as_ref().unwrap().expose(),
+            "k".repeat(32)
+        );
+        assert!(c.has_api_credentials());
+        assert!(!format!("{c:?}").contains("kkkk"));
+    }
+
+    #[test]
+    fn token_problems_are_listed() {
+        let err = load(
+            "[account]\ntoken = \"a\"\napp_secret = \"s\"\n[token]\nsource = \"fast\"\nrefresh_margin_secs = 0\ntimeout_secs = 5\nlock_ttl_ms = 5000\napi_base_url = \"ftp://x\"\ninternal_api_key = \"short\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "token.source must be \"stable\" or \"classic\"",
+            "token.refresh_margin_secs",
+            "token.lock_ttl_ms must exceed",
+            "token.api_base_url",
+            "token.internal_api_key (or WXGATE_INTERNAL_API_KEY) must be at least 16",
+            "app_secret is set but account.app_id is missing",
+            "internal_api_key is set but there is no token to serve",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod admin;
 mod client_ip;
 mod error;
 mod health;
+mod internal;
 mod weixin;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,7 @@ use crate::rules::RuleSet;
 use crate::security::Allowlist;
 pub use error::ApiError;
 pub use health::{Probe, ProbeFuture};
+pub use internal::TokenEndpoint;
 
 /// Everything the handlers share. Cheap to clone (one `Arc`).
 ///
@@ -51,6 +53,8 @@ struct Shared {
     probes: Vec<Arc<dyn Probe>>,
     reloader: Option<Arc<Reloader>>,
     admin_key: Option<Secret>,
+    /// `GET /internal/access_token`, when enabled.
+    token_endpoint: Option<TokenEndpoint>,
     started: Instant,
 }
 
@@ -74,6 +78,8 @@ pub struct StateParts {
     pub reloader: Option<Arc<Reloader>>,
     /// Bearer key of the admin routes (off when `None`).
     pub admin_key: Option<Secret>,
+    /// `GET /internal/access_token` (off when `None`).
+    pub token_endpoint: Option<TokenEndpoint>,
 }
 
 impl AppState {
@@ -90,6 +96,7 @@ impl AppState {
                 probes: parts.probes,
                 reloader: parts.reloader,
                 admin_key: parts.admin_key,
+                token_endpoint: parts.token_endpoint,
                 started: Instant::now(),
             }),
         }
@@ -135,12 +142,17 @@ pub struct RouterSettings {
 /// Layers, outermost first: the trace span (so every log line of a request is
 /// inside it, including rejections), then the body limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route(&settings.path, get(weixin::verify).post(weixin::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
-        .route("/admin/reload", axum::routing::post(admin::reload))
+        .route("/admin/reload", axum::routing::post(admin::reload));
+    if state.inner.token_endpoint.is_some() {
+        // Without a key the route does not exist: 404, like any unknown path.
+        routes = routes.route("/internal/access_token", get(internal::access_token));
+    }
+    routes
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             TraceLayer::new_for_http()

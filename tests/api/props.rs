@@ -47,6 +47,7 @@ fn app(mode: &str) -> axum::Router {
         probes: vec![],
         reloader: None,
         admin_key: None,
+        token_endpoint: None,
     });
     router(
         state,

@@ -1,0 +1,256 @@
+//! The typed HTTP client: one method per endpoint.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::types::{IpListResponse, Status, TokenResponse};
+use super::{CustomMessage, ErrCode, TokenSource, TypingCommand, WechatError};
+use crate::secret::Secret;
+use crate::token::{
+    AccessToken, FetchError, FetchErrorKind, FetchFuture, FetchedToken, TokenFetcher,
+};
+
+/// Where the Official Account API lives.
+pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
+
+/// WeChat answers are small JSON objects; anything bigger is not one of them.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+const TOKEN: &str = "/cgi-bin/token";
+const STABLE_TOKEN: &str = "/cgi-bin/stable_token";
+const CALLBACK_IP: &str = "/cgi-bin/getcallbackip";
+const CUSTOM_SEND: &str = "/cgi-bin/message/custom/send";
+const CUSTOM_TYPING: &str = "/cgi-bin/message/custom/typing";
+
+/// What the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `https://api.weixin.qq.com`, or a fake in tests. No trailing slash.
+    pub base_url: String,
+    /// Upper bound on every call, connecting included.
+    pub timeout: Duration,
+    /// AppID.
+    pub app_id: String,
+    /// AppSecret.
+    pub app_secret: Secret,
+    /// Which endpoint issues tokens.
+    pub token_source: TokenSource,
+}
+
+/// A client for the Official Account API. Cheap to share (`Arc`), not to clone.
+#[derive(Debug)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    settings: ClientSettings,
+}
+
+impl WechatClient {
+    /// Builds the HTTP client (rustls, bounded in time).
+    pub fn new(mut settings: ClientSettings) -> Result<WechatClient, WechatError> {
+        settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| WechatError::Transport {
+                endpoint: "(client)",
+                reason: e.to_string(),
+            })?;
+        Ok(WechatClient { http, settings })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// `GET /cgi-bin/token`: a new token; the previous one stops working
+    /// after a short overlap.
+    pub async fn classic_token(&self) -> Result<FetchedToken, WechatError> {
+        let s = &self.settings;
+        let request = self.http.get(self.url(TOKEN)).query(&[
+            ("grant_type", "client_credential"),
+            ("appid", s.app_id.as_str()),
+            ("secret", s.app_secret.expose()),
+        ]);
+        let answer: TokenResponse = self.send(TOKEN, request).await?;
+        token_from(TOKEN, answer)
+    }
+
+    /// `POST /cgi-bin/stable_token`: the current token while it is valid;
+    /// `force_refresh` invalidates it and issues a new one (WeChat allows
+    /// that 20 times a day, 30 s apart), so pass it only for a token known
+    /// to be invalid.
+    pub async fn stable_token(&self, force_refresh: bool) -> Result<FetchedToken, WechatError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            grant_type: &'a str,
+            appid: &'a str,
+            secret: &'a str,
+            force_refresh: bool,
+        }
+        let s = &self.settings;
+        let request = self.http.post(self.url(STABLE_TOKEN)).json(&Body {
+            grant_type: "client_credential",
+            appid: &s.app_id,
+            secret: s.app_secret.expose(),
+            force_refresh,
+        });
+        let answer: TokenResponse = self.send(STABLE_TOKEN, request).await?;
+        token_from(STABLE_TOKEN, answer)
+    }
+
+    /// `GET /cgi-bin/getcallbackip`: the addresses (IPs and CIDRs) WeChat
+    /// sends callbacks from.
+    pub async fn callback_ips(&self, token: &AccessToken) -> Result<Vec<String>, WechatError> {
+        let request = self
+            .http
+            .get(self.url(CALLBACK_IP))
+            .query(&[("access_token", token.expose())]);
+        let answer: IpListResponse = self.send(CALLBACK_IP, request).await?;
+        Ok(answer.ip_list)
+    }
+
+    /// `POST /cgi-bin/message/custom/send`.
+    pub async fn send_custom(
+        &self,
+        token: &AccessToken,
+        message: &CustomMessage,
+    ) -> Result<(), WechatError> {
+        let request = self
+            .http
+            .post(self.url(CUSTOM_SEND))
+            .query(&[("access_token", token.expose())])
+            .json(message);
+        self.send::<Status>(CUSTOM_SEND, request).await.map(drop)
+    }
+
+    /// `POST /cgi-bin/message/custom/typing`.
+    pub async fn typing(
+        &self,
+        token: &AccessToken,
+        to: &str,
+        command: TypingCommand,
+    ) -> Result<(), WechatError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            touser: &'a str,
+            command: TypingCommand,
+        }
+        let request = self
+            .http
+            .post(self.url(CUSTOM_TYPING))
+            .query(&[("access_token", token.expose())])
+            .json(&Body {
+                touser: to,
+                command,
+            });
+        self.send::<Status>(CUSTOM_TYPING, request).await.map(drop)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.base_url)
+    }
+
+    /// Sends, reads a bounded body, checks `errcode`, then decodes `T`.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, WechatError> {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                WechatError::Timeout {
+                    endpoint,
+                    after: self.settings.timeout,
+                }
+            } else {
+                // The URL's query carries the secret or the token: drop it.
+                WechatError::Transport {
+                    endpoint,
+                    reason: e.without_url().to_string(),
+                }
+            }
+        };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(WechatError::Decode {
+                    endpoint,
+                    reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        // WeChat reports errors in the body, normally with HTTP 200.
+        if let Ok(s) = serde_json::from_slice::<Status>(&body) {
+            if s.errcode != 0 {
+                return Err(WechatError::Api {
+                    endpoint,
+                    code: ErrCode::from_code(s.errcode),
+                    message: s.errmsg,
+                });
+            }
+        }
+        if !status.is_success() {
+            return Err(WechatError::Status {
+                endpoint,
+                status: status.as_u16(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| WechatError::Decode {
+            endpoint,
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn token_from(endpoint: &'static str, answer: TokenResponse) -> Result<FetchedToken, WechatError> {
+    if answer.access_token.is_empty() || answer.expires_in <= 0 {
+        return Err(WechatError::Decode {
+            endpoint,
+            reason: format!(
+                "empty token or non-positive expires_in ({})",
+                answer.expires_in
+            ),
+        });
+    }
+    Ok(FetchedToken {
+        access_token: AccessToken::new(answer.access_token),
+        expires_in: Duration::from_secs(answer.expires_in.unsigned_abs()),
+    })
+}
+
+impl TokenFetcher for WechatClient {
+    fn fetch(&self, force_refresh: bool) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let result = match self.settings.token_source {
+                TokenSource::Stable => self.stable_token(force_refresh).await,
+                // Every classic call issues a new token; there is nothing to force.
+                TokenSource::Classic => self.classic_token().await,
+            };
+            result.map_err(|e| {
+                let kind = match e.code() {
+                    // On a token request 40001 means a wrong secret, not a stale token.
+                    Some(
+                        ErrCode::InvalidCredential
+                        | ErrCode::InvalidAppId
+                        | ErrCode::InvalidAppSecret
+                        | ErrCode::InvalidGrantType,
+                    ) => FetchErrorKind::Credentials,
+                    Some(ErrCode::IpNotWhitelisted | ErrCode::IpNotConfirmed(_)) => {
+                        FetchErrorKind::NotAllowed
+                    }
+                    Some(ErrCode::QuotaExceeded | ErrCode::SystemBusy) => FetchErrorKind::Throttled,
+                    _ => FetchErrorKind::Unavailable,
+                };
+                FetchError::new(kind, e)
+            })
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! Request and response bodies, as the endpoints document them.
+
+use serde::{Deserialize, Serialize};
+
+/// Which endpoint issues access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// `POST /cgi-bin/stable_token`: returns the current token while it is
+    /// valid, so several callers cannot invalidate each other's token. The
+    /// default.
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token`: every call issues a new token and invalidates
+    /// the previous one (after a short overlap).
+    Classic,
+}
+
+impl TokenSource {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Stable => "stable",
+            TokenSource::Classic => "classic",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stable" => Ok(TokenSource::Stable),
+            "classic" => Ok(TokenSource::Classic),
+            other => Err(format!("must be \"stable\" or \"classic\", not {other:?}")),
+        }
+    }
+}
+
+/// A customer-service message (`/cgi-bin/message/custom/send`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomMessage {
+    /// The user's OpenID.
+    pub touser: String,
+    /// What to send.
+    #[serde(flatten)]
+    pub body: CustomBody,
+}
+
+/// The kinds of custom message wxgate sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "msgtype", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CustomBody {
+    /// Plain text.
+    Text {
+        /// `{"content": …}`.
+        text: TextContent,
+    },
+    /// One link card (WeChat shows one article).
+    News {
+        /// `{"articles": [ … ]}`.
+        news: NewsContent,
+    },
+}
+
+/// The `text` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextContent {
+    /// The text (WeChat limits it to about 2048 bytes).
+    pub content: String,
+}
+
+/// The `news` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewsContent {
+    /// The articles; send one.
+    pub articles: Vec<Article>,
+}
+
+/// One link card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Article {
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Link.
+    pub url: String,
+    /// Picture.
+    pub picurl: String,
+}
+
+impl CustomMessage {
+    /// A text message.
+    pub fn text(to: impl Into<String>, content: impl Into<String>) -> Self {
+        CustomMessage {
+            touser: to.into(),
+            body: CustomBody::Text {
+                text: TextContent {
+                    content: content.into(),
+                },
+            },
+        }
+    }
+
+    /// A one-article news message.
+    pub fn news(to: impl Into<String>, article: Article) -> Self {
+        CustomMessage {
+            touser: to.into(),
+            body: CustomBody::News {
+                news: NewsContent {
+                    articles: vec![article],
+                },
+            },
+        }
+    }
+}
+
+/// The typing indicator (`/cgi-bin/message/custom/typing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TypingCommand {
+    /// Show "typing…" (for up to 15 s).
+    Typing,
+    /// Hide it.
+    CancelTyping,
+}
+
+/// `{"access_token": …, "expires_in": …}` from both token endpoints.
+#[derive(Deserialize)]
+pub(super) struct TokenResponse {
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+/// `{"ip_list": [ … ]}`.
+#[derive(Deserialize)]
+pub(super) struct IpListResponse {
+    pub ip_list: Vec<String>,
+}
+
+/// The part every answer may carry.
+#[derive(Deserialize)]
+pub(super) struct Status {
+    #[serde(default)]
+    pub errcode: i64,
+    #[serde(default)]
+    pub errmsg: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_messages_serialise_as_documented() {
+        let text = serde_json::to_value(CustomMessage::text("OPENID", "Hello World")).unwrap();
+        assert_eq!(
+            text,
+            serde_json::json!({"touser":"OPENID","msgtype":"text","text":{"content":"Hello World"}})
+        );
+        let news = CustomMessage::news(
+            "OPENID",
+            Article {
+                title: "Happy Day".into(),
+                description: "Is Really A Happy Day".into(),
+                url: "URL".into(),
+                picurl: "PIC_URL".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(news).unwrap(),
+            serde_json::json!({"touser":"OPENID","msgtype":"news","news":{"articles":[
+                {"title":"Happy Day","description":"Is Really A Happy Day","url":"URL","picurl":"PIC_URL"}]}})
+        );
+        assert_eq!(
+            serde_json::to_value(TypingCommand::CancelTyping).unwrap(),
+            "CancelTyping"
+        );
+    }
+}

@@ -11,6 +11,8 @@ if [ -z "${WXGATE_VECTORS_DIR:-}" ] && [ ! -d ../shared/vectors ]; then
   exit 1
 fi
 
+# The token tests run a real redis-server.
+scripts/ensure-redis.sh
 cargo build --locked --bins
 cargo test --locked --all-targets
 scripts/interop.sh target/debug/wxgate

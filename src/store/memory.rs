@@ -90,7 +90,8 @@ impl Store for MemoryStore {
         value: &'a [u8],
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
-        ready(self.with(|s, now| s.insert(key, value, ttl, now)))
+        self.with(|s, now| s.insert(key, value, ttl, now));
+        ready(())
     }
 
     fn set_nx<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, bool> {

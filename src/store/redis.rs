@@ -81,11 +81,12 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
-            // Reconnection attempts in the background: a few, quickly; the
-            // next operation after they give up starts another round.
-            .set_number_of_retries(2)
-            .set_factor(50)
-            .set_max_delay(500);
+            // One connection attempt per reconnection, no retries inside the
+            // client: an operation during an outage fails at once with the
+            // cause ("connection refused"), the callers' own backoff paces
+            // the retries, and the next operation after Redis is back
+            // reconnects.
+            .set_number_of_retries(0);
         let manager = self
             .connection
             .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))

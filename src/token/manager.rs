@@ -14,6 +14,8 @@ use crate::store::{Namespace, Store};
 /// The background refresher wakes at least this often, so it notices a clock
 /// that jumped and a token another node replaced early.
 const MAX_IDLE: Duration = Duration::from_secs(60);
+/// Shortest pause between two background refreshes.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest pause between background attempts after failures.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
@@ -195,7 +197,14 @@ impl TokenManager {
     async fn run_refresher(self) {
         let mut failures = 0u32;
         loop {
-            tokio::time::sleep(self.until_due()).await;
+            // At least MIN_INTERVAL between refreshes, whatever lifetime the
+            // issuer reports: a token handed out with a second to live must
+            // not turn this loop into a hot one.
+            let wait = match self.cached() {
+                Some(_) => self.until_due().max(MIN_INTERVAL),
+                None => Duration::ZERO,
+            };
+            tokio::time::sleep(wait).await;
             match self.refresh_if_due().await {
                 Ok(_) => failures = 0,
                 Err(e) => {

@@ -6,9 +6,12 @@
 mod cli;
 mod delivery;
 mod errors;
+mod fake_wechat;
 mod fixtures;
 mod helpers;
 mod operator;
 mod props;
+mod redis_server;
+mod token;
 mod vectors;
 mod webhook;

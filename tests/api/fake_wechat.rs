@@ -1,0 +1,385 @@
+//! A local stand-in for `api.weixin.qq.com`, faithful where wxgate depends on it.
+//!
+//! - `GET /cgi-bin/token` checks grant_type/appid/secret and issues a new
+//!   token every time; the previous one keeps working only for a short overlap.
+//! - `POST /cgi-bin/stable_token` (JSON) returns the current token while it
+//!   has more than the pre-rotation window left, else issues a new one (the
+//!   old one living out its life); `force_refresh: true` issues a new one and
+//!   invalidates the old at once.
+//! - `getcallbackip`, `message/custom/send` and `message/custom/typing` check
+//!   the access token like the real API: missing → 41001, unknown → 40001,
+//!   expired → 42001.
+//!
+//! Tests can queue errcodes for the next token or API answers, delay token
+//! answers, change the lifetime, expire a token, and read call counts.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub const APP_ID: &str = "wxfake0123456789";
+pub const APP_SECRET: &str = "fake-app-secret-0123456789abcdef";
+
+pub struct FakeWechat {
+    addr: SocketAddr,
+    state: Arc<Fake>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Fake {
+    inner: Mutex<Inner>,
+    token_requests: AtomicU64,
+    forced_requests: AtomicU64,
+}
+
+struct Inner {
+    lifetime: Duration,
+    delay: Duration,
+    next_token_errors: VecDeque<i64>,
+    next_api_errors: VecDeque<i64>,
+    /// token → when it stops working.
+    valid: HashMap<String, Instant>,
+    /// The token the stable endpoint hands out.
+    current: Option<String>,
+    issued: u64,
+    /// endpoint → calls.
+    api_calls: HashMap<&'static str, u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            lifetime: Duration::from_secs(7200),
+            delay: Duration::ZERO,
+            next_token_errors: VecDeque::new(),
+            next_api_errors: VecDeque::new(),
+            valid: HashMap::new(),
+            current: None,
+            issued: 0,
+            api_calls: HashMap::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// WeChat pre-rotates 300 s before expiry of a 7200 s token; scaled here.
+    fn pre_rotation(&self) -> Duration {
+        (self.lifetime / 24).max(Duration::from_millis(500))
+    }
+
+    fn mint(&mut self, now: Instant) -> String {
+        self.issued += 1;
+        let token = format!("FAKE_TOKEN_{:04}_{}", self.issued, "x".repeat(100));
+        self.valid.insert(token.clone(), now + self.lifetime);
+        self.current = Some(token.clone());
+        token
+    }
+
+    fn remaining(&self, token: &str, now: Instant) -> Option<Duration> {
+        self.valid
+            .get(token)
+            .and_then(|at| at.checked_duration_since(now))
+    }
+}
+
+fn error(code: i64) -> Json<Value> {
+    let message = match code {
+        -1 => "system error",
+        40001 => "invalid credential, access_token is invalid or not latest",
+        40002 => "invalid grant_type",
+        40013 => "invalid appid",
+        40014 => "invalid access_token",
+        40125 => "invalid appsecret",
+        40164 => "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist",
+        41001 => "access_token missing",
+        42001 => "access_token expired",
+        45009 => "reach max api daily quota limit",
+        45072 => "command field invalid",
+        _ => "error",
+    };
+    Json(json!({ "errcode": code, "errmsg": format!("{message} rid: 0000-fake") }))
+}
+
+impl FakeWechat {
+    pub async fn start() -> FakeWechat {
+        let state = Arc::new(Fake::default());
+        let router = Router::new()
+            .route("/cgi-bin/token", get(classic_token))
+            .route("/cgi-bin/stable_token", post(stable_token))
+            .route("/cgi-bin/getcallbackip", get(callback_ip))
+            .route("/cgi-bin/message/custom/send", post(custom_send))
+            .route("/cgi-bin/message/custom/typing", post(typing))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeWechat {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.state.inner.lock().unwrap())
+    }
+
+    /// Token requests of either kind, failed ones included.
+    pub fn token_requests(&self) -> u64 {
+        self.state.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Stable token requests with `force_refresh: true`.
+    pub fn forced_requests(&self) -> u64 {
+        self.state.forced_requests.load(Ordering::SeqCst)
+    }
+
+    /// Calls to an API endpoint (not the token endpoints), e.g. `custom/send`.
+    pub fn api_calls(&self, endpoint: &str) -> u64 {
+        self.with(|i| {
+            i.api_calls
+                .iter()
+                .filter(|(k, _)| k.ends_with(endpoint))
+                .map(|(_, v)| v)
+                .sum()
+        })
+    }
+
+    /// The next token requests answer these errcodes, in order.
+    pub fn fail_next_token_requests(&self, codes: &[i64]) {
+        self.with(|i| i.next_token_errors.extend(codes));
+    }
+
+    /// The next API calls answer these errcodes, in order.
+    pub fn fail_next_api_calls(&self, codes: &[i64]) {
+        self.with(|i| i.next_api_errors.extend(codes));
+    }
+
+    /// Token answers arrive after this long.
+    pub fn set_delay(&self, delay: Duration) {
+        self.with(|i| i.delay = delay);
+    }
+
+    /// Tokens issued from now on live this long.
+    pub fn set_lifetime(&self, lifetime: Duration) {
+        self.with(|i| i.lifetime = lifetime);
+    }
+
+    /// Makes `token` expired, as if its two hours were up.
+    pub fn expire(&self, token: &str) {
+        self.with(|i| {
+            if let Some(at) = i.valid.get_mut(token) {
+                *at = Instant::now();
+            }
+        });
+    }
+
+    /// The token the stable endpoint would hand out now.
+    pub fn current_token(&self) -> Option<String> {
+        self.with(|i| i.current.clone())
+    }
+}
+
+impl Drop for FakeWechat {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Common checks and scripted failures of both token endpoints.
+async fn token_preamble(
+    fake: &Fake,
+    grant_type: &str,
+    appid: &str,
+    bad_secret: Option<i64>,
+) -> Option<Json<Value>> {
+    fake.token_requests.fetch_add(1, Ordering::SeqCst);
+    let (delay, scripted) = {
+        let mut i = fake.inner.lock().unwrap();
+        (i.delay, i.next_token_errors.pop_front())
+    };
+    tokio::time::sleep(delay).await;
+    if let Some(code) = scripted {
+        return Some(error(code));
+    }
+    if grant_type != "client_credential" {
+        return Some(error(40002));
+    }
+    if appid != APP_ID {
+        return Some(error(40013));
+    }
+    bad_secret.map(error)
+}
+
+#[derive(Deserialize)]
+struct ClassicQuery {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+}
+
+async fn classic_token(
+    State(fake): State<Arc<Fake>>,
+    Query(q): Query<ClassicQuery>,
+) -> Json<Value> {
+    let bad_secret = (q.secret.as_deref() != Some(APP_SECRET)).then_some(40001);
+    if let Some(e) = token_preamble(
+        &fake,
+        q.grant_type.as_deref().unwrap_or(""),
+        q.appid.as_deref().unwrap_or(""),
+        bad_secret,
+    )
+    .await
+    {
+        return e;
+    }
+    let mut i = fake.inner.lock().unwrap();
+    let now = Instant::now();
+    // The previous token keeps working for a short overlap only.
+    let overlap = now + i.pre_rotation();
+    if let Some(old) = i.current.clone() {
+        if let Some(at) = i.valid.get_mut(&old) {
+            *at = (*at).min(overlap);
+        }
+    }
+    let token = i.mint(now);
+    let lifetime = i.lifetime.as_secs();
+    Json(json!({ "access_token": token, "expires_in": lifetime }))
+}
+
+#[derive(Deserialize)]
+struct StableBody {
+    grant_type: String,
+    appid: String,
+    secret: String,
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+async fn stable_token(
+    State(fake): State<Arc<Fake>>,
+    body: Option<Json<StableBody>>,
+) -> Json<Value> {
+    let Some(Json(body)) = body else {
+        // The real endpoint accepts JSON only.
+        fake.token_requests.fetch_add(1, Ordering::SeqCst);
+        return error(47001);
+    };
+    let bad_secret = (body.secret != APP_SECRET).then_some(40125);
+    if let Some(e) = token_preamble(&fake, &body.grant_type, &body.appid, bad_secret).await {
+        return e;
+    }
+    if body.force_refresh {
+        fake.forced_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut i = fake.inner.lock().unwrap();
+    let now = Instant::now();
+    if body.force_refresh {
+        if let Some(old) = i.current.take() {
+            i.valid.remove(&old);
+        }
+    }
+    let reuse = i
+        .current
+        .clone()
+        .and_then(|t| i.remaining(&t, now).map(|left| (t, left)))
+        .filter(|(_, left)| *left > i.pre_rotation());
+    let (token, left) = match reuse {
+        Some(pair) => pair,
+        None => {
+            let t = i.mint(now);
+            (t, i.lifetime)
+        }
+    };
+    Json(json!({ "access_token": token, "expires_in": left.as_secs() }))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// Counts the call, applies scripted failures, validates the token.
+fn check_call(fake: &Fake, endpoint: &'static str, token: Option<&str>) -> Option<Json<Value>> {
+    let mut i = fake.inner.lock().unwrap();
+    *i.api_calls.entry(endpoint).or_default() += 1;
+    if let Some(code) = i.next_api_errors.pop_front() {
+        return Some(error(code));
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Some(error(41001));
+    };
+    match i.valid.get(token) {
+        None => Some(error(40001)),
+        Some(at) if *at <= Instant::now() => Some(error(42001)),
+        Some(_) => None,
+    }
+}
+
+async fn callback_ip(State(fake): State<Arc<Fake>>, Query(q): Query<TokenQuery>) -> Json<Value> {
+    if let Some(e) = check_call(&fake, "/cgi-bin/getcallbackip", q.access_token.as_deref()) {
+        return e;
+    }
+    Json(json!({ "ip_list": ["127.0.0.1", "127.0.0.2", "101.226.103.0/25"] }))
+}
+
+async fn custom_send(
+    State(fake): State<Arc<Fake>>,
+    Query(q): Query<TokenQuery>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    if let Some(e) = check_call(
+        &fake,
+        "/cgi-bin/message/custom/send",
+        q.access_token.as_deref(),
+    ) {
+        return e;
+    }
+    let valid = body["touser"].as_str().is_some_and(|t| !t.is_empty())
+        && match body["msgtype"].as_str() {
+            Some("text") => body["text"]["content"].is_string(),
+            Some("news") => body["news"]["articles"].is_array(),
+            _ => false,
+        };
+    if !valid {
+        return Json(json!({ "errcode": 40008, "errmsg": "invalid message type" }));
+    }
+    Json(json!({ "errcode": 0, "errmsg": "ok" }))
+}
+
+async fn typing(
+    State(fake): State<Arc<Fake>>,
+    Query(q): Query<TokenQuery>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    if let Some(e) = check_call(
+        &fake,
+        "/cgi-bin/message/custom/typing",
+        q.access_token.as_deref(),
+    ) {
+        return e;
+    }
+    match body["command"].as_str() {
+        Some("Typing" | "CancelTyping") if body["touser"].is_string() => {
+            Json(json!({ "errcode": 0, "errmsg": "ok" }))
+        }
+        _ => error(45072),
+    }
+}

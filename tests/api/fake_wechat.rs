@@ -1,7 +1,8 @@
 //! A local stand-in for `api.weixin.qq.com`, faithful where wxgate depends on it.
 //!
 //! - `GET /cgi-bin/token` checks grant_type/appid/secret and issues a new
-//!   token every time; the previous one keeps working only for a short overlap.
+//!   token every time; the previous one keeps working only for a short overlap
+//!   (scaled down from WeChat's five minutes).
 //! - `POST /cgi-bin/stable_token` (JSON) returns the current token while it
 //!   has more than the pre-rotation window left, else issues a new one (the
 //!   old one living out its life); `force_refresh: true` issues a new one and
@@ -74,6 +75,13 @@ impl Inner {
     /// WeChat pre-rotates 300 s before expiry of a 7200 s token; scaled here.
     fn pre_rotation(&self) -> Duration {
         (self.lifetime / 24).max(Duration::from_millis(500))
+    }
+
+    /// How long a classic token keeps working once a newer one is issued:
+    /// about five minutes for real; here at least 2 s, because token
+    /// managers schedule in whole seconds of the Unix clock.
+    fn overlap(&self) -> Duration {
+        (self.lifetime / 24).max(Duration::from_secs(2))
     }
 
     fn mint(&mut self, now: Instant) -> String {
@@ -253,7 +261,7 @@ async fn classic_token(
     let mut i = fake.inner.lock().unwrap();
     let now = Instant::now();
     // The previous token keeps working for a short overlap only.
-    let overlap = now + i.pre_rotation();
+    let overlap = now + i.overlap();
     if let Some(old) = i.current.clone() {
         if let Some(at) = i.valid.get_mut(&old) {
             *at = (*at).min(overlap);

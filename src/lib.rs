@@ -11,10 +11,14 @@
 //! - [`callback`]: the HTTP-free pipeline joining the three above.
 //! - [`delivery`]: retries deduplicated, the deadline, overload replies, late results.
 //! - [`security`]: the callback IP allowlist. [`metrics`]: Prometheus counters.
+//! - [`store`]: the shared key/value store (memory, or Redis for several nodes).
+//! - [`token`]: the access token, cached, refreshed early, refreshed once across nodes.
+//! - [`wechat_api`]: the outbound WeChat API; refreshes tokens through [`token`]'s
+//!   `TokenFetcher` seam, so `wechat_api → token → store`.
 //! - [`config`]: the configuration file, validated once at start-up.
 //! - [`server`]: axum routes, status codes and the layer stack.
 //! - [`startup`]: binds the listener and wires everything together.
-//! - [`clock`], [`shutdown`], [`telemetry`], [`cli`]: the small parts.
+//! - [`clock`], [`secret`], [`shutdown`], [`telemetry`], [`cli`]: the small parts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod callback;
+pub mod callback_ips;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -30,6 +30,8 @@ pub struct KindLabel {
 /// Every metric wxgate exports.
 pub struct Metrics {
     registry: Registry,
+    /// Last token counts seen, to turn the manager's totals into increments.
+    token_seen: std::sync::Mutex<(u64, u64)>,
     /// Requests by outcome and MsgType.
     pub requests: Family<RequestLabels, Counter>,
     /// Request latency in seconds, callback path only.
@@ -147,6 +149,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            token_seen: std::sync::Mutex::new((0, 0)),
             requests,
             latency,
             signature_failures,
@@ -167,6 +170,15 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels { outcome, msg_type })
             .inc();
+    }
+
+    /// Brings the token counters up to the token manager's totals.
+    pub fn sync_token_counts(&self, fetches: u64, failures: u64) {
+        let mut seen = self.token_seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.token_refreshes.inc_by(fetches.saturating_sub(seen.0));
+        self.token_refresh_failures
+            .inc_by(failures.saturating_sub(seen.1));
+        *seen = (fetches.max(seen.0), failures.max(seen.1));
     }
 
     /// Counts a store failure.

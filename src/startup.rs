@@ -9,15 +9,17 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::callback::Callback;
+use crate::callback_ips;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreConfig};
 use crate::delivery::{
     Dedup, Delivery, LateDelivery, MemoryDedup, NoLateDelivery, Responder, RulesResponder,
-    SharedRules,
+    SharedRules, StoreDedup,
 };
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::security::Allowlist;
+use crate::security::AllowlistMode;
 use crate::server::{
     self, AppState, Probe, ProbeFuture, RouterSettings, StateParts, TokenEndpoint,
 };
@@ -39,6 +41,8 @@ pub struct Application {
     api: Option<WechatApi>,
     /// Stops the background token refresher when the application goes.
     _refresher: Option<RefresherGuard>,
+    /// Stops the callback IP refresher when the application goes.
+    _ip_refresher: Option<callback_ips::RefreshGuard>,
 }
 
 /// Parts that can be swapped in when building (tests, embedding).
@@ -64,6 +68,28 @@ impl Default for Overrides {
             dedup: None,
             listen: None,
         }
+    }
+}
+
+/// Readiness of the callback IP allowlist: WeChat's list must be loaded.
+struct AllowlistProbe(Arc<Allowlist>);
+
+impl Probe for AllowlistProbe {
+    fn name(&self) -> &str {
+        "callback_ips"
+    }
+    fn check(&self) -> ProbeFuture<'_> {
+        let count = self.0.fetched_len();
+        Box::pin(async move {
+            if count > 0 {
+                Ok(format!("{count} WeChat callback IP ranges"))
+            } else {
+                Err(
+                    "WeChat's callback IP list is not loaded yet; pushes would be refused"
+                        .to_owned(),
+                )
+            }
+        })
     }
 }
 
@@ -264,6 +290,9 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let clock = overrides.clock;
         let store = open_store(&config)?;
+        let shared_store = store.clone();
+        let namespace = Namespace::for_app(config.account.app_id.as_deref().unwrap_or("default"));
+        let mut tokens = None;
         let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
         let mut token_endpoint = None;
         let mut api = None;
@@ -279,6 +308,7 @@ impl Application {
                 }
             }
             refresher = Some(parts.tokens.spawn_refresher());
+            tokens = Some(parts.tokens.clone());
             probes.push(Arc::new(TokenProbe {
                 tokens: parts.tokens.clone(),
                 clock: clock.clone(),
@@ -300,12 +330,20 @@ impl Application {
         let responder = overrides
             .responder
             .unwrap_or_else(|| Arc::new(RulesResponder::new(rules.clone())));
-        let dedup = overrides.dedup.unwrap_or_else(|| {
-            Arc::new(MemoryDedup::new(
+        // In memory for one node; through the shared store (Redis) so that
+        // nodes recognise one another's retries.
+        let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {
+            (Some(d), _) => d,
+            (None, StoreConfig::Memory) => Arc::new(MemoryDedup::new(
                 config.delivery.dedup_window,
                 config.delivery.dedup_capacity,
-            ))
-        });
+            )),
+            (None, StoreConfig::Redis { .. }) => Arc::new(StoreDedup::new(
+                shared_store.clone(),
+                namespace.clone(),
+                config.delivery.dedup_window,
+            )),
+        };
         let late = overrides.late.unwrap_or_else(|| Arc::new(NoLateDelivery));
         let delivery = Delivery::new(
             dedup,
@@ -318,6 +356,18 @@ impl Application {
             config.security.allowlist,
             config.security.extra_allowed_ips.clone(),
         ));
+        let ip_refresher = match (&api, config.security.allowlist) {
+            (Some(api), AllowlistMode::Wechat) => {
+                probes.push(Arc::new(AllowlistProbe(allowlist.clone())));
+                Some(callback_ips::spawn(
+                    api.clone(),
+                    allowlist.clone(),
+                    shared_store.clone(),
+                    namespace.clone(),
+                ))
+            }
+            _ => None,
+        };
         let state = AppState::new(StateParts {
             callback,
             rules: rules.clone(),
@@ -329,6 +379,7 @@ impl Application {
             reloader: Some(Arc::new(Reloader::new(config.clone(), rules.clone()))),
             admin_key: config.admin_api_key.clone(),
             token_endpoint,
+            tokens,
         });
         let settings = RouterSettings {
             path: config.server.path.clone(),
@@ -355,6 +406,7 @@ impl Application {
             shutdown_grace: config.delivery.shutdown_grace,
             api,
             _refresher: refresher,
+            _ip_refresher: ip_refresher,
         })
     }
 

@@ -41,6 +41,11 @@ impl DedupKey {
         DedupKey(key)
     }
 
+    /// A key from its text form (tests, tools).
+    pub fn from_raw(raw: &str) -> DedupKey {
+        DedupKey(raw.to_owned())
+    }
+
     /// The key as text (store keys are derived from it).
     pub fn as_str(&self) -> &str {
         &self.0

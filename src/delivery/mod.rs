@@ -7,6 +7,7 @@
 //! [`LateDelivery`] hook instead of being lost.
 
 pub mod dedup;
+mod store_dedup;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +22,7 @@ use crate::message::{Message, Reply};
 use crate::metrics::{KindLabel, Metrics};
 use crate::rules::RuleSet;
 pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded};
+pub use store_dedup::StoreDedup;
 
 /// A reply that may take time to compute.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::rules::RuleSet;
 use crate::security::Allowlist;
+use crate::token::TokenManager;
 pub use error::ApiError;
 pub use health::{Probe, ProbeFuture};
 pub use internal::TokenEndpoint;
@@ -55,6 +56,8 @@ struct Shared {
     admin_key: Option<Secret>,
     /// `GET /internal/access_token`, when enabled.
     token_endpoint: Option<TokenEndpoint>,
+    /// The token manager, for the token metrics.
+    tokens: Option<TokenManager>,
     started: Instant,
 }
 
@@ -80,6 +83,8 @@ pub struct StateParts {
     pub admin_key: Option<Secret>,
     /// `GET /internal/access_token` (off when `None`).
     pub token_endpoint: Option<TokenEndpoint>,
+    /// The token manager (token metrics), when the account makes API calls.
+    pub tokens: Option<TokenManager>,
 }
 
 impl AppState {
@@ -97,6 +102,7 @@ impl AppState {
                 reloader: parts.reloader,
                 admin_key: parts.admin_key,
                 token_endpoint: parts.token_endpoint,
+                tokens: parts.tokens,
                 started: Instant::now(),
             }),
         }
@@ -185,6 +191,12 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(tokens) = &state.inner.tokens {
+        let status = tokens.status();
+        state
+            .metrics()
+            .sync_token_counts(status.fetches, status.failures);
+    }
     (
         [(
             header::CONTENT_TYPE,

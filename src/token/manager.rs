@@ -64,6 +64,8 @@ pub struct TokenStatus {
     pub last_error: Option<String>,
     /// How many fetches this node made from the issuer.
     pub fetches: u64,
+    /// How many refresh attempts of this node failed.
+    pub failures: u64,
 }
 
 /// Hands out the account's access token; see the [module docs](super).
@@ -381,6 +383,7 @@ impl TokenManager {
         let settings = &self.inner.settings;
         let mut health = lock(&self.inner.health);
         health.status.last_error = Some(error.to_string());
+        health.status.failures += 1;
         // Pause before the next attempt, so callers queued behind this one
         // (and the next burst) get the error at once instead of each waiting
         // for its own timeout. Fetch failures escalate (the issuer is

@@ -16,19 +16,19 @@ use crate::helpers::{
 const NOW: i64 = 1_750_000_000;
 
 /// Answers "slow:<content>" after `delay`, counting its calls.
-struct SlowResponder {
+pub struct SlowResponder {
     delay: Duration,
     calls: AtomicUsize,
 }
 
 impl SlowResponder {
-    fn new(delay: Duration) -> Arc<Self> {
+    pub fn new(delay: Duration) -> Arc<Self> {
         Arc::new(SlowResponder {
             delay,
             calls: AtomicUsize::new(0),
         })
     }
-    fn calls(&self) -> usize {
+    pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -68,7 +68,7 @@ fn delivery_config(mode: &str, delivery: &str) -> wxgate::Config {
     wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap()
 }
 
-fn content_of(body: &str) -> String {
+pub fn content_of(body: &str) -> String {
     let xml = open_reply(body);
     parse_str(&xml)
         .unwrap()

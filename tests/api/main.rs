@@ -9,6 +9,7 @@ mod errors;
 mod fake_wechat;
 mod fixtures;
 mod helpers;
+mod multinode;
 mod operator;
 mod props;
 mod redis_server;

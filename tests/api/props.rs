@@ -48,6 +48,7 @@ fn app(mode: &str) -> axum::Router {
         reloader: None,
         admin_key: None,
         token_endpoint: None,
+        tokens: None,
     });
     router(
         state,

@@ -1,0 +1,136 @@
+//! Several nodes on one real Redis: retries deduplicated across nodes, and
+//! the callback IP allowlist filled from (a fake of) WeChat's API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wxgate::startup::Overrides;
+
+use crate::delivery::{content_of, SlowResponder};
+use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
+use crate::helpers::{config_text, encrypted_request, text_xml, TestApp};
+use crate::redis_server::RedisServer;
+
+const NOW: i64 = 1_750_000_000;
+
+fn redis_config(redis: &RedisServer) -> wxgate::Config {
+    let text = config_text("safe", "").replacen(
+        "[account]",
+        &format!(
+            "[store]\nbackend = \"redis\"\nurl = \"{}\"\n[account]",
+            redis.url()
+        ),
+        1,
+    );
+    wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap()
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_redis_handle_each_message_once() {
+    let redis = RedisServer::start();
+    // One responder behind both nodes, so its call count spans the cluster.
+    let slow = SlowResponder::new(Duration::from_millis(300));
+    let node = |responder: Arc<SlowResponder>| {
+        TestApp::spawn_custom(
+            redis_config(&redis),
+            NOW,
+            Overrides {
+                responder: Some(responder),
+                ..Overrides::default()
+            },
+        )
+    };
+    let a = Arc::new(node(slow.clone()).await);
+    let b = Arc::new(node(slow.clone()).await);
+
+    for round in 0..5u64 {
+        let (query, body) = encrypted_request(
+            &text_xml(&format!("cluster {round}"), NOW, 9000 + round),
+            NOW,
+        );
+        // WeChat's retries land on different nodes, concurrently.
+        let sends: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .map(|node| {
+                let (q, body) = (query.clone(), body.clone());
+                tokio::spawn(async move { node.post(&q, body).await })
+            })
+            .collect();
+        for send in sends {
+            let (status, reply) = send.await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(content_of(&reply), format!("slow:cluster {round}"));
+        }
+        // And one more, later, on the other node.
+        let (_, reply) = b.post(&query, body).await;
+        assert_eq!(content_of(&reply), format!("slow:cluster {round}"));
+    }
+    assert_eq!(
+        slow.calls(),
+        5,
+        "five messages, each delivered five times over two nodes, handled once each"
+    );
+    let hits = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("wxgate_dedup_hits_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!(hits(&a.metrics.render()) + hits(&b.metrics.render()), 20);
+}
+
+#[tokio::test]
+async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
+    let fake = FakeWechat::start().await;
+    let redis = RedisServer::start();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[account]\ntoken = \"abc\"\napp_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\n\
+         [token]\napi_base_url = \"{}\"\ntimeout_secs = 2\n\
+         [store]\nbackend = \"redis\"\nurl = \"{}\"\n\
+         [security]\nip_allowlist = \"wechat\"\n",
+        fake.base_url(),
+        redis.url()
+    );
+    let config =
+        wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap();
+    let app = TestApp::spawn_with(config, NOW).await;
+    // The fake publishes 127.0.0.1, 127.0.0.2 and 101.226.103.0/25.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = app.get("/readyz").await;
+        if status == 200 {
+            assert!(body.contains("callback_ips"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "allowlist never loaded: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ts = NOW.to_string();
+    let sig = wxgate::crypto::signature("abc", &ts, "1");
+    let url = format!(
+        "{}/weixin?signature={sig}&timestamp={ts}&nonce=1&echostr=ok",
+        app.base
+    );
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        200,
+        "127.0.0.1 is a WeChat address here"
+    );
+    let outsider = reqwest::Client::builder()
+        .local_address(Some("127.0.0.3".parse().unwrap()))
+        .build()
+        .unwrap();
+    assert_eq!(outsider.get(&url).send().await.unwrap().status(), 403);
+    // The list is shared through the store for nodes that cannot reach WeChat.
+    let stored = redis.command(&["GET", &format!("wxgate:{APP_ID}:callback_ips")]);
+    assert!(stored.contains("101.226.103.0/25"), "{stored}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains("wxgate_token_refreshes_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wxgate_forbidden_ip_total 1"), "{metrics}");
+}

@@ -6,6 +6,8 @@
 #   scripts/bench.sh --only ceiling-null,ceiling-crypto,wxgate
 #   scripts/bench.sh --criterion      # also run the criterion benches first
 #   scripts/bench.sh --no-10k         # skip the 10,000-rule variant
+#   scripts/bench.sh --rev HEAD       # benchmark a commit (built from a `git archive`
+#                                     # snapshot, unaffected by uncommitted edits)
 #
 # Any other option is passed to the harness (see `../shared/bench/run_all.sh --help`),
 # e.g. `--placements pinned`. The harness lives in `../shared/bench` beside the
@@ -28,15 +30,18 @@ PORT_10K=$((PORT + 1))
 
 with_10k=1
 criterion=0
+rev=""
 only=""
 pass=()
 while (($#)); do
   case "$1" in
     --no-10k) with_10k=0 ;;
     --criterion) criterion=1 ;;
+    --rev) rev="${2:?--rev needs a commit}"; shift ;;
+    --rev=*) rev="${1#--rev=}" ;;
     --only) only="${2:?--only needs a list}"; pass+=("$1" "$2"); shift ;;
     --only=*) only="${1#--only=}"; pass+=("$1") ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) pass+=("$1") ;;
   esac
   shift
@@ -50,9 +55,21 @@ BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
 mkdir -p "$OUT_DIR/logs" "$RESULTS"
 cd "$ROOT"
 
-echo "== building wxgate (release)" >&2
-cargo build --release --bin wxgate
-cp target/release/wxgate "$OUT_DIR/wxgate"
+if [[ -n "$rev" ]]; then
+  commit="$(git rev-parse --verify "$rev^{commit}")"
+  echo "== building wxgate $commit (release, from a snapshot in target/bench/src)" >&2
+  rm -rf "$OUT_DIR/src" && mkdir -p "$OUT_DIR/src"
+  git archive "$commit" | tar -x -C "$OUT_DIR/src"
+  cargo build --release --locked --bin wxgate --manifest-path "$OUT_DIR/src/Cargo.toml" \
+    --target-dir "$OUT_DIR/build"
+  cp "$OUT_DIR/build/release/wxgate" "$OUT_DIR/wxgate"
+  built="wxgate $(git rev-parse --short "$commit") (snapshot of the commit)"
+else
+  echo "== building wxgate (release, working tree)" >&2
+  cargo build --release --bin wxgate
+  cp target/release/wxgate "$OUT_DIR/wxgate"
+  built="wxgate $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' with uncommitted changes in src/')"
+fi
 cp config/bench.toml "$OUT_DIR/bench.toml"
 
 if ((with_10k)); then
@@ -115,10 +132,7 @@ for name in ("latest.json", "latest.md"):
     with open(os.path.join(dst, name), "w", encoding="utf-8") as f:
         f.write(text)
 PY
-{
-  echo "wxgate $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (with uncommitted changes in src/)')"
-  rustc --version
-} > "$RESULTS/build.txt"
+{ echo "$built"; rustc --version; } > "$RESULTS/build.txt"
 python3 scripts/bench_chart.py "$RESULTS/latest.json" --svg "$RESULTS/chart.svg" --summary "$RESULTS/summary.md"
 cat "$RESULTS/summary.md"
 echo "wrote docs/bench-results/{latest.json,latest.md,chart.svg,summary.md,build.txt}" >&2

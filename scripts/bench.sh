@@ -4,8 +4,9 @@
 #   scripts/bench.sh                  # full run, both placements, ~6-8 minutes
 #   scripts/bench.sh --quick          # smoke run
 #   scripts/bench.sh --only ceiling-null,ceiling-crypto,wxgate
-#   scripts/bench.sh --criterion      # also run the criterion benches first
+#   scripts/bench.sh --criterion      # also run the criterion and allocation benches first
 #   scripts/bench.sh --no-10k         # skip the 10,000-rule variant
+#   scripts/bench.sh --no-save        # leave docs/bench-results/ alone (results stay in target/bench/)
 #   scripts/bench.sh --rev HEAD       # benchmark a commit (built from a `git archive`
 #                                     # snapshot, unaffected by uncommitted edits)
 #
@@ -31,12 +32,14 @@ PORT_10K=$((PORT + 1))
 with_10k=1
 criterion=0
 rev=""
+save=1
 only=""
 pass=()
 while (($#)); do
   case "$1" in
     --no-10k) with_10k=0 ;;
     --criterion) criterion=1 ;;
+    --no-save) save=0 ;;
     --rev) rev="${2:?--rev needs a commit}"; shift ;;
     --rev=*) rev="${1#--rev=}" ;;
     --only) only="${2:?--only needs a list}"; pass+=("$1" "$2"); shift ;;
@@ -101,16 +104,23 @@ fi
 
 if ((criterion)); then
   echo "== criterion benches" >&2
-  cargo bench --bench pipeline --bench rules
-  python3 scripts/bench_criterion.py --out "$RESULTS"
+  cargo bench --bench pipeline --bench rules --bench allocs
+  if ((save)); then
+    python3 scripts/bench_criterion.py --out "$RESULTS"
+    cp "$OUT_DIR/allocs.md" "$RESULTS/allocs.md"
+  else
+    python3 scripts/bench_criterion.py --out "$OUT_DIR"
+  fi
 fi
 
 # The harness runs START_CMD with `bash -c` (under `taskset -c 1` in the pinned
 # placement) from its own directory; WXGATE_ROOT tells it where the repo is, so
 # no machine path ends up in the committed results.
 export WXGATE_ROOT="$ROOT"
+# shellcheck disable=SC2016 # $WXGATE_ROOT is expanded by the harness's bash -c, not here
 extras=(--extra wxgate 'cd "$WXGATE_ROOT" && exec target/bench/wxgate serve --listen 127.0.0.1:{port} --config target/bench/bench.toml' "$PORT")
 if ((with_10k)); then
+  # shellcheck disable=SC2016
   extras+=(--extra wxgate-10k 'cd "$WXGATE_ROOT" && exec target/bench/wxgate serve --listen 127.0.0.1:{port} --config target/bench/bench-10k.toml' "$PORT_10K")
 fi
 if [[ -n "$only" && ",$only," != *",wxgate,"* && ",$only," != *",wxgate-10k,"* ]]; then
@@ -120,6 +130,13 @@ fi
 echo "== side-by-side run (logs in target/bench/logs)" >&2
 BENCH_LOG_DIR="$OUT_DIR/logs" "$BENCH_DIR/run_all.sh" --out "$OUT_DIR/latest.md" "${extras[@]}" "${pass[@]}" \
   > "$OUT_DIR/run_all.out"
+
+if ((!save)); then
+  python3 scripts/bench_chart.py "$OUT_DIR/latest.json" --svg "$OUT_DIR/chart.svg" --summary "$OUT_DIR/summary.md"
+  cat "$OUT_DIR/summary.md"
+  echo "wrote target/bench/{latest.json,latest.md,chart.svg,summary.md} (docs/bench-results/ untouched)" >&2
+  exit 0
+fi
 
 # Keep the results with the repo: the doc and the chart are made from them.
 python3 - "$OUT_DIR" "$RESULTS" "$ROOT" "$BENCH_DIR" <<'PY'

@@ -37,8 +37,9 @@ def records(data):
 # ------------------------------------------------------------------ SVG
 def nice_ticks(lo, hi):
     ticks, e = [], math.floor(math.log10(lo))
+    mults = (1, 2, 5) if math.log10(hi / lo) <= 3 else (1, 3)  # fewer ticks on wide axes
     while 10 ** e <= hi * 1.0001:
-        for m in (1, 2, 5):
+        for m in mults:
             v = m * 10 ** e
             if lo / 1.0001 <= v <= hi * 1.0001:
                 ticks.append(v)
@@ -87,7 +88,8 @@ def panel(x0, y0, w, title, rows, unit, better):
         x1 = xpos(v)
         out.append(f'<rect x="{x0 + label_w}" y="{y}" width="{max(1.0, x1 - x0 - label_w):.1f}" '
                    f'height="{bar_h}" fill="{colour}"/>')
-        out.append(f'<text x="{x1 + 4:.1f}" y="{y + bar_h - 4}" class="v">{v:,.0f}{flag}</text>')
+        shown = f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+        out.append(f'<text x="{x1 + 4:.1f}" y="{y + bar_h - 4}" class="v">{shown}{flag}</text>')
     return out, h + 18
 
 
@@ -149,11 +151,22 @@ def wrong_of(r):
 def summary(data, path):
     recs = records(data)
     max_steal = data["params"].get("max_steal", 5)
+    argv, shown_args, skip = data.get("argv", []), [], 0
+    for i, x in enumerate(argv):  # the extras are described in latest.md; keep the rest
+        if skip:
+            skip -= 1
+        elif x == "--extra":
+            skip = 3
+            shown_args.append(f"--extra {argv[i + 1]} …")
+        elif x == "--out":
+            skip = 1
+        else:
+            shown_args.append(x)
     lines = [
         "# wxgate side-by-side summary",
         "",
         f"Run {data['started_at'][:19].replace('T', ' ')}, {data['versions'].get('cores', '?')} cores "
-        f"({data['versions'].get('cpu', '?')}); harness arguments: `{' '.join(data.get('argv', [])) or '(defaults)'}`. "
+        f"({data['versions'].get('cpu', '?')}); harness arguments: `{' '.join(shown_args) or '(defaults)'}`. "
         "Every ratio below divides two figures of this one run. Written by `scripts/bench_chart.py` from "
         "`latest.json`; the full table is `latest.md`.",
         "",
@@ -166,21 +179,26 @@ def summary(data, path):
         peers = [r for n, r in R.items() if n not in CEILINGS + (WX, WX10K) and ok(r)]
         best = max(peers, key=lambda r: r["load"]["rps"]) if peers else None
         lines += [f"## {p}", "",
-                  "| server | rps (c=64) | CPU µs/req | p99 ms (c=1) | p99 ms (c=64) | peak RSS MB | wrong / checked | steal % |",
-                  "|---|---|---|---|---|---|---|---|"]
-        shown = [R.get(n) for n in (WX, WX10K) + CEILINGS] + ([best] if best else [])
+                  "| server | rps (c=64) | ÷ ceiling-crypto | CPU µs/req | p50 / p99 ms (c=64) | p99 ms (c=1) "
+                  "| peak RSS MB | wrong / checked | steal % |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        crypto_rps = R["ceiling-crypto"]["load"]["rps"] if ok(R.get("ceiling-crypto")) else None
+        first = [R.get(n) for n in (WX, WX10K) + CEILINGS]
+        shown = first + sorted((r for r in R.values() if r not in first),
+                               key=lambda r: -(r["load"]["rps"] if ok(r) else 0))
         for r in shown:
             if r is None:
                 continue
             if not ok(r):
-                lines.append(f"| {r['server']} | failed: {r.get('error', '?')[:100]} | | | | | | |")
+                lines.append(f"| {r['server']} | failed: {r.get('error', '?')[:100]} | | | | | | | |")
                 continue
             w, c = wrong_of(r)
             name = r["server"] + (" (best peer)" if r is best else "")
             steal = r.get("steal_pct")
             lines.append(
-                f"| {name} | {r['load']['rps']:,.0f} | {r.get('cpu_us_per_req') or 0:,.1f} | "
-                f"{r.get('lat', {}).get('p99_ms', float('nan')):.3f} | {r['load']['p99_ms']:.2f} | "
+                f"| {name} | {r['load']['rps']:,.0f} | {f2(ratio(r['load']['rps'], crypto_rps), 3, '')} | "
+                f"{r.get('cpu_us_per_req') or 0:,.1f} | {r['load']['p50_ms']:.2f} / {r['load']['p99_ms']:.2f} | "
+                f"{r.get('lat', {}).get('p99_ms', float('nan')):.3f} | "
                 f"{(r.get('peak_rss_kb') or 0) / 1024:.1f} | {w:,} / {c:,} | "
                 f"{steal:.1f}{' ⚠' if steal > max_steal else ''} |")
         lines.append("")
@@ -221,7 +239,10 @@ def summary(data, path):
     failed = [r["server"] + "/" + r["placement"] for r in all_wx if not ok(r)]
     tot_w = sum(w for w, _ in filter(None, wrong))
     tot_c = sum(c for _, c in filter(None, wrong))
-    rss = [(r.get("peak_rss_kb") or 0) / 1024 for r in all_wx if ok(r) and r.get("peak_rss_kb")]
+    rss = [(r.get("peak_rss_kb") or 0) / 1024 for r in all_wx
+           if ok(r) and r.get("peak_rss_kb") and r["server"] == WX]
+    rss10k = [(r.get("peak_rss_kb") or 0) / 1024 for r in all_wx
+              if ok(r) and r.get("peak_rss_kb") and r["server"] == WX10K]
 
     def status(v, good):
         if v is None:
@@ -246,9 +267,11 @@ def summary(data, path):
         lines.append(
             f"| 10,000 keyword rules: throughput ≥ 90% of the 10-rule figure | {k10} | "
             f"{status(ref['rps10k_vs_10'], lambda v: v >= 0.9)} ({p}) |")
-    rss_s = ", ".join(f"{v:.1f} MB" for v in rss) or "n/a"
+    rss_s = "max " + f"{max(rss):.1f} MB" if rss else "n/a"
+    if rss10k:
+        rss_s += f" (wxgate-10k: max {max(rss10k):.1f} MB, " + ("also under" if max(rss10k) < 20 else "over") + " 20 MB)"
     lines += [
-        f"| peak RSS < 20 MB | {rss_s} (every wxgate run) | "
+        f"| peak RSS < 20 MB (bench config, every placement) | {rss_s} | "
         f"{status(max(rss) if rss else None, lambda v: v < 20)} |",
         f"| zero wrong replies | {tot_w:,} wrong / {tot_c:,} checked (every wxgate run) | "
         f"{status(tot_w if tot_c else None, lambda v: v == 0)}{' (failed runs: ' + ', '.join(failed) + ')' if failed else ''} |",

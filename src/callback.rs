@@ -104,7 +104,7 @@ pub struct Inbound {
     /// The message (shared with tasks that outlive the request).
     pub message: Arc<Message>,
     /// Crypto to seal the reply with, when the request was encrypted.
-    seal_with: Option<MessageCrypto>,
+    seal_with: Option<Arc<MessageCrypto>>,
 }
 
 impl Inbound {
@@ -130,8 +130,8 @@ pub struct Outcome {
 pub struct Callback {
     token: Secret,
     mode: Mode,
-    crypto: Option<MessageCrypto>,
-    previous_crypto: Option<MessageCrypto>,
+    crypto: Option<Arc<MessageCrypto>>,
+    previous_crypto: Option<Arc<MessageCrypto>>,
     window_secs: u64,
     clock: Arc<dyn Clock>,
 }
@@ -149,8 +149,8 @@ impl Callback {
         Callback {
             token: account.token.clone(),
             mode: account.mode,
-            crypto: account.crypto.clone(),
-            previous_crypto: account.previous_crypto.clone(),
+            crypto: account.crypto.clone().map(Arc::new),
+            previous_crypto: account.previous_crypto.clone().map(Arc::new),
             window_secs,
             clock,
         }
@@ -236,12 +236,12 @@ impl Callback {
         let message = Arc::new(Message::parse(plain.as_bytes())?);
         Ok(Inbound {
             message,
-            seal_with: Some(crypto.clone()),
+            seal_with: Some(Arc::clone(crypto)),
         })
     }
 
     /// Decrypts with the current key, falling back to the previous one.
-    fn decrypt(&self, encrypt: &str) -> Result<(String, &MessageCrypto), CallbackError> {
+    fn decrypt(&self, encrypt: &str) -> Result<(String, &Arc<MessageCrypto>), CallbackError> {
         let current = self.crypto.as_ref().ok_or(CallbackError::WrongMode(
             "encrypted request, but no EncodingAESKey is configured",
         ))?;

@@ -167,7 +167,12 @@ impl TextIndex {
         .flatten()
         .min();
         if self.needs_lowercase {
-            let lower = text.to_lowercase();
+            // Most texts (all CJK ones) have nothing to lower: skip the copy.
+            let lower: std::borrow::Cow<'_, str> = if text.chars().any(char::is_uppercase) {
+                text.to_lowercase().into()
+            } else {
+                text.into()
+            };
             let ci = [
                 self.insensitive.first_exact(&lower),
                 self.insensitive.first_prefix(&lower),

@@ -2,19 +2,13 @@
 //! message kind with `wxgate simulate`, change a rule, reload with SIGHUP.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use crate::helpers::{start_binary, BinaryServer};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
 const ADMIN_KEY: &str = "operator-test-admin-key-0123";
-
-struct Server(std::process::Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The example config switched to safe mode, so the simulator encrypts.
 fn safe_config(dir: &Path) -> std::path::PathBuf {
@@ -45,35 +39,9 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn start(config: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = Server(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(format!("{base}/healthz"))
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn start(config: &Path) -> (BinaryServer, String) {
+    let server = start_binary(config).await;
+    let base = server.base.clone();
     (server, base)
 }
 
@@ -154,7 +122,7 @@ async fn simulate_every_kind_then_reload_a_rule_with_sighup() {
     // Change a rule and reload with SIGHUP.
     let original = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, original.replace("价格表：", "新价格表：")).unwrap();
-    let pid = server.0.id().to_string();
+    let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()

@@ -6,6 +6,7 @@
 //! reports every problem with the file name and the offending rule, and a
 //! [`Config`] only exists once everything is valid.
 
+mod agent;
 mod file;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::agent::AgentSettings;
 use crate::crypto::{AesKey, MessageCrypto};
 use crate::delivery::DeliverySettings;
 use crate::message::Reply;
@@ -177,6 +179,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Bearer key for `/admin/*`; the admin routes are off without one.
     pub admin_api_key: Option<Secret>,
+    /// Upstream agents and how their answers reach users.
+    pub agent: AgentSettings,
 }
 
 /// Why the configuration cannot be used.
@@ -406,6 +410,7 @@ impl Config {
             }
         };
         let d = &raw.delivery;
+        let deadline_ms = d.deadline_ms;
         let fallback = fixed_reply(&d.fallback_reply, "fallback_reply");
         let overload = fixed_reply(&d.overload_reply, "overload_reply");
         if !(100..=4900).contains(&d.deadline_ms) {
@@ -473,6 +478,14 @@ impl Config {
                 None
             }
         };
+        let agent = agent::validate(
+            raw.agent,
+            raw.upstreams,
+            rules.as_ref(),
+            deadline_ms,
+            &env,
+            &mut problems,
+        );
 
         match rules {
             Some(rules) if problems.is_empty() => Ok(Config {
@@ -501,6 +514,7 @@ impl Config {
                 delivery,
                 security,
                 admin_api_key: admin_api_key.map(Secret::new),
+                agent,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),

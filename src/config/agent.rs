@@ -93,6 +93,9 @@ pub(super) fn validate(
         }
     };
 
+    // Every name written, valid entry or not: an entry with its own errors
+    // should not also make the rules naming it "unknown".
+    let written: Vec<String> = upstreams.iter().filter_map(|u| u.name.clone()).collect();
     let mut names = HashSet::new();
     let upstreams: Vec<UpstreamSettings> = upstreams
         .into_iter()
@@ -115,11 +118,11 @@ pub(super) fn validate(
 
     if let Some(rules) = rules {
         for r in rules.upstream_refs() {
-            if !names.contains(&r.upstream) {
-                let known = if names.is_empty() {
+            if !written.iter().any(|n| **n == *r.upstream) {
+                let known = if written.is_empty() {
                     "no [[upstreams]] are configured".to_owned()
                 } else {
-                    let mut list: Vec<_> = upstreams.iter().map(|u| &*u.name).collect();
+                    let mut list: Vec<_> = written.iter().map(String::as_str).collect();
                     list.sort_unstable();
                     format!("configured: {}", list.join(", "))
                 };

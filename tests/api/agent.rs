@@ -362,6 +362,31 @@ async fn history_carries_across_turns_and_resets_on_the_command() {
 }
 
 #[tokio::test]
+async fn a_slow_model_answers_late_and_its_answer_joins_the_history() {
+    let wechat = FakeWechat::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_chat_delay(Duration::from_millis(800));
+    let app = TestApp::spawn_with(agent_config(&wechat, &openai(&llm), ""), NOW).await;
+    let (_, body) = app.post_plain(&text_xml("慢问题", NOW, 1)).await;
+    assert_eq!(content(&body), INTERIM);
+    assert!(
+        eventually(Duration::from_secs(4), || sent_texts(&wechat)
+            == ["answer 1: 慢问题"])
+        .await,
+        "{:?}",
+        sent_texts(&wechat)
+    );
+    llm.set_chat_delay(Duration::ZERO);
+    let (_, body) = app.post_plain(&text_xml("下一个", NOW, 2)).await;
+    assert_eq!(content(&body), "answer 2: 下一个");
+    let messages = &llm.chat_requests()[1].body["messages"];
+    assert_eq!(
+        messages[2],
+        json!({"role": "assistant", "content": "answer 1: 慢问题"})
+    );
+}
+
+#[tokio::test]
 async fn history_keeps_only_the_configured_turns() {
     let wechat = FakeWechat::start().await;
     let llm = FakeUpstream::start(Behaviour::NoContent).await;

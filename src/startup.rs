@@ -208,6 +208,9 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     })
 }
 
+/// Who decides the reply, and where late replies go.
+type Deciders = (Arc<dyn Responder>, Arc<dyn LateDelivery>);
+
 /// The responder and late hook: the agent bridge when upstreams are
 /// configured, else the plain rules. Overrides win.
 #[allow(clippy::too_many_arguments)]
@@ -220,7 +223,7 @@ fn agent_parts(
     namespace: &Namespace,
     api: Option<&WechatApi>,
     metrics: &Arc<Metrics>,
-) -> Result<(Arc<dyn Responder>, Arc<dyn LateDelivery>), StartupError> {
+) -> Result<Deciders, StartupError> {
     let agent = &config.agent;
     if agent.upstreams.is_empty() {
         return Ok((

@@ -306,7 +306,7 @@ impl Callback {
         rules: &RuleSet,
     ) -> Result<(Inbound, Outcome), CallbackError> {
         let inbound = self.open(q, body)?;
-        let Decision { rule, reply } = rules.evaluate(&inbound.message);
+        let Decision { rule, reply, .. } = rules.evaluate(&inbound.message);
         let body = self.seal(&inbound, &reply);
         Ok((
             inbound,

@@ -10,6 +10,9 @@
 //! - [`rules`]: the TOML keyword rule engine. Knows messages only.
 //! - [`callback`]: the HTTP-free pipeline joining the three above.
 //! - [`delivery`]: retries deduplicated, the deadline, overload replies, late results.
+//! - [`agent`]: the agent bridge: rules hand messages to upstreams (webhook or
+//!   OpenAI-compatible); answers come passively or late through the
+//!   customer-service API (`agent → {rules, store, wechat_api, delivery}`).
 //! - [`security`]: the callback IP allowlist. [`metrics`]: Prometheus counters.
 //! - [`store`]: the shared key/value store (memory, or Redis for several nodes).
 //! - [`token`]: the access token, cached, refreshed early, refreshed once across nodes.
@@ -22,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod callback;
 pub mod callback_ips;
 pub mod cli;

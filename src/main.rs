@@ -165,6 +165,12 @@ fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitC
         }
     };
     let decision = config.rules.evaluate(&message);
+    if let Some(upstream) = &decision.upstream {
+        let rule = decision.rule.as_deref().unwrap_or("default_reply");
+        println!("matched: {rule}");
+        println!("reply: handed to upstream \"{upstream}\" (its answer is the reply)");
+        return ExitCode::SUCCESS;
+    }
     match &decision.rule {
         Some(rule) => println!("matched rule: {rule}"),
         None if decision.reply.msg_type().is_some() => {

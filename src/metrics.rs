@@ -27,6 +27,21 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// A single `upstream` label: an `[[upstreams]]` name, a fixed set from the config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    /// The upstream's name.
+    pub upstream: String,
+}
+
+/// A histogram per upstream.
+pub type UpstreamHistograms = Family<UpstreamLabel, Histogram, fn() -> Histogram>;
+
+fn upstream_histogram() -> Histogram {
+    // 10 ms … ~82 s: agents answer in seconds, sometimes in a minute.
+    Histogram::new(exponential_buckets(0.01, 2.5, 11))
+}
+
 /// Every metric wxgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +71,14 @@ pub struct Metrics {
     pub token_refresh_failures: Counter,
     /// Store operations that failed (`kind` = the operation).
     pub store_errors: Family<KindLabel, Counter>,
+    /// Upstream call duration in seconds, by upstream (failures included).
+    pub upstream_latency: UpstreamHistograms,
+    /// Agent answers delivered (`kind` = passive: in the HTTP answer | late:
+    /// through the customer-service API).
+    pub agent_deliveries: Family<KindLabel, Counter>,
+    /// Agent failures (`kind` = timeout | error | malformed | overload |
+    /// moderation_error | send_45015 | send_45047 | send_error).
+    pub agent_failures: Family<KindLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -147,6 +170,24 @@ impl Metrics {
             "Failed store operations",
             store_errors.clone(),
         );
+        let upstream_latency = UpstreamHistograms::new_with_constructor(upstream_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Upstream (agent) call duration",
+            upstream_latency.clone(),
+        );
+        let agent_deliveries = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "agent_deliveries",
+            "Agent answers delivered, passive (in the HTTP answer) or late (customer-service API)",
+            agent_deliveries.clone(),
+        );
+        let agent_failures = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "agent_failures",
+            "Agent failures by kind",
+            agent_failures.clone(),
+        );
         Metrics {
             registry,
             token_seen: std::sync::Mutex::new((0, 0)),
@@ -162,6 +203,9 @@ impl Metrics {
             token_refreshes,
             token_refresh_failures,
             store_errors,
+            upstream_latency,
+            agent_deliveries,
+            agent_failures,
         }
     }
 
@@ -184,6 +228,18 @@ impl Metrics {
     /// Counts a store failure.
     pub fn store_error(&self, kind: &'static str) {
         self.store_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts an agent answer delivered (`passive` or `late`).
+    pub fn agent_delivery(&self, kind: &'static str) {
+        self.agent_deliveries
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Counts an agent failure.
+    pub fn agent_failure(&self, kind: &'static str) {
+        self.agent_failures.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// The Prometheus text exposition.

@@ -106,6 +106,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         format!("{:?}", old.security) != format!("{:?}", new.security),
     );
     check("admin", old.admin_api_key != new.admin_api_key);
+    check("agent / upstreams", old.agent != new.agent);
     changed
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
+use crate::agent::{AgentParts, AgentResponder, CustomServiceDelivery};
 use crate::callback::Callback;
 use crate::callback_ips;
 use crate::clock::{Clock, SystemClock};
@@ -207,6 +208,61 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     })
 }
 
+/// Who decides the reply, and where late replies go.
+type Deciders = (Arc<dyn Responder>, Arc<dyn LateDelivery>);
+
+/// The responder and late hook: the agent bridge when upstreams are
+/// configured, else the plain rules. Overrides win.
+#[allow(clippy::too_many_arguments)]
+fn agent_parts(
+    config: &Config,
+    responder: Option<Arc<dyn Responder>>,
+    late: Option<Arc<dyn LateDelivery>>,
+    rules: &SharedRules,
+    store: &Arc<dyn Store>,
+    namespace: &Namespace,
+    api: Option<&WechatApi>,
+    metrics: &Arc<Metrics>,
+) -> Result<Deciders, StartupError> {
+    let agent = &config.agent;
+    if agent.upstreams.is_empty() {
+        return Ok((
+            responder.unwrap_or_else(|| Arc::new(RulesResponder::new(rules.clone()))),
+            late.unwrap_or_else(|| Arc::new(NoLateDelivery)),
+        ));
+    }
+    let responder = match responder {
+        Some(r) => r,
+        None => Arc::new(
+            AgentResponder::new(AgentParts {
+                settings: agent.clone(),
+                rules: rules.clone(),
+                store: store.clone(),
+                namespace: namespace.clone(),
+                app_id: config.account.app_id.clone().unwrap_or_default(),
+                overload: config.delivery.settings.overload.clone(),
+                metrics: metrics.clone(),
+            })
+            .map_err(|e| StartupError::Upstream(e.to_string()))?,
+        ),
+    };
+    let late: Arc<dyn LateDelivery> = match (late, api) {
+        (Some(l), _) => l,
+        (None, Some(api)) => Arc::new(CustomServiceDelivery::new(
+            api.clone(),
+            metrics.clone(),
+            agent.typing,
+        )),
+        (None, None) => {
+            tracing::warn!(
+                "upstreams are configured but account.app_id / app_secret are not: answers later than agent.passive_budget_ms cannot be sent and are dropped"
+            );
+            Arc::new(NoLateDelivery)
+        }
+    };
+    Ok((responder, late))
+}
+
 /// Gets the account's current access token once, as `wxgate token` does:
 /// from the shared store when another node put it there, else from WeChat.
 pub async fn fetch_access_token(config: &Config) -> Result<IssuedToken, StartupError> {
@@ -236,6 +292,9 @@ pub enum StartupError {
     /// token request): the configuration is wrong.
     #[error("invalid configuration: {0}")]
     Credentials(TokenError),
+    /// An upstream's HTTP client cannot be built.
+    #[error("agent upstream client: {0}")]
+    Upstream(String),
     /// No access token could be had (`wxgate token`).
     #[error("{0}")]
     Token(TokenError),
@@ -327,9 +386,16 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let callback = Callback::new(&config.account, config.server.timestamp_window_secs, clock);
         let rules: SharedRules = Arc::new(ArcSwap::new(config.rules.clone()));
-        let responder = overrides
-            .responder
-            .unwrap_or_else(|| Arc::new(RulesResponder::new(rules.clone())));
+        let (responder, late) = agent_parts(
+            &config,
+            overrides.responder,
+            overrides.late,
+            &rules,
+            &shared_store,
+            &namespace,
+            api.as_ref(),
+            &metrics,
+        )?;
         // In memory for one node; through the shared store (Redis) so that
         // nodes recognise one another's retries.
         let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {
@@ -344,7 +410,6 @@ impl Application {
                 config.delivery.dedup_window,
             )),
         };
-        let late = overrides.late.unwrap_or_else(|| Arc::new(NoLateDelivery));
         let delivery = Delivery::new(
             dedup,
             responder,

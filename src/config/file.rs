@@ -23,6 +23,10 @@ pub(super) struct ConfigFile {
     pub admin: AdminSection,
     #[serde(default)]
     pub token: TokenSection,
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamSection>,
     pub default_reply: Option<ReplySpec>,
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
@@ -165,4 +169,40 @@ impl Default for TokenSection {
             internal_api_key: None,
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentSection {
+    pub passive_budget_ms: Option<u64>,
+    pub interim_text: Option<String>,
+    pub fallback_text: Option<String>,
+    pub typing: Option<bool>,
+    pub moderation_url: Option<String>,
+    pub moderation_template: Option<String>,
+    pub moderation_timeout_ms: Option<u64>,
+}
+
+/// Every key of every protocol, so that a key of the wrong protocol gets a
+/// message naming the protocol instead of "unknown field".
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpstreamSection {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub protocol: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<usize>,
+    pub fallback_text: Option<String>,
+    // webhook
+    pub secret_env: Option<String>,
+    // openai
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub api_key_env: Option<String>,
+    pub history_turns: Option<usize>,
+    pub history_ttl_secs: Option<u64>,
+    pub reset_command: Option<String>,
+    pub reset_reply: Option<String>,
 }

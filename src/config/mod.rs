@@ -6,6 +6,7 @@
 //! reports every problem with the file name and the offending rule, and a
 //! [`Config`] only exists once everything is valid.
 
+mod agent;
 mod file;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::agent::AgentSettings;
 use crate::crypto::{AesKey, MessageCrypto};
 use crate::delivery::DeliverySettings;
 use crate::message::Reply;
@@ -177,6 +179,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Bearer key for `/admin/*`; the admin routes are off without one.
     pub admin_api_key: Option<Secret>,
+    /// Upstream agents and how their answers reach users.
+    pub agent: AgentSettings,
 }
 
 /// Why the configuration cannot be used.
@@ -406,6 +410,7 @@ impl Config {
             }
         };
         let d = &raw.delivery;
+        let deadline_ms = d.deadline_ms;
         let fallback = fixed_reply(&d.fallback_reply, "fallback_reply");
         let overload = fixed_reply(&d.overload_reply, "overload_reply");
         if !(100..=4900).contains(&d.deadline_ms) {
@@ -473,6 +478,14 @@ impl Config {
                 None
             }
         };
+        let agent = agent::validate(
+            raw.agent,
+            raw.upstreams,
+            rules.as_ref(),
+            deadline_ms,
+            &env,
+            &mut problems,
+        );
 
         match rules {
             Some(rules) if problems.is_empty() => Ok(Config {
@@ -501,6 +514,7 @@ impl Config {
                 delivery,
                 security,
                 admin_api_key: admin_api_key.map(Secret::new),
+                agent,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -702,6 +716,110 @@ mod tests {
             "token.internal_api_key (or WXGATE_INTERNAL_API_KEY) must be at least 16",
             "app_secret is set but account.app_id is missing",
             "internal_api_key is set but there is no token to serve",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn upstreams_are_validated_with_defaults() {
+        let c = Config::from_toml(
+            r#"
+[account]
+token = "a"
+[agent]
+interim_text = "正在思考…"
+[[upstreams]]
+name = "hook"
+url = "http://127.0.0.1:9000/wx"
+protocol = "webhook"
+secret_env = "HOOK_SECRET"
+[[upstreams]]
+name = "llm"
+url = "http://127.0.0.1:11434/v1/"
+protocol = "openai"
+model = "qwen2.5"
+fallback_text = "稍后再试"
+[[rules]]
+match = { prefix = "hook " }
+reply = { type = "upstream", upstream = "hook" }
+[default_reply]
+type = "upstream"
+upstream = "llm"
+"#,
+            Path::new("t.toml"),
+            |name| (name == "HOOK_SECRET").then(|| "s3cret".to_owned()),
+        )
+        .unwrap();
+        let a = &c.agent;
+        assert_eq!(a.passive_budget, Duration::from_millis(4000));
+        assert_eq!(a.interim_text.as_deref(), Some("正在思考…"));
+        assert!(a.typing);
+        let [hook, llm] = &a.upstreams[..] else {
+            panic!("two upstreams expected: {a:?}")
+        };
+        assert_eq!(hook.protocol.as_str(), "webhook");
+        assert_eq!(hook.fallback_text, crate::agent::DEFAULT_FALLBACK_TEXT);
+        assert_eq!(
+            (hook.max_concurrency, hook.timeout),
+            (16, Duration::from_secs(30))
+        );
+        assert_eq!(llm.url, "http://127.0.0.1:11434/v1/chat/completions");
+        assert_eq!(llm.fallback_text, "稍后再试");
+        let crate::agent::Protocol::OpenAi(o) = &llm.protocol else {
+            panic!("openai expected")
+        };
+        assert_eq!(
+            (o.history_turns, o.history_ttl, o.reset_command.as_str()),
+            (10, Duration::from_secs(1800), "/reset")
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn upstream_problems_name_the_rule_and_the_upstream() {
+        let err = load(
+            r#"
+[account]
+token = "a"
+[delivery]
+deadline_ms = 3000
+[agent]
+passive_budget_ms = 3000
+[[upstreams]]
+name = "hook"
+url = "ftp://example.com"
+protocol = "webhook"
+model = "x"
+secret_env = "UNSET_SECRET"
+[[upstreams]]
+name = "llm"
+url = "http://127.0.0.1:11434/v1"
+protocol = "openai"
+[[upstreams]]
+url = "http://127.0.0.1:1"
+protocol = "grpc"
+[[rules]]
+name = "ask"
+match = { prefix = "ask " }
+reply = { type = "upstream", upstream = "agnet" }
+[delivery.fallback_reply]
+type = "upstream"
+upstream = "hook"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "agent.passive_budget_ms must be at least 50 and below delivery.deadline_ms (3000)",
+            "upstreams[0] \"hook\": url \"ftp://example.com\" must be an http:// or https:// URL",
+            "upstreams[0] \"hook\": model only applies to protocol = \"openai\"",
+            "upstreams[0] \"hook\": secret_env names the environment variable UNSET_SECRET, which is not set",
+            "upstreams[1] \"llm\": model is missing",
+            "upstreams[2]: name is missing",
+            "upstreams[2]: protocol must be \"webhook\" or \"openai\", not \"grpc\"",
+            "rule #1 \"ask\": unknown upstream \"agnet\"",
+            "delivery.fallback_reply: an upstream reply is only allowed in rules and default_reply",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }

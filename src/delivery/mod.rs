@@ -31,8 +31,22 @@ pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 pub enum Response {
     /// Known now (static rules): no task, no timer.
     Ready(Reply),
-    /// Computed by a future (an upstream call), raced against the deadline.
+    /// Computed by a future, raced against the deadline; the delivery
+    /// fallback answers when it is not ready in time.
     Pending(ReplyFuture),
+    /// An upstream (agent) call with its own passive budget and interim answer.
+    Deferred(Deferred),
+}
+
+/// A reply expected to be slow, with what to do while it is computed.
+pub struct Deferred {
+    /// The upstream call.
+    pub future: ReplyFuture,
+    /// How long WeChat's request waits for it (capped by the deadline).
+    pub budget: Duration,
+    /// Answered when the budget passes; the result then goes to the
+    /// late-delivery hook.
+    pub interim: Reply,
 }
 
 /// Decides the reply to a message.
@@ -63,6 +77,11 @@ impl Responder for RulesResponder {
             rule = decision.rule.as_deref().unwrap_or("-"),
             "rule decision"
         );
+        if let Some(upstream) = &decision.upstream {
+            // The configuration guarantees upstreams exist where rules name
+            // them; this responder runs only when none are configured.
+            tracing::error!(%upstream, "rule names an upstream, but no agent bridge runs; answering success");
+        }
         Response::Ready(decision.reply)
     }
 }
@@ -75,6 +94,11 @@ pub type LateFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + '
 pub trait LateDelivery: Send + Sync {
     /// Delivers `reply` to the sender of `message`.
     fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture;
+
+    /// WeChat has just been answered without the result, which
+    /// [`LateDelivery::deliver`] will bring later: a chance to show
+    /// "typing…". Must not block. Does nothing by default.
+    fn waiting(&self, _message: &Arc<Message>) {}
 }
 
 /// No late channel configured: the late reply is logged and counted.
@@ -117,6 +141,9 @@ pub enum Outcome {
     Deadline,
     /// Over the concurrency limit; the overload reply was sent.
     Overload,
+    /// An upstream's passive budget passed; the interim answer was sent and
+    /// the result follows through the late-delivery hook.
+    Deferred,
 }
 
 impl Outcome {
@@ -128,8 +155,17 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Deadline => "deadline",
             Outcome::Overload => "overload",
+            Outcome::Deferred => "deferred",
         }
     }
+}
+
+/// What answers when a pending reply is not ready in time.
+enum Interim {
+    /// The `[delivery]` fallback: the deadline passed.
+    Fallback(Reply),
+    /// An upstream's interim answer: its passive budget passed.
+    Upstream(Reply),
 }
 
 /// The delivery machinery for one account.
@@ -219,7 +255,27 @@ impl Delivery {
 
         let (answer, outcome) = match self.responder.respond(&inbound.message) {
             Response::Ready(reply) => Self::rendered(callback, inbound, &reply),
-            Response::Pending(future) => self.race(callback, inbound, future, started).await,
+            Response::Pending(future) => {
+                let left = self.settings.deadline.saturating_sub(started.elapsed());
+                let fallback = self.settings.fallback.clone();
+                self.race(callback, inbound, future, left, Interim::Fallback(fallback))
+                    .await
+            }
+            Response::Deferred(d) => {
+                let left = self
+                    .settings
+                    .deadline
+                    .saturating_sub(started.elapsed())
+                    .min(d.budget);
+                self.race(
+                    callback,
+                    inbound,
+                    d.future,
+                    left,
+                    Interim::Upstream(d.interim),
+                )
+                .await
+            }
         };
         if record {
             if let Err(e) = self.dedup.complete(&key, answer.clone()).await {
@@ -240,14 +296,16 @@ impl Delivery {
         (answer, outcome)
     }
 
-    /// Runs a slow decision in its own task and waits for it until the
-    /// deadline; a result that comes later goes to the late-delivery hook.
+    /// Runs a slow decision in its own task and waits for it for `wait`;
+    /// `interim` answers when it is not ready by then, and the eventual result
+    /// goes to the late-delivery hook.
     async fn race(
         &self,
         callback: &Callback,
         inbound: &Inbound,
         future: ReplyFuture,
-        started: Instant,
+        wait: Duration,
+        interim: Interim,
     ) -> (Recorded, Outcome) {
         let (tx, mut rx) = oneshot::channel::<Reply>();
         let message = inbound.message.clone();
@@ -270,9 +328,14 @@ impl Delivery {
                     .inc();
             }
         });
-        let left = self.settings.deadline.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, &mut rx).await {
-            Ok(Ok(reply)) => Self::rendered(callback, inbound, &reply),
+        let in_time = |reply: &Reply| {
+            if matches!(interim, Interim::Upstream(_)) {
+                self.metrics.agent_delivery("passive");
+            }
+            Self::rendered(callback, inbound, reply)
+        };
+        match tokio::time::timeout(wait, &mut rx).await {
+            Ok(Ok(reply)) => in_time(&reply),
             Ok(Err(_)) => {
                 // The task died (a panic in the responder): answer the fallback.
                 tracing::error!("responder task failed; fallback sent");
@@ -285,17 +348,26 @@ impl Delivery {
                 // Close first so a result racing the timer is either taken here or delivered late.
                 rx.close();
                 if let Ok(reply) = rx.try_recv() {
-                    return Self::rendered(callback, inbound, &reply);
+                    return in_time(&reply);
                 }
-                self.metrics.deadline_fallbacks.inc();
-                tracing::warn!(
-                    deadline_ms = self.settings.deadline.as_millis() as u64,
-                    "deadline passed; fallback sent"
-                );
-                (
-                    callback.render(inbound, &self.settings.fallback),
-                    Outcome::Deadline,
-                )
+                self.late.waiting(&inbound.message);
+                match interim {
+                    Interim::Fallback(fallback) => {
+                        self.metrics.deadline_fallbacks.inc();
+                        tracing::warn!(
+                            deadline_ms = self.settings.deadline.as_millis() as u64,
+                            "deadline passed; fallback sent"
+                        );
+                        (callback.render(inbound, &fallback), Outcome::Deadline)
+                    }
+                    Interim::Upstream(reply) => {
+                        tracing::info!(
+                            waited_ms = wait.as_millis() as u64,
+                            "upstream still working; interim answer sent, the result follows"
+                        );
+                        (callback.render(inbound, &reply), Outcome::Deferred)
+                    }
+                }
             }
         }
     }

@@ -10,6 +10,8 @@ mod index;
 pub mod spec;
 pub mod template;
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::message::{Article, Message, MessageKind, Reply};
@@ -44,12 +46,20 @@ enum KeyMatch {
     Prefix(String),
 }
 
+/// What a rule (or the default reply) does with a message.
+#[derive(Debug, Clone)]
+enum Action {
+    /// Answer this reply; `true` when it has placeholders to fill in.
+    Reply(Reply, bool),
+    /// Hand the message to the named upstream.
+    Upstream(Arc<str>),
+}
+
 #[derive(Debug, Clone)]
 struct CompiledRule {
     name: String,
     condition: Condition,
-    reply: Reply,
-    templated: bool,
+    action: Action,
 }
 
 /// The outcome of evaluating the rules for one message.
@@ -57,8 +67,21 @@ struct CompiledRule {
 pub struct Decision {
     /// Name of the matching rule; `None` for the default reply or no match.
     pub rule: Option<String>,
-    /// What to answer (placeholders already filled in).
+    /// What to answer (placeholders already filled in); `success` when
+    /// [`Decision::upstream`] is set, since the upstream decides.
     pub reply: Reply,
+    /// The upstream the message goes to, when the rule says `type = "upstream"`.
+    pub upstream: Option<Arc<str>>,
+}
+
+/// A rule (or `default_reply`) that hands messages to an upstream; the
+/// configuration checks that the upstream exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRef {
+    /// `#N "name"` of the rule, or `default_reply`.
+    pub rule: String,
+    /// The upstream named.
+    pub upstream: Arc<str>,
 }
 
 /// A compiled, immutable set of rules.
@@ -68,7 +91,8 @@ pub struct RuleSet {
     /// Indices of rules that are not text rules, in order.
     others: Vec<usize>,
     text: TextIndex,
-    default: Option<(Reply, bool)>,
+    default: Option<Action>,
+    upstream_refs: Vec<UpstreamRef>,
 }
 
 impl RuleSet {
@@ -81,6 +105,7 @@ impl RuleSet {
         let mut rules = Vec::with_capacity(specs.len());
         let mut others = Vec::new();
         let mut text = index::TextIndexBuilder::default();
+        let mut upstream_refs = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
             let label = match &spec.name {
                 Some(name) => format!("#{} \"{}\"", i + 1, name),
@@ -99,24 +124,29 @@ impl RuleSet {
                     continue;
                 }
             };
-            let (reply, templated) = match compile_reply(&spec.reply) {
-                Ok(r) => r,
+            let action = match compile_action(&spec.reply) {
+                Ok(a) => a,
                 Err(message) => {
                     fail(message);
                     continue;
                 }
             };
+            if let Action::Upstream(upstream) = &action {
+                upstream_refs.push(UpstreamRef {
+                    rule: label.clone(),
+                    upstream: upstream.clone(),
+                });
+            }
             if !matches!(condition, Condition::Text) {
                 others.push(i);
             }
             rules.push(CompiledRule {
                 name: spec.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
                 condition,
-                reply,
-                templated,
+                action,
             });
         }
-        let default = match default.map(compile_reply).transpose() {
+        let default = match default.map(compile_action).transpose() {
             Ok(d) => d,
             Err(message) => {
                 errors.push(RuleError {
@@ -126,6 +156,12 @@ impl RuleSet {
                 None
             }
         };
+        if let Some(Action::Upstream(upstream)) = &default {
+            upstream_refs.push(UpstreamRef {
+                rule: "default_reply".into(),
+                upstream: upstream.clone(),
+            });
+        }
         let text = match text.build() {
             Ok(t) => t,
             Err(message) => {
@@ -144,7 +180,13 @@ impl RuleSet {
             others,
             text,
             default,
+            upstream_refs,
         })
+    }
+
+    /// The rules that hand messages to an upstream, in file order.
+    pub fn upstream_refs(&self) -> &[UpstreamRef] {
+        &self.upstream_refs
     }
 
     /// An empty rule set: every message gets `success`.
@@ -179,24 +221,36 @@ impl RuleSet {
                 break;
             }
         }
-        match best {
-            Some(i) => {
-                let rule = &self.rules[i];
-                Decision {
-                    rule: Some(rule.name.clone()),
-                    reply: fill(&rule.reply, rule.templated, message),
-                }
-            }
-            None => Decision {
-                rule: None,
-                reply: match &self.default {
-                    Some((reply, templated)) if message.is_user_message() => {
-                        fill(reply, *templated, message)
-                    }
-                    _ => Reply::Success,
-                },
-            },
+        let (rule, action) = match best {
+            Some(i) => (
+                Some(self.rules[i].name.clone()),
+                Some(&self.rules[i].action),
+            ),
+            None => (
+                None,
+                self.default.as_ref().filter(|_| message.is_user_message()),
+            ),
+        };
+        let (reply, upstream) = match action {
+            Some(Action::Reply(reply, templated)) => (fill(reply, *templated, message), None),
+            Some(Action::Upstream(name)) => (Reply::Success, Some(name.clone())),
+            None => (Reply::Success, None),
+        };
+        Decision {
+            rule,
+            reply,
+            upstream,
         }
+    }
+}
+
+fn compile_action(spec: &ReplySpec) -> Result<Action, String> {
+    match spec {
+        ReplySpec::Upstream { upstream } if upstream.trim().is_empty() => {
+            Err("upstream reply needs the name of an [[upstreams]] entry".into())
+        }
+        ReplySpec::Upstream { upstream } => Ok(Action::Upstream(Arc::from(upstream.as_str()))),
+        other => compile_reply(other).map(|(reply, templated)| Action::Reply(reply, templated)),
     }
 }
 
@@ -291,8 +345,31 @@ fn compile_match(
 }
 
 /// Validates a reply spec and converts it; `true` when it has placeholders.
+/// `type = "upstream"` is refused: only rules and `default_reply` hand
+/// messages to upstreams.
 pub fn compile_reply(spec: &ReplySpec) -> Result<(Reply, bool), String> {
-    let reply = match spec.clone() {
+    let reply = build_reply(spec.clone())?;
+    let mut templated = false;
+    let mut problem = None;
+    let _ = map_strings(&reply, &mut |s: &str| {
+        if template::has_placeholders(s) {
+            templated = true;
+            if let Err(e) = template::validate(s) {
+                problem.get_or_insert(e);
+            }
+        }
+        String::new()
+    });
+    match problem {
+        Some(p) => Err(p),
+        None => Ok((reply, templated)),
+    }
+}
+
+/// Converts a reply spec as it is, without placeholders: for answers that
+/// come from elsewhere (an upstream), where braces are just text.
+pub fn build_reply(spec: ReplySpec) -> Result<Reply, String> {
+    Ok(match spec {
         ReplySpec::Success => Reply::Success,
         ReplySpec::Text { content } => {
             if content.is_empty() {
@@ -343,22 +420,10 @@ pub fn compile_reply(spec: &ReplySpec) -> Result<(Reply, bool), String> {
         ReplySpec::TransferCustomerService { kf_account } => {
             Reply::TransferCustomerService { kf_account }
         }
-    };
-    let mut templated = false;
-    let mut problem = None;
-    let _ = map_strings(&reply, &mut |s: &str| {
-        if template::has_placeholders(s) {
-            templated = true;
-            if let Err(e) = template::validate(s) {
-                problem.get_or_insert(e);
-            }
+        ReplySpec::Upstream { .. } => {
+            return Err("an upstream reply is only allowed in rules and default_reply".into())
         }
-        String::new()
-    });
-    match problem {
-        Some(p) => Err(p),
-        None => Ok((reply, templated)),
-    }
+    })
 }
 
 fn non_empty(value: String, what: &str) -> Result<String, String> {

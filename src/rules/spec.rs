@@ -131,4 +131,10 @@ pub enum ReplySpec {
         /// A specific agent.
         kf_account: Option<String>,
     },
+    /// Hand the message to an `[[upstreams]]` entry (an agent); its answer
+    /// is the reply. Only rules and `default_reply` may use it.
+    Upstream {
+        /// The upstream's `name`.
+        upstream: String,
+    },
 }

@@ -273,3 +273,82 @@ fn many_keywords_still_pick_the_first_rule() {
     );
     assert_eq!(set.evaluate(&text("nothing")).rule, None);
 }
+
+#[test]
+fn rules_and_the_default_can_hand_messages_to_upstreams() {
+    let set = rules(
+        r#"
+[default_reply]
+type = "upstream"
+upstream = "fallback-agent"
+
+[[rules]]
+name = "ask"
+match = { prefix = "ask " }
+reply = { type = "upstream", upstream = "agent" }
+
+[[rules]]
+name = "hi"
+match = { text = "hi" }
+reply = { type = "text", content = "hello" }
+"#,
+    )
+    .unwrap();
+    let d = set.evaluate(&text("ask anything"));
+    assert_eq!(
+        (d.rule.as_deref(), d.upstream.as_deref(), &d.reply),
+        (Some("ask"), Some("agent"), &Reply::Success)
+    );
+    let d = set.evaluate(&text("hi"));
+    assert_eq!((d.upstream, said(&d.reply)), (None, "hello"));
+    let d = set.evaluate(&text("anything else"));
+    assert_eq!(
+        (d.rule, d.upstream.as_deref()),
+        (None, Some("fallback-agent"))
+    );
+    // Events never reach the default, upstream or not.
+    assert_eq!(set.evaluate(&event("subscribe", "")).upstream, None);
+    let refs: Vec<_> = set
+        .upstream_refs()
+        .iter()
+        .map(|r| (r.rule.as_str(), &*r.upstream))
+        .collect();
+    assert_eq!(
+        refs,
+        [("#1 \"ask\"", "agent"), ("default_reply", "fallback-agent")]
+    );
+}
+
+#[test]
+fn upstream_replies_need_a_name_and_stay_out_of_fixed_replies() {
+    let errors = rules(
+        r#"
+[[rules]]
+name = "blank"
+match = { text = "x" }
+reply = { type = "upstream", upstream = " " }
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("rule #1 \"blank\": upstream reply needs"),
+        "{errors:?}"
+    );
+    let spec = ReplySpec::Upstream {
+        upstream: "agent".into(),
+    };
+    assert!(compile_reply(&spec)
+        .unwrap_err()
+        .contains("only allowed in rules"));
+    // Answers from elsewhere keep their braces.
+    assert_eq!(
+        build_reply(ReplySpec::Text {
+            content: "{not a placeholder}".into()
+        }),
+        Ok(Reply::Text {
+            content: "{not a placeholder}".into()
+        })
+    );
+}

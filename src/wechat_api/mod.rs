@@ -23,5 +23,6 @@ pub use self::api::{CallError, RetryPolicy, WechatApi};
 pub use self::client::{ClientSettings, WechatClient, DEFAULT_BASE_URL};
 pub use self::error::{ErrCode, Remedy, WechatError};
 pub use self::types::{
-    Article, CustomBody, CustomMessage, NewsContent, TextContent, TokenSource, TypingCommand,
+    Article, CustomBody, CustomMessage, MediaContent, MusicContent, NewsContent, TextContent,
+    TokenSource, TypingCommand, VideoContent,
 };

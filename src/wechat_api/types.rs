@@ -61,6 +61,68 @@ pub enum CustomBody {
         /// `{"articles": [ … ]}`.
         news: NewsContent,
     },
+    /// A picture.
+    Image {
+        /// `{"media_id": …}`.
+        image: MediaContent,
+    },
+    /// A voice message.
+    Voice {
+        /// `{"media_id": …}`.
+        voice: MediaContent,
+    },
+    /// A video.
+    Video {
+        /// `{"media_id": …, "thumb_media_id": …, "title": …, "description": …}`.
+        video: VideoContent,
+    },
+    /// Music.
+    Music {
+        /// `{"title": …, "musicurl": …, "thumb_media_id": …, …}`.
+        music: MusicContent,
+    },
+}
+
+/// The `image` and `voice` objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MediaContent {
+    /// Media id from the material API.
+    pub media_id: String,
+}
+
+/// The `video` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VideoContent {
+    /// Media id.
+    pub media_id: String,
+    /// Thumbnail media id (optional here; WeChat shows a default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumb_media_id: Option<String>,
+    /// Title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The `music` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MusicContent {
+    /// Title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Music URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub musicurl: Option<String>,
+    /// High-quality URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hqmusicurl: Option<String>,
+    /// Thumbnail media id.
+    pub thumb_media_id: String,
 }
 
 /// The `text` object.
@@ -171,6 +233,34 @@ mod tests {
             serde_json::to_value(news).unwrap(),
             serde_json::json!({"touser":"OPENID","msgtype":"news","news":{"articles":[
                 {"title":"Happy Day","description":"Is Really A Happy Day","url":"URL","picurl":"PIC_URL"}]}})
+        );
+        let image = CustomMessage {
+            touser: "OPENID".into(),
+            body: CustomBody::Image {
+                image: MediaContent {
+                    media_id: "MEDIA_ID".into(),
+                },
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(image).unwrap(),
+            serde_json::json!({"touser":"OPENID","msgtype":"image","image":{"media_id":"MEDIA_ID"}})
+        );
+        let music = CustomMessage {
+            touser: "OPENID".into(),
+            body: CustomBody::Music {
+                music: MusicContent {
+                    title: Some("T".into()),
+                    description: None,
+                    musicurl: Some("MUSIC_URL".into()),
+                    hqmusicurl: None,
+                    thumb_media_id: "THUMB".into(),
+                },
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(music).unwrap(),
+            serde_json::json!({"touser":"OPENID","msgtype":"music","music":{"title":"T","musicurl":"MUSIC_URL","thumb_media_id":"THUMB"}})
         );
         assert_eq!(
             serde_json::to_value(TypingCommand::CancelTyping).unwrap(),

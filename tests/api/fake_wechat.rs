@@ -11,8 +11,10 @@
 //!   the access token like the real API: missing → 41001, unknown → 40001,
 //!   expired → 42001.
 //!
-//! Tests can queue errcodes for the next token or API answers, delay token
-//! answers, change the lifetime, expire a token, and read call counts.
+//! Tests can queue errcodes for the next token or API answers (or for the
+//! next custom sends only), delay token answers, change the lifetime, expire
+//! a token, read call counts, and read the accepted custom-send and typing
+//! bodies in the order they arrived.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -47,6 +49,9 @@ struct Inner {
     delay: Duration,
     next_token_errors: VecDeque<i64>,
     next_api_errors: VecDeque<i64>,
+    next_send_errors: VecDeque<i64>,
+    /// Accepted custom-send and typing calls: (endpoint, body), in order.
+    outbox: Vec<(&'static str, Value)>,
     /// token → when it stops working.
     valid: HashMap<String, Instant>,
     /// The token the stable endpoint hands out.
@@ -63,6 +68,8 @@ impl Default for Inner {
             delay: Duration::ZERO,
             next_token_errors: VecDeque::new(),
             next_api_errors: VecDeque::new(),
+            next_send_errors: VecDeque::new(),
+            outbox: Vec::new(),
             valid: HashMap::new(),
             current: None,
             issued: 0,
@@ -111,6 +118,8 @@ fn error(code: i64) -> Json<Value> {
         41001 => "access_token missing",
         42001 => "access_token expired",
         45009 => "reach max api daily quota limit",
+        45015 => "response out of time limit or subscription is canceled",
+        45047 => "out of response count limit",
         45072 => "command field invalid",
         _ => "error",
     };
@@ -178,6 +187,36 @@ impl FakeWechat {
     /// The next API calls answer these errcodes, in order.
     pub fn fail_next_api_calls(&self, codes: &[i64]) {
         self.with(|i| i.next_api_errors.extend(codes));
+    }
+
+    /// The next custom sends (only) answer these errcodes, in order.
+    pub fn fail_next_sends(&self, codes: &[i64]) {
+        self.with(|i| i.next_send_errors.extend(codes));
+    }
+
+    /// Bodies of the accepted custom sends, in order.
+    pub fn custom_sends(&self) -> Vec<Value> {
+        self.outbox_of("/cgi-bin/message/custom/send")
+    }
+
+    /// Bodies of the accepted typing calls, in order.
+    pub fn typing_calls(&self) -> Vec<Value> {
+        self.outbox_of("/cgi-bin/message/custom/typing")
+    }
+
+    /// Endpoints of the accepted custom-send and typing calls, in order.
+    pub fn outbox_order(&self) -> Vec<&'static str> {
+        self.with(|i| i.outbox.iter().map(|(e, _)| *e).collect())
+    }
+
+    fn outbox_of(&self, endpoint: &str) -> Vec<Value> {
+        self.with(|i| {
+            i.outbox
+                .iter()
+                .filter(|(e, _)| *e == endpoint)
+                .map(|(_, b)| b.clone())
+                .collect()
+        })
     }
 
     /// Token answers arrive after this long.
@@ -360,15 +399,31 @@ async fn custom_send(
     ) {
         return e;
     }
+    if let Some(code) = fake.inner.lock().unwrap().next_send_errors.pop_front() {
+        return error(code);
+    }
     let valid = body["touser"].as_str().is_some_and(|t| !t.is_empty())
         && match body["msgtype"].as_str() {
             Some("text") => body["text"]["content"].is_string(),
-            Some("news") => body["news"]["articles"].is_array(),
+            Some("news") => body["news"]["articles"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1),
+            Some(kind @ ("image" | "voice" | "video")) => body[kind]["media_id"].is_string(),
+            Some("music") => body["music"]["thumb_media_id"].is_string(),
             _ => false,
         };
     if !valid {
         return Json(json!({ "errcode": 40008, "errmsg": "invalid message type" }));
     }
+    // WeChat's limit on text (45002 content size out of limit).
+    if body["text"]["content"]
+        .as_str()
+        .is_some_and(|t| t.len() > 2048)
+    {
+        return Json(json!({ "errcode": 45002, "errmsg": "content size out of limit" }));
+    }
+    let mut i = fake.inner.lock().unwrap();
+    i.outbox.push(("/cgi-bin/message/custom/send", body));
     Json(json!({ "errcode": 0, "errmsg": "ok" }))
 }
 
@@ -386,6 +441,8 @@ async fn typing(
     }
     match body["command"].as_str() {
         Some("Typing" | "CancelTyping") if body["touser"].is_string() => {
+            let mut i = fake.inner.lock().unwrap();
+            i.outbox.push(("/cgi-bin/message/custom/typing", body));
             Json(json!({ "errcode": 0, "errmsg": "ok" }))
         }
         _ => error(45072),

@@ -3,9 +3,11 @@
 //! Everything a user sees goes through the real server on a free loopback
 //! port; router-only behaviour goes through `oneshot`.
 
+mod agent;
 mod cli;
 mod delivery;
 mod errors;
+mod fake_upstream;
 mod fake_wechat;
 mod fixtures;
 mod helpers;

@@ -1,0 +1,216 @@
+//! The agent bridge: rules hand messages to upstream agents (`[[upstreams]]`),
+//! and their answers reach the user in time or late.
+//!
+//! - [`AgentResponder`]: a [`Responder`] that follows the rules and, when a
+//!   rule says `type = "upstream"`, calls that upstream under its
+//!   concurrency cap and returns [`Response::Deferred`]: the delivery
+//!   machinery answers passively when the call beats `passive_budget_ms`,
+//!   else with the interim text, and the result goes to the late hook.
+//! - [`CustomServiceDelivery`]: that late hook, sending through the
+//!   customer-service API with the typing indicator meanwhile.
+//! - Protocols: [`webhook`] (wxgate's JSON, optional HMAC) and [`openai`]
+//!   (chat completions with per-user [`history`] in the shared store).
+//!
+//! Depends on rules, message, store, metrics and wechat_api; knows nothing
+//! of axum or the callback crypto.
+
+mod history;
+mod late;
+mod moderation;
+pub mod openai;
+mod settings;
+pub mod split;
+mod upstream;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::delivery::{Deferred, Responder, Response, SharedRules};
+use crate::message::{Message, Reply};
+use crate::metrics::{Metrics, UpstreamLabel};
+use crate::store::{Namespace, Store};
+
+pub use history::{ChatMessage, History};
+pub use late::{custom_messages, CustomServiceDelivery, SendPolicy};
+pub use moderation::Moderation;
+pub use settings::{
+    AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,
+    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+};
+pub use upstream::{Upstream, UpstreamError};
+
+/// What the responder needs besides the rules.
+pub struct AgentParts {
+    /// `[agent]` and `[[upstreams]]`.
+    pub settings: AgentSettings,
+    /// The rules in force.
+    pub rules: SharedRules,
+    /// Where conversation history lives.
+    pub store: Arc<dyn Store>,
+    /// The account's key namespace.
+    pub namespace: Namespace,
+    /// The account's AppID, sent to webhooks (empty when unset).
+    pub app_id: String,
+    /// Answered when an upstream is at its concurrency cap.
+    pub overload: Reply,
+    /// Where to count.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Answers from the rules, handing messages to upstreams where they say so.
+pub struct AgentResponder {
+    rules: SharedRules,
+    upstreams: HashMap<Arc<str>, Arc<Upstream>>,
+    shared: Arc<Shared>,
+}
+
+/// What every upstream call shares.
+struct Shared {
+    app_id: String,
+    settings: AgentSettings,
+    interim: Reply,
+    overload: Reply,
+    moderation: Option<Moderation>,
+    metrics: Arc<Metrics>,
+}
+
+impl AgentResponder {
+    /// Builds a client per upstream. Does no I/O.
+    pub fn new(parts: AgentParts) -> Result<AgentResponder, reqwest::Error> {
+        let history = History::new(parts.store, parts.namespace, parts.metrics.clone());
+        let mut upstreams = HashMap::new();
+        for u in &parts.settings.upstreams {
+            let memory = matches!(u.protocol, Protocol::OpenAi(_)).then(|| history.clone());
+            upstreams.insert(u.name.clone(), Arc::new(Upstream::new(u.clone(), memory)?));
+        }
+        let moderation = parts
+            .settings
+            .moderation
+            .clone()
+            .map(Moderation::new)
+            .transpose()?;
+        let interim = match &parts.settings.interim_text {
+            Some(content) => Reply::Text {
+                content: content.clone(),
+            },
+            None => Reply::Success,
+        };
+        Ok(AgentResponder {
+            rules: parts.rules,
+            upstreams,
+            shared: Arc::new(Shared {
+                app_id: parts.app_id,
+                settings: parts.settings,
+                interim,
+                overload: parts.overload,
+                moderation,
+                metrics: parts.metrics,
+            }),
+        })
+    }
+
+    fn deferred(
+        &self,
+        future: impl std::future::Future<Output = Reply> + Send + 'static,
+    ) -> Response {
+        Response::Deferred(Deferred {
+            future: Box::pin(future.instrument(tracing::Span::current())),
+            budget: self.shared.settings.passive_budget,
+            interim: self.shared.interim.clone(),
+        })
+    }
+}
+
+impl Responder for AgentResponder {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        let decision = self.rules.load().evaluate(message);
+        tracing::debug!(
+            rule = decision.rule.as_deref().unwrap_or("-"),
+            upstream = decision.upstream.as_deref().unwrap_or("-"),
+            "rule decision"
+        );
+        let Some(name) = decision.upstream else {
+            return Response::Ready(decision.reply);
+        };
+        let Some(upstream) = self.upstreams.get(&name).cloned() else {
+            // Only a reload can name an upstream this process did not start with.
+            tracing::error!(upstream = %name, "rule names an upstream that is not running; restart wxgate to start it");
+            self.shared.metrics.agent_failure("error");
+            return Response::Ready(Reply::Text {
+                content: self.shared.settings.fallback_text.clone(),
+            });
+        };
+        if let (Protocol::OpenAi(openai), Some(text), Some(history)) = (
+            &upstream.settings.protocol,
+            openai::user_text(message),
+            &upstream.history,
+        ) {
+            if text.trim() == openai.reset_command {
+                let (history, openid) = (history.clone(), message.from_user.clone());
+                let content = openai.reset_reply.clone();
+                return self.deferred(async move {
+                    history.clear(&openid).await;
+                    tracing::info!("conversation history cleared on request");
+                    Reply::Text { content }
+                });
+            }
+        }
+        let Ok(permit) = upstream.permits.clone().try_acquire_owned() else {
+            self.shared.metrics.agent_failure("overload");
+            tracing::warn!(upstream = %name, max_concurrency = upstream.settings.max_concurrency, "upstream at its concurrency cap; overload reply sent");
+            return Response::Ready(self.shared.overload.clone());
+        };
+        let shared = self.shared.clone();
+        let message = message.clone();
+        self.deferred(async move {
+            let _permit = permit;
+            let started = Instant::now();
+            let result = upstream.call(&message, &shared.app_id).await;
+            shared
+                .metrics
+                .upstream_latency
+                .get_or_create(&UpstreamLabel {
+                    upstream: upstream.name().to_owned(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(reply) => shared.moderate(reply).await,
+                Err(e) => {
+                    shared.metrics.agent_failure(e.kind());
+                    tracing::warn!(upstream = %upstream.name(), kind = e.kind(), error = %e, "upstream failed; fallback text answered");
+                    Reply::Text {
+                        content: upstream.settings.fallback_text.clone(),
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Shared {
+    /// Replaces text the moderation hook flags (or cannot check).
+    async fn moderate(&self, reply: Reply) -> Reply {
+        let (Some(moderation), Reply::Text { content }) = (&self.moderation, &reply) else {
+            return reply;
+        };
+        let flagged = match moderation.flagged(content).await {
+            Ok(flagged) => flagged,
+            Err(e) => {
+                self.metrics.agent_failure("moderation_error");
+                tracing::warn!(error = %e, "moderation check failed; the template is sent instead");
+                true
+            }
+        };
+        if flagged {
+            tracing::info!("answer flagged by moderation; the template is sent instead");
+            return Reply::Text {
+                content: moderation.template().to_owned(),
+            };
+        }
+        reply
+    }
+}

@@ -1,0 +1,141 @@
+//! `protocol = "openai"`: an OpenAI-compatible chat-completions endpoint
+//! (OpenAI, Ollama, vLLM, llama.cpp, …), with per-user memory.
+
+use serde::{Deserialize, Serialize};
+
+use super::history::ChatMessage;
+use super::settings::OpenAiSettings;
+use super::upstream::{Upstream, UpstreamError};
+use crate::message::{Message, MessageKind, Reply};
+
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    stream: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: AnswerMessage,
+}
+
+#[derive(Deserialize)]
+struct AnswerMessage {
+    content: Option<String>,
+}
+
+/// What the user said: the text, or recognised speech. `None` for
+/// pictures, events and the rest, which a chat model cannot take.
+pub fn user_text(message: &Message) -> Option<&str> {
+    match &message.kind {
+        MessageKind::Text { content, .. } => Some(content.as_str()),
+        MessageKind::Voice {
+            recognition: Some(r),
+            ..
+        } => Some(r.as_str()),
+        _ => None,
+    }
+    .filter(|t| !t.trim().is_empty())
+}
+
+/// The answer text of a chat-completions response, without the
+/// `<think>…</think>` preamble reasoning models put first.
+pub fn parse_answer(body: &[u8]) -> Result<String, UpstreamError> {
+    let response: ChatResponse = serde_json::from_slice(body)
+        .map_err(|e| UpstreamError::Malformed(format!("not a chat completion: {e}")))?;
+    let content = response
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.message.content)
+        .ok_or_else(|| UpstreamError::Malformed("no choices[0].message.content".into()))?;
+    let content = match (content.find("<think>"), content.find("</think>")) {
+        (Some(open), Some(close)) if open < close && content[..open].trim().is_empty() => {
+            &content[close + "</think>".len()..]
+        }
+        _ => &content[..],
+    };
+    let content = content.trim();
+    if content.is_empty() {
+        return Err(UpstreamError::Malformed("empty answer".into()));
+    }
+    Ok(content.to_owned())
+}
+
+pub(super) async fn call(
+    upstream: &Upstream,
+    settings: &OpenAiSettings,
+    message: &Message,
+) -> Result<Reply, UpstreamError> {
+    let Some(text) = user_text(message) else {
+        tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text only; answering success");
+        return Ok(Reply::Success);
+    };
+    let openid = &message.from_user;
+    let mut history = match (&upstream.history, settings.history_turns) {
+        (Some(h), turns) if turns > 0 => h.load(openid).await,
+        _ => Vec::new(),
+    };
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    if let Some(prompt) = &settings.system_prompt {
+        messages.push(ChatMessage::new("system", prompt.as_str()));
+    }
+    messages.extend(history.iter().cloned());
+    messages.push(ChatMessage::new("user", text));
+    let mut request = upstream
+        .http
+        .post(&upstream.settings.url)
+        .json(&ChatRequest {
+            model: &settings.model,
+            messages: &messages,
+            temperature: settings.temperature,
+            stream: false,
+        });
+    if let Some(key) = &settings.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    let (_, body) = upstream.send(request).await?;
+    let answer = parse_answer(&body)?;
+    if let (Some(h), turns) = (&upstream.history, settings.history_turns) {
+        if turns > 0 {
+            history.push(ChatMessage::new("user", text));
+            history.push(ChatMessage::new("assistant", answer.as_str()));
+            h.save(openid, history, turns, settings.history_ttl).await;
+        }
+    }
+    Ok(Reply::Text { content: answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_from_the_first_choice() {
+        let body = r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":" 你好！ "},"finish_reason":"stop"}]}"#;
+        assert_eq!(parse_answer(body.as_bytes()).unwrap(), "你好！");
+        let think = br#"{"choices":[{"message":{"content":"<think>\nhmm\n</think>\n\nanswer"}}]}"#;
+        assert_eq!(parse_answer(think).unwrap(), "answer");
+    }
+
+    #[test]
+    fn malformed_completions_are_refused() {
+        for body in [
+            &b"{}"[..],
+            br#"{"choices":[]}"#,
+            br#"{"choices":[{"message":{"content":null}}]}"#,
+            br#"{"choices":[{"message":{"content":"  "}}]}"#,
+            b"<html>",
+        ] {
+            assert_eq!(parse_answer(body).unwrap_err().kind(), "malformed");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The validated `[agent]` and `[[upstreams]]` settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// Answered when an upstream fails and no `fallback_text` is configured.
+pub const DEFAULT_FALLBACK_TEXT: &str = "抱歉，暂时无法回答，请稍后再试。";
+/// Answered to the reset command when no `reset_reply` is configured.
+pub const DEFAULT_RESET_REPLY: &str = "好的，我们重新开始吧。";
+
+/// `[agent]`: how upstream answers reach the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// How long WeChat's request waits for an upstream before it is
+    /// answered with `interim` (the real answer then follows through the
+    /// customer-service API). Always below `delivery.deadline_ms`.
+    pub passive_budget: Duration,
+    /// Answered instead of `success` when the answer will come late.
+    pub interim_text: Option<String>,
+    /// Answered when an upstream fails and it has no `fallback_text` of its own.
+    pub fallback_text: String,
+    /// Show "typing…" once while the late answer is computed.
+    pub typing: bool,
+    /// Screens upstream text before it is sent.
+    pub moderation: Option<ModerationSettings>,
+    /// The upstreams, in file order.
+    pub upstreams: Vec<UpstreamSettings>,
+}
+
+/// `[agent] moderation_url`: `{"input": text}` in, `{"flagged": bool}` out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModerationSettings {
+    /// Where to POST.
+    pub url: String,
+    /// Sent instead of a flagged answer (also when the check fails).
+    pub template: String,
+    /// Upper bound on one check.
+    pub timeout: Duration,
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSettings {
+    /// The name rules refer to.
+    pub name: Arc<str>,
+    /// Where to POST (for `openai`, the full `…/chat/completions` URL).
+    pub url: String,
+    /// Upper bound on one call, connecting included.
+    pub timeout: Duration,
+    /// Calls in flight at most; beyond it the overload reply applies at once.
+    pub max_concurrency: usize,
+    /// Answered when this upstream fails.
+    pub fallback_text: String,
+    /// How to talk to it.
+    pub protocol: Protocol,
+}
+
+/// The wire protocol of an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Protocol {
+    /// wxgate's JSON message in, a reply description out.
+    Webhook {
+        /// Signs each body (`X-Wxgate-Signature: sha256=<hex>`) when set.
+        secret: Option<Secret>,
+    },
+    /// An OpenAI-compatible chat-completions endpoint.
+    OpenAi(OpenAiSettings),
+}
+
+impl Protocol {
+    /// The name used in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Webhook { .. } => "webhook",
+            Protocol::OpenAi(_) => "openai",
+        }
+    }
+}
+
+/// Settings of an `openai` upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiSettings {
+    /// `model` of the request.
+    pub model: String,
+    /// Sent first, as the `system` message.
+    pub system_prompt: Option<String>,
+    /// Sampling temperature; the server's default when unset.
+    pub temperature: Option<f64>,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub api_key: Option<Secret>,
+    /// Question/answer pairs remembered per user.
+    pub history_turns: usize,
+    /// A user's history is forgotten after this long without a message.
+    pub history_ttl: Duration,
+    /// A text equal to this clears the user's history.
+    pub reset_command: String,
+    /// Answered to the reset command.
+    pub reset_reply: String,
+}

@@ -1,0 +1,124 @@
+//! Splitting long text into customer-service messages WeChat accepts.
+
+/// WeChat refuses text messages above about 2048 bytes (`45002`); this
+/// leaves room for the JSON escaping WeChat may count.
+pub const MAX_TEXT_BYTES: usize = 2000;
+
+/// Sentence ends a part may be cut after when no line break is near.
+const SENTENCE_ENDS: [char; 6] = ['。', '！', '？', '.', '!', '?'];
+
+/// Splits `text` into parts of at most `max` bytes (at least 4), in order.
+///
+/// Each cut goes, in order of preference, at the last line break of the
+/// window, after the last sentence end, or at the last char boundary; a
+/// line break or sentence end counts only in the back half of the window,
+/// so that no tiny parts are produced. The line break at a cut is dropped,
+/// so is blank space around it; nothing else is lost.
+pub fn split_text(text: &str, max: usize) -> Vec<&str> {
+    let max = max.max(4);
+    let mut parts = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches(['\n', '\r']);
+        if rest.len() <= max {
+            push(&mut parts, rest);
+            return parts;
+        }
+        let window = &rest[..floor_char_boundary(rest, max)];
+        let half = window.len() / 2;
+        let newline = window.rfind('\n').filter(|&i| i >= half);
+        let sentence = sentence_end(window).filter(|&i| i >= half);
+        let (end, next) = match (newline, sentence) {
+            (Some(i), _) => (i, i + 1),
+            (None, Some(i)) => (i, i),
+            (None, None) => match (window.rfind('\n').filter(|&i| i > 0), sentence_end(window)) {
+                (Some(i), _) => (i, i + 1),
+                (None, Some(i)) => (i, i),
+                (None, None) => (window.len(), window.len()),
+            },
+        };
+        push(&mut parts, &rest[..end]);
+        rest = &rest[next..];
+    }
+}
+
+fn push<'a>(parts: &mut Vec<&'a str>, part: &'a str) {
+    let part = part.trim_end_matches(['\n', '\r']);
+    if !part.trim().is_empty() {
+        parts.push(part);
+    }
+}
+
+/// The byte index just after the last sentence end in `s`, if any.
+fn sentence_end(s: &str) -> Option<usize> {
+    s.char_indices()
+        .rev()
+        .find(|(_, c)| SENTENCE_ENDS.contains(c))
+        .map(|(i, c)| i + c.len_utf8())
+}
+
+/// The largest char boundary not above `index`.
+fn floor_char_boundary(s: &str, index: usize) -> usize {
+    (0..=index.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_one_part() {
+        assert_eq!(split_text("你好", MAX_TEXT_BYTES), ["你好"]);
+        assert!(split_text("", MAX_TEXT_BYTES).is_empty());
+    }
+
+    #[test]
+    fn prefers_line_breaks_then_sentences_then_char_boundaries() {
+        // A line break in the back half wins over a later sentence end.
+        assert_eq!(split_text("aaaaaa\nbb. cc", 10), ["aaaaaa", "bb. cc"]);
+        // No line break: after the last sentence end.
+        assert_eq!(
+            split_text("第一句。第二句！第三句", 24),
+            ["第一句。第二句！", "第三句"]
+        );
+        // Neither: a hard cut that never splits a character.
+        let parts = split_text("一二三四五六七", 10);
+        assert_eq!(parts, ["一二三", "四五六", "七"]);
+    }
+
+    #[test]
+    fn every_part_fits_and_nothing_is_lost() {
+        let sentence = "这是一个比较长的句子，用来测试分段。It has ASCII too! ";
+        let text = sentence.repeat(200);
+        let parts = split_text(&text, MAX_TEXT_BYTES);
+        assert!(parts.len() > 1);
+        assert!(parts
+            .iter()
+            .all(|p| p.len() <= MAX_TEXT_BYTES && !p.is_empty()));
+        assert_eq!(parts.concat(), text);
+        // Cuts after sentence ends, not in the middle of one.
+        assert!(parts[..parts.len() - 1]
+            .iter()
+            .all(|p| p.ends_with('。') || p.ends_with('!')));
+    }
+
+    #[test]
+    fn emoji_and_four_byte_characters_survive() {
+        let text = "😀".repeat(1000);
+        let parts = split_text(&text, MAX_TEXT_BYTES);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn line_breaks_at_cuts_are_dropped() {
+        let text = format!("{}\n\n{}", "a".repeat(1500), "b".repeat(1500));
+        assert_eq!(
+            split_text(&text, MAX_TEXT_BYTES),
+            ["a".repeat(1500), "b".repeat(1500)]
+        );
+    }
+}

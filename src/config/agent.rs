@@ -1,0 +1,319 @@
+//! Validation of `[agent]` and `[[upstreams]]`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{AgentSection, UpstreamSection};
+use crate::agent::{
+    AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,
+    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+};
+use crate::rules::RuleSet;
+use crate::secret::Secret;
+
+/// Default `passive_budget_ms`, lowered to fit under a short deadline.
+const DEFAULT_PASSIVE_BUDGET_MS: u64 = 4000;
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+const DEFAULT_MAX_CONCURRENCY: usize = 16;
+const DEFAULT_HISTORY_TURNS: usize = 10;
+const DEFAULT_HISTORY_TTL_SECS: u64 = 1800;
+const DEFAULT_RESET_COMMAND: &str = "/reset";
+const DEFAULT_MODERATION_TIMEOUT_MS: u64 = 3000;
+
+/// Checks `[agent]` and `[[upstreams]]`, and that every upstream a rule
+/// names exists. `env` resolves `secret_env` and `api_key_env`.
+pub(super) fn validate(
+    agent: AgentSection,
+    upstreams: Vec<UpstreamSection>,
+    rules: Option<&RuleSet>,
+    deadline_ms: u64,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> AgentSettings {
+    let passive_budget_ms = match agent.passive_budget_ms {
+        Some(ms) => {
+            if ms < 50 || ms >= deadline_ms {
+                problems.push(format!(
+                    "agent.passive_budget_ms must be at least 50 and below delivery.deadline_ms ({deadline_ms}), not {ms}"
+                ));
+            }
+            ms
+        }
+        None => DEFAULT_PASSIVE_BUDGET_MS.min(deadline_ms.saturating_sub(deadline_ms / 10)),
+    };
+    let mut text = |value: Option<String>, what: &str| -> Option<String> {
+        match value {
+            Some(v) if v.trim().is_empty() => {
+                problems.push(format!("{what} must not be empty (leave it out instead)"));
+                None
+            }
+            other => other,
+        }
+    };
+    let interim_text = text(agent.interim_text, "agent.interim_text");
+    let fallback_text = text(agent.fallback_text, "agent.fallback_text")
+        .unwrap_or_else(|| DEFAULT_FALLBACK_TEXT.to_owned());
+    let moderation_template = text(agent.moderation_template, "agent.moderation_template");
+    let moderation = match agent.moderation_url {
+        Some(url) => {
+            if let Err(e) = check_url(&url) {
+                problems.push(format!("agent.moderation_url {e}"));
+            }
+            let timeout_ms = agent
+                .moderation_timeout_ms
+                .unwrap_or(DEFAULT_MODERATION_TIMEOUT_MS);
+            if !(100..=60_000).contains(&timeout_ms) {
+                problems.push(format!(
+                    "agent.moderation_timeout_ms must be between 100 and 60000, not {timeout_ms}"
+                ));
+            }
+            match moderation_template {
+                Some(template) => Some(ModerationSettings {
+                    url,
+                    template,
+                    timeout: Duration::from_millis(timeout_ms),
+                }),
+                None => {
+                    problems.push(
+                        "agent.moderation_url needs agent.moderation_template (sent instead of a flagged answer)".into(),
+                    );
+                    None
+                }
+            }
+        }
+        None => {
+            if moderation_template.is_some() || agent.moderation_timeout_ms.is_some() {
+                problems.push(
+                    "agent.moderation_template and moderation_timeout_ms need agent.moderation_url"
+                        .into(),
+                );
+            }
+            None
+        }
+    };
+
+    // Every name written, valid entry or not: an entry with its own errors
+    // should not also make the rules naming it "unknown".
+    let written: Vec<String> = upstreams.iter().filter_map(|u| u.name.clone()).collect();
+    let mut names = HashSet::new();
+    let upstreams: Vec<UpstreamSettings> = upstreams
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, raw)| {
+            let label = match &raw.name {
+                Some(name) => format!("upstreams[{i}] \"{name}\""),
+                None => format!("upstreams[{i}]"),
+            };
+            let mut errors = Vec::new();
+            let upstream = upstream(raw, &fallback_text, env, &mut errors);
+            problems.extend(errors.into_iter().map(|e| format!("{label}: {e}")));
+            let upstream = upstream?;
+            if !names.insert(upstream.name.clone()) {
+                problems.push(format!("{label}: the name is used twice"));
+            }
+            Some(upstream)
+        })
+        .collect();
+
+    if let Some(rules) = rules {
+        for r in rules.upstream_refs() {
+            if !written.iter().any(|n| **n == *r.upstream) {
+                let known = if written.is_empty() {
+                    "no [[upstreams]] are configured".to_owned()
+                } else {
+                    let mut list: Vec<_> = written.iter().map(String::as_str).collect();
+                    list.sort_unstable();
+                    format!("configured: {}", list.join(", "))
+                };
+                problems.push(format!(
+                    "rule {}: unknown upstream {:?} ({known})",
+                    r.rule, &*r.upstream
+                ));
+            }
+        }
+    }
+
+    AgentSettings {
+        passive_budget: Duration::from_millis(passive_budget_ms),
+        interim_text,
+        fallback_text,
+        typing: agent.typing.unwrap_or(true),
+        moderation,
+        upstreams,
+    }
+}
+
+/// One upstream; `None` when it cannot be used (the reasons are in `errors`).
+fn upstream(
+    raw: UpstreamSection,
+    default_fallback: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<UpstreamSettings> {
+    let name = match raw.name {
+        Some(n)
+            if !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(n)
+        }
+        Some(n) => {
+            errors.push(format!("name {n:?} must be letters, digits, - and _ only"));
+            None
+        }
+        None => {
+            errors.push("name is missing".into());
+            None
+        }
+    };
+    let url = match raw.url {
+        Some(url) => match check_url(&url) {
+            Ok(()) => Some(url),
+            Err(e) => {
+                errors.push(format!("url {e}"));
+                None
+            }
+        },
+        None => {
+            errors.push("url is missing".into());
+            None
+        }
+    };
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(100..=600_000).contains(&timeout_ms) {
+        errors.push(format!(
+            "timeout_ms must be between 100 and 600000, not {timeout_ms}"
+        ));
+    }
+    let max_concurrency = raw.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+    if max_concurrency == 0 {
+        errors.push("max_concurrency must be at least 1".into());
+    }
+    let fallback_text = match raw.fallback_text {
+        Some(t) if t.trim().is_empty() => {
+            errors.push("fallback_text must not be empty (leave it out instead)".into());
+            String::new()
+        }
+        Some(t) => t,
+        None => default_fallback.to_owned(),
+    };
+    let secret = |var: Option<String>, what: &str, errors: &mut Vec<String>| -> Option<Secret> {
+        let var = var?;
+        match env(&var).filter(|v| !v.is_empty()) {
+            Some(v) => Some(Secret::new(v)),
+            None => {
+                errors.push(format!(
+                    "{what} names the environment variable {var}, which is not set"
+                ));
+                None
+            }
+        }
+    };
+    let openai_only = [
+        ("model", raw.model.is_some()),
+        ("system_prompt", raw.system_prompt.is_some()),
+        ("temperature", raw.temperature.is_some()),
+        ("api_key_env", raw.api_key_env.is_some()),
+        ("history_turns", raw.history_turns.is_some()),
+        ("history_ttl_secs", raw.history_ttl_secs.is_some()),
+        ("reset_command", raw.reset_command.is_some()),
+        ("reset_reply", raw.reset_reply.is_some()),
+    ];
+    let protocol = match raw.protocol.as_deref() {
+        Some("webhook") => {
+            for (key, _) in openai_only.iter().filter(|(_, set)| *set) {
+                errors.push(format!("{key} only applies to protocol = \"openai\""));
+            }
+            Some(Protocol::Webhook {
+                secret: secret(raw.secret_env, "secret_env", errors),
+            })
+        }
+        Some("openai") => {
+            if raw.secret_env.is_some() {
+                errors.push(
+                    "secret_env only applies to protocol = \"webhook\" (use api_key_env)".into(),
+                );
+            }
+            let model = raw.model.filter(|m| !m.trim().is_empty());
+            if model.is_none() {
+                errors.push("model is missing (protocol = \"openai\" needs it)".into());
+            }
+            if let Some(t) = raw.temperature {
+                if !(0.0..=2.0).contains(&t) {
+                    errors.push(format!("temperature must be between 0 and 2, not {t}"));
+                }
+            }
+            let history_turns = raw.history_turns.unwrap_or(DEFAULT_HISTORY_TURNS);
+            if history_turns > 100 {
+                errors.push(format!(
+                    "history_turns must be at most 100, not {history_turns}"
+                ));
+            }
+            let history_ttl_secs = raw.history_ttl_secs.unwrap_or(DEFAULT_HISTORY_TTL_SECS);
+            if history_ttl_secs == 0 {
+                errors.push("history_ttl_secs must be positive".into());
+            }
+            let reset_command = raw
+                .reset_command
+                .unwrap_or_else(|| DEFAULT_RESET_COMMAND.to_owned());
+            if reset_command.trim().is_empty() {
+                errors.push("reset_command must not be empty".into());
+            }
+            let api_key = secret(raw.api_key_env, "api_key_env", errors);
+            model.map(|model| {
+                Protocol::OpenAi(OpenAiSettings {
+                    model,
+                    system_prompt: raw.system_prompt.filter(|p| !p.trim().is_empty()),
+                    temperature: raw.temperature,
+                    api_key,
+                    history_turns,
+                    history_ttl: Duration::from_secs(history_ttl_secs),
+                    reset_command: reset_command.trim().to_owned(),
+                    reset_reply: raw
+                        .reset_reply
+                        .filter(|r| !r.trim().is_empty())
+                        .unwrap_or_else(|| DEFAULT_RESET_REPLY.to_owned()),
+                })
+            })
+        }
+        Some(other) => {
+            errors.push(format!(
+                "protocol must be \"webhook\" or \"openai\", not {other:?}"
+            ));
+            None
+        }
+        None => {
+            errors.push("protocol is missing (\"webhook\" or \"openai\")".into());
+            None
+        }
+    };
+    let (Some(name), Some(url), Some(protocol)) = (name, url, protocol) else {
+        return None;
+    };
+    let url = match protocol {
+        // Base URLs (`http://127.0.0.1:11434/v1`) get the endpoint appended.
+        Protocol::OpenAi(_) if !url.trim_end_matches('/').ends_with("/chat/completions") => {
+            format!("{}/chat/completions", url.trim_end_matches('/'))
+        }
+        _ => url,
+    };
+    Some(UpstreamSettings {
+        name: Arc::from(name),
+        url,
+        timeout: Duration::from_millis(timeout_ms),
+        max_concurrency,
+        fallback_text,
+        protocol,
+    })
+}
+
+/// An absolute http(s) URL with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(format!("{url:?} must be an http:// or https:// URL")),
+        Err(e) => Err(format!("{url:?} is not a URL: {e}")),
+    }
+}

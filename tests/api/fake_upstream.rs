@@ -1,0 +1,193 @@
+//! Local stand-ins for agent upstreams, on a free loopback port:
+//!
+//! - `POST /hook`: a webhook that answers as its [`Behaviour`] says (fast,
+//!   slow, failing, malformed, 204) and records each request's JSON body,
+//!   raw bytes and `X-Wxgate-Signature` header;
+//! - `POST /v1/chat/completions`: an OpenAI-compatible endpoint that records
+//!   the messages it received and the `Authorization` header, and answers
+//!   `answer <n>: <last user text>` (optionally after a delay).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// How the webhook answers.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// This JSON at once.
+    Reply(Value),
+    /// This JSON after a pause.
+    Slow(Duration, Value),
+    /// This HTTP status, no JSON.
+    Fail(u16),
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// 204 No Content.
+    NoContent,
+}
+
+/// One recorded webhook request.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub body: Value,
+    pub raw: Vec<u8>,
+    pub signature: Option<String>,
+}
+
+/// One recorded chat-completions request.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+struct Inner {
+    behaviour: Behaviour,
+    hooks: Vec<HookRequest>,
+    chats: Vec<ChatRequest>,
+    chat_delay: Duration,
+}
+
+pub struct FakeUpstream {
+    addr: SocketAddr,
+    state: Arc<Mutex<Inner>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeUpstream {
+    pub async fn start(behaviour: Behaviour) -> FakeUpstream {
+        let state = Arc::new(Mutex::new(Inner {
+            behaviour,
+            hooks: Vec::new(),
+            chats: Vec::new(),
+            chat_delay: Duration::ZERO,
+        }));
+        let router = Router::new()
+            .route("/hook", post(hook))
+            .route("/v1/chat/completions", post(chat))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        FakeUpstream {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// The webhook URL.
+    pub fn hook_url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// The OpenAI-style base URL (`…/v1`).
+    pub fn openai_base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        self.state.lock().unwrap().behaviour = behaviour;
+    }
+
+    pub fn set_chat_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().chat_delay = delay;
+    }
+
+    pub fn hook_requests(&self) -> Vec<HookRequest> {
+        self.state.lock().unwrap().hooks.clone()
+    }
+
+    pub fn chat_requests(&self) -> Vec<ChatRequest> {
+        self.state.lock().unwrap().chats.clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn hook(State(state): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let behaviour = {
+        let mut inner = state.lock().unwrap();
+        inner.hooks.push(HookRequest {
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            raw: body.to_vec(),
+            signature: headers
+                .get("x-wxgate-signature")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+        inner.behaviour.clone()
+    };
+    match behaviour {
+        Behaviour::Reply(v) => axum::Json(v).into_response(),
+        Behaviour::Slow(pause, v) => {
+            tokio::time::sleep(pause).await;
+            axum::Json(v).into_response()
+        }
+        Behaviour::Fail(status) => StatusCode::from_u16(status).unwrap().into_response(),
+        Behaviour::Malformed => "<html>oops</html>".into_response(),
+        Behaviour::NoContent => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn chat(
+    State(state): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let (n, delay) = {
+        let mut inner = state.lock().unwrap();
+        inner.chats.push(ChatRequest {
+            body: body.clone(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+        (inner.chats.len(), inner.chat_delay)
+    };
+    tokio::time::sleep(delay).await;
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    axum::Json(json!({
+        "id": format!("chatcmpl-{n}"),
+        "object": "chat.completion",
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("answer {n}: {last}")}, "finish_reason": "stop"}],
+    }))
+    .into_response()
+}
+
+/// Polls `done` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

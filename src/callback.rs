@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::config::{AccountConfig, Mode, Secret};
 use crate::crypto::{self, CryptoError, MessageCrypto};
-use crate::message::{envelope, Message, MessageError, Reply, XmlError, MAX_ARTICLES};
+use crate::message::{envelope, Message, MessageError, Reply, XmlError};
 use crate::rules::{Decision, RuleSet};
 
 /// The query string WeChat sends with every callback.
@@ -261,14 +261,14 @@ impl Callback {
     /// header swapped and WeChat's article limit applied.
     pub fn render(&self, inbound: &Inbound, reply: &Reply) -> Option<Arc<str>> {
         let message = &inbound.message;
-        let max_articles = if message.is_user_message() {
-            1
-        } else {
-            MAX_ARTICLES
-        };
         let now = self.clock.now_unix();
         reply
-            .render(&message.from_user, &message.to_user, now, max_articles)
+            .render(
+                &message.from_user,
+                &message.to_user,
+                now,
+                message.max_articles(),
+            )
             .map(Arc::from)
     }
 

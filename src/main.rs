@@ -178,15 +178,12 @@ fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitC
         }
         None => println!("no rule matched: answered with `success` (nothing is shown)"),
     }
-    let max_articles = if message.is_user_message() {
-        1
-    } else {
-        wxgate::message::MAX_ARTICLES
-    };
-    match decision
-        .reply
-        .render(&message.from_user, &message.to_user, 0, max_articles)
-    {
+    match decision.reply.render(
+        &message.from_user,
+        &message.to_user,
+        0,
+        message.max_articles(),
+    ) {
         Some(xml) => {
             let reply = simulate::open_reply(config, 200, &xml, 0.0);
             if let Ok(reply) = reply {

@@ -292,10 +292,14 @@ pub async fn send(
     let nonce = rand::random::<u32>().to_string();
     let token = config.account.token.expose();
     let signature = crypto::signature(token, &ts, &nonce);
-    let openid = xml::parse_str(xml_text)
-        .ok()
-        .and_then(|d| d.child_text("FromUserName").map(str::to_owned))
-        .unwrap_or_default();
+    let doc = xml::parse_str(xml_text).ok();
+    let field = |name: &str| {
+        doc.as_ref()
+            .and_then(|d| d.child_text(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let openid = field("FromUserName");
     let mut query = vec![
         ("signature", signature.as_str().to_owned()),
         ("timestamp", ts.clone()),
@@ -318,10 +322,7 @@ pub async fn send(
             let mut wrapped = String::new();
             push_cdata_element(&mut wrapped, "Encrypt", &encrypt);
             if mode == Mode::Safe {
-                let to = xml::parse_str(xml_text)
-                    .ok()
-                    .and_then(|d| d.child_text("ToUserName").map(str::to_owned))
-                    .unwrap_or_default();
+                let to = field("ToUserName");
                 let mut head = String::from("<xml>");
                 push_cdata_element(&mut head, "ToUserName", &to);
                 format!("{head}{wrapped}</xml>")
@@ -331,52 +332,23 @@ pub async fn send(
             }
         }
     };
-    let client = reqwest::Client::new();
     let started = Instant::now();
-    let response = client
+    let request = reqwest::Client::new()
         .post(url)
         .query(&query)
         .header("content-type", "text/xml")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| SimError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
+        .body(body);
+    let text = exchange(url, request).await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status != 200 {
-        return Err(SimError::Refused {
-            status,
-            diagnosis: diagnose(status, &text),
-            body: text.trim().to_owned(),
-        });
-    }
-    open_reply(config, status, &text, elapsed_ms)
+    open_reply(config, 200, &text, elapsed_ms)
 }
 
-/// Performs WeChat's URL verification; `Ok` when it would pass.
-pub async fn verify_url(config: &Config, url: &str) -> Result<String, SimError> {
-    let ts = now().to_string();
-    let nonce = rand::random::<u32>().to_string();
-    let echostr = format!("wxgate{}", rand::random::<u64>());
-    let signature = crypto::signature(config.account.token.expose(), &ts, &nonce);
-    let response = reqwest::Client::new()
-        .get(url)
-        .query(&[
-            ("signature", signature.as_str()),
-            ("timestamp", ts.as_str()),
-            ("nonce", nonce.as_str()),
-            ("echostr", echostr.as_str()),
-        ])
-        .send()
-        .await
-        .map_err(|e| SimError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+/// Sends a request; anything but a 200 becomes a diagnosed error.
+async fn exchange(url: &str, request: reqwest::RequestBuilder) -> Result<String, SimError> {
+    let response = request.send().await.map_err(|e| SimError::Unreachable {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
     if status != 200 {
@@ -386,6 +358,22 @@ pub async fn verify_url(config: &Config, url: &str) -> Result<String, SimError> 
             body: body.trim().to_owned(),
         });
     }
+    Ok(body)
+}
+
+/// Performs WeChat's URL verification; `Ok` when it would pass.
+pub async fn verify_url(config: &Config, url: &str) -> Result<String, SimError> {
+    let ts = now().to_string();
+    let nonce = rand::random::<u32>().to_string();
+    let echostr = format!("wxgate{}", rand::random::<u64>());
+    let signature = crypto::signature(config.account.token.expose(), &ts, &nonce);
+    let request = reqwest::Client::new().get(url).query(&[
+        ("signature", signature.as_str()),
+        ("timestamp", ts.as_str()),
+        ("nonce", nonce.as_str()),
+        ("echostr", echostr.as_str()),
+    ]);
+    let body = exchange(url, request).await?;
     if body != echostr {
         return Err(SimError::BadReply(format!(
             "the body must be the echostr exactly ({} bytes), got {} bytes: {:?}",

@@ -282,6 +282,16 @@ impl Message {
         }
     }
 
+    /// How many news articles a reply to this message may carry: one when
+    /// answering a user message (WeChat's rule since 2018), more for events.
+    pub fn max_articles(&self) -> usize {
+        if self.is_user_message() {
+            1
+        } else {
+            super::MAX_ARTICLES
+        }
+    }
+
     /// True for user-sent messages (not events): WeChat then allows only one news article.
     pub fn is_user_message(&self) -> bool {
         !matches!(self.kind, MessageKind::Event(_))

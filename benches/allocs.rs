@@ -97,13 +97,13 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful.
     let config = Config::from_toml(BENCH_TOML, Path::new("config/bench.toml"), |_| None)
         .unwrap_or_else(|e| panic!("config/bench.toml is invalid: {e}"));
-    let crypto = config.account.crypto.clone().expect("safe mode");
+    let crypto = config.primary().account.crypto.clone().expect("safe mode");
     let callback = Callback::new(
-        &config.account,
+        &config.primary().account,
         config.server.timestamp_window_secs,
         Arc::new(ManualClock::new(NOW)),
     );
-    let rules: Arc<RuleSet> = config.rules.clone();
+    let rules: Arc<RuleSet> = config.primary().rules.clone();
 
     let mut rows: Vec<(String, (f64, f64))> = Vec::new();
     for (name, content) in [("short_text", "今天天气怎么样？"), ("keyword_news", "微博")]

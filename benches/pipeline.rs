@@ -45,14 +45,19 @@ fn fixture() -> Fixture {
     let config = Config::from_toml(BENCH_TOML, Path::new("config/bench.toml"), |_| None)
         .unwrap_or_else(|e| panic!("config/bench.toml is invalid: {e}"));
     let crypto = config
+        .primary()
         .account
         .crypto
         .clone()
         .expect("config/bench.toml is in safe mode");
     let clock = Arc::new(ManualClock::new(NOW));
     Fixture {
-        callback: Callback::new(&config.account, config.server.timestamp_window_secs, clock),
-        rules: config.rules.clone(),
+        callback: Callback::new(
+            &config.primary().account,
+            config.server.timestamp_window_secs,
+            clock,
+        ),
+        rules: config.primary().rules.clone(),
         crypto,
     }
 }

@@ -130,6 +130,9 @@ pub struct Outcome {
 pub struct Callback {
     token: Secret,
     mode: Mode,
+    /// WeCom (app or Customer Service): every push is encrypted, the GET
+    /// echo is encrypted too, and "no reply" is an empty body.
+    wecom: bool,
     crypto: Option<Arc<MessageCrypto>>,
     previous_crypto: Option<Arc<MessageCrypto>>,
     window_secs: u64,
@@ -149,6 +152,7 @@ impl Callback {
         Callback {
             token: account.token.clone(),
             mode: account.mode,
+            wecom: account.kind.is_wecom(),
             crypto: account.crypto.clone().map(Arc::new),
             previous_crypto: account.previous_crypto.clone().map(Arc::new),
             window_secs,
@@ -176,8 +180,17 @@ impl Callback {
         Ok(())
     }
 
-    /// URL verification (GET): returns the `echostr` to send back.
+    /// True for WeCom and Customer Service accounts.
+    pub fn is_wecom(&self) -> bool {
+        self.wecom
+    }
+
+    /// URL verification (GET): returns the `echostr` to send back, or for
+    /// WeCom its decrypted plaintext (PROTOCOL §1.2).
     pub fn verify_url(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
+        if self.wecom {
+            return self.verify_wecom_url(q);
+        }
         let signature = param(&q.signature, "signature")?;
         let timestamp = param(&q.timestamp, "timestamp")?;
         let nonce = param(&q.nonce, "nonce")?;
@@ -188,14 +201,37 @@ impl Callback {
         Ok(echostr.to_owned())
     }
 
+    /// WeCom's verification: `msg_signature` covers the encrypted `echostr`,
+    /// whose decrypted message is the answer.
+    fn verify_wecom_url(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
+        let msg_signature = param(&q.msg_signature, "msg_signature")?;
+        let timestamp = param(&q.timestamp, "timestamp")?;
+        let nonce = param(&q.nonce, "nonce")?;
+        // Base64 has no spaces: a space is a `+` that a proxy form-decoded
+        // (PROTOCOL §9 trap 18).
+        let echostr = param(&q.echostr, "echostr")?.replace(' ', "+");
+        crypto::verify_msg_signature(
+            self.token.expose(),
+            timestamp,
+            nonce,
+            &echostr,
+            msg_signature,
+        )
+        .map_err(|_| CallbackError::BadSignature)?;
+        self.check_timestamp(timestamp)?;
+        let (plain, _) = self.decrypt(&echostr)?;
+        Ok(plain)
+    }
+
     /// Authenticates, decrypts and parses a POST.
     pub fn open(&self, q: &CallbackQuery, body: &[u8]) -> Result<Inbound, CallbackError> {
         let timestamp = param(&q.timestamp, "timestamp")?;
         let nonce = param(&q.nonce, "nonce")?;
-        let encrypted = q
-            .encrypt_type
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+        // WeCom sends no encrypt_type: its pushes are always encrypted.
+        let encrypted = self.wecom
+            || q.encrypt_type
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
         match (self.mode, encrypted) {
             (Mode::Plain, true) => {
                 return Err(CallbackError::WrongMode(
@@ -274,11 +310,16 @@ impl Callback {
 
     /// The HTTP body for a rendered reply: plain XML, or the encrypted and
     /// signed envelope when the request was encrypted. `success` is never
-    /// encrypted (PROTOCOL §5). Each call encrypts afresh (new random prefix,
-    /// nonce and timestamp), so a replayed answer is a fresh envelope.
+    /// encrypted (PROTOCOL §5); WeCom's "no reply" is an empty body (§2).
+    /// Each call encrypts afresh (new random prefix, nonce and timestamp),
+    /// so a replayed answer is a fresh envelope.
     pub fn seal_rendered(&self, inbound: &Inbound, xml: Option<&str>) -> String {
         let Some(xml) = xml else {
-            return "success".to_owned();
+            return if self.wecom {
+                String::new()
+            } else {
+                "success".to_owned()
+            };
         };
         match &inbound.seal_with {
             None => xml.to_owned(),

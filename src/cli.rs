@@ -20,6 +20,10 @@ pub struct Cli {
         default_value = "config/wxgate.toml"
     )]
     pub config: PathBuf,
+    /// Which account the command speaks for (simulate, verify-url, rules,
+    /// crypto, token); default: `[account]`, or the first of `[[accounts]]`.
+    #[arg(long, short = 'a', global = true, env = "WXGATE_ACCOUNT")]
+    pub account: Option<String>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,

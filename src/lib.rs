@@ -47,6 +47,7 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod wechat_api;
+pub mod wecom;
 
 pub use config::Config;
 pub use startup::Application;

@@ -8,7 +8,8 @@ use clap::Parser;
 use wxgate::cli::{
     Cli, Command, CryptoCommand, KindCommand, PartyArgs, RulesCommand, SimulateArgs,
 };
-use wxgate::config::Mode;
+use wxgate::config::{AccountConfig, Mode};
+use wxgate::rules::RuleSet;
 use wxgate::simulate::{self, Kind, Parties};
 use wxgate::{telemetry, Application, Config};
 
@@ -25,22 +26,43 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command.unwrap_or(Command::Serve { listen: None }) {
-        Command::CheckConfig => {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if let Command::CheckConfig = command {
+        println!(
+            "{}: OK, listen {}",
+            config.source.display(),
+            config.server.listen
+        );
+        for a in &config.accounts {
             println!(
-                "{}: OK (mode {}, {} rule(s), listen {}{})",
-                config.source.display(),
-                config.account.mode.as_str(),
-                config.rules.len(),
-                config.server.listen,
-                config.server.path
+                "  account {} ({}, mode {}, {} rule(s)) at {}",
+                a.name,
+                a.account.kind.as_str(),
+                a.account.mode.as_str(),
+                a.rules.len(),
+                a.path
             );
-            ExitCode::SUCCESS
         }
-        Command::Serve { listen } => serve(config, listen),
-        Command::Simulate(args) => simulate(&config, args),
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Serve { listen } = command {
+        return serve(config, listen);
+    }
+    let account = match config.find_account(cli.account.as_deref()) {
+        Ok(a) => &a.account,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rules = &config
+        .find_account(cli.account.as_deref())
+        .map(|a| a.rules.clone());
+    match command {
+        Command::CheckConfig | Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::Simulate(args) => simulate(account, args),
         Command::VerifyUrl { url } => block_on(async {
-            match simulate::verify_url(&config, &url).await {
+            match simulate::verify_url(account, &url).await {
                 Ok(echostr) => {
                     println!("✓ URL verification would pass: {url} echoed {echostr} exactly");
                     ExitCode::SUCCESS
@@ -53,17 +75,20 @@ fn main() -> ExitCode {
         }),
         Command::Rules {
             command: RulesCommand::Test { parties, kind },
-        } => rules_test(&config, &parties, &kind),
-        Command::Crypto { command } => crypto(&config, command),
-        Command::Token => print_token(&config),
+        } => match rules {
+            Ok(rules) => rules_test(account, rules, &parties, &kind),
+            Err(_) => ExitCode::from(EXIT_CONFIG),
+        },
+        Command::Crypto { command } => crypto(account, command),
+        Command::Token => print_token(&config, cli.account.as_deref()),
     }
 }
 
 /// `wxgate token`: the token alone on stdout (for scripts), its expiry on stderr.
-fn print_token(config: &Config) -> ExitCode {
+fn print_token(config: &Config, account: Option<&str>) -> ExitCode {
     telemetry::init(&config.log);
     block_on(async {
-        match wxgate::startup::fetch_access_token(config).await {
+        match wxgate::startup::fetch_access_token(config, account).await {
             Ok(token) => {
                 println!("{}", token.access_token.expose());
                 eprintln!("expires at {} (unix)", token.expires_at);
@@ -101,7 +126,7 @@ fn parties(args: &PartyArgs) -> Parties {
     }
 }
 
-fn simulate(config: &Config, args: SimulateArgs) -> ExitCode {
+fn simulate(account: &AccountConfig, args: SimulateArgs) -> ExitCode {
     let kind = match (&args.xml, &args.kind) {
         (Some(_), Some(_)) => {
             eprintln!("error: give a message kind or --xml FILE, not both");
@@ -122,7 +147,7 @@ fn simulate(config: &Config, args: SimulateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mode: Mode = args.mode.map(Into::into).unwrap_or(config.account.mode);
+    let mode: Mode = args.mode.map(Into::into).unwrap_or(account.mode);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -130,9 +155,14 @@ fn simulate(config: &Config, args: SimulateArgs) -> ExitCode {
     let xml = simulate::build_xml(&kind, &parties(&args.parties), now);
     block_on(async {
         if !args.json {
-            println!("→ POST {} ({} mode)\n  {}", args.url, mode.as_str(), xml);
+            let how = if account.kind.is_wecom() {
+                "WeCom, encrypted".to_owned()
+            } else {
+                format!("{} mode", mode.as_str())
+            };
+            println!("→ POST {} ({how})\n  {}", args.url, xml);
         }
-        match simulate::send(config, &args.url, mode, &xml).await {
+        match simulate::send(account, &args.url, mode, &xml).await {
             Ok(reply) => {
                 if args.json {
                     match serde_json::to_string_pretty(&reply) {
@@ -155,7 +185,12 @@ fn simulate(config: &Config, args: SimulateArgs) -> ExitCode {
     })
 }
 
-fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitCode {
+fn rules_test(
+    account: &AccountConfig,
+    rules: &RuleSet,
+    parties: &PartyArgs,
+    kind: &KindCommand,
+) -> ExitCode {
     let xml = simulate::build_xml(&kind.to_kind(), &self::parties(parties), 0);
     let message = match wxgate::message::Message::parse(xml.as_bytes()) {
         Ok(m) => m,
@@ -164,7 +199,7 @@ fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    let decision = config.rules.evaluate(&message);
+    let decision = rules.evaluate(&message);
     if let Some(upstream) = &decision.upstream {
         let rule = decision.rule.as_deref().unwrap_or("default_reply");
         println!("matched: {rule}");
@@ -185,7 +220,7 @@ fn rules_test(config: &Config, parties: &PartyArgs, kind: &KindCommand) -> ExitC
         message.max_articles(),
     ) {
         Some(xml) => {
-            let reply = simulate::open_reply(config, 200, &xml, 0.0);
+            let reply = simulate::open_reply(account, 200, &xml, 0.0);
             if let Ok(reply) = reply {
                 print!(
                     "{}",
@@ -209,9 +244,9 @@ fn read_stdin() -> String {
     text.trim_end_matches(['\r', '\n']).to_owned()
 }
 
-fn crypto(config: &Config, command: CryptoCommand) -> ExitCode {
-    let token = config.account.token.expose();
-    let Some(crypto) = config.account.crypto.as_ref() else {
+fn crypto(account: &AccountConfig, command: CryptoCommand) -> ExitCode {
+    let token = account.token.expose();
+    let Some(crypto) = account.crypto.as_ref() else {
         if let CryptoCommand::Sign {
             timestamp,
             nonce,
@@ -283,8 +318,9 @@ fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let mode = config.account.mode;
-        let rules = config.rules.len();
+        let accounts = config.accounts.len();
+        let mode = config.primary().account.mode;
+        let rules = config.primary().rules.len();
         let overrides = wxgate::startup::Overrides {
             listen,
             ..Default::default()
@@ -304,7 +340,7 @@ fn serve(config: Config, listen: Option<std::net::SocketAddr>) -> ExitCode {
         if let Some(reloader) = app.reloader() {
             tokio::spawn(wxgate::reload::on_sighup(Arc::clone(&reloader)));
         }
-        tracing::info!(addr = %app.local_addr(), mode = mode.as_str(), rules, "wxgate listening");
+        tracing::info!(addr = %app.local_addr(), mode = mode.as_str(), rules, accounts, "wxgate listening");
         match app.run_until_stopped(wxgate::shutdown::signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -79,6 +79,9 @@ pub struct Metrics {
     /// Agent failures (`kind` = timeout | error | malformed | overload |
     /// moderation_error | send_45015 | send_45047 | send_error).
     pub agent_failures: Family<KindLabel, Counter>,
+    /// WeChat Customer Service messages pulled (`kind` = answered | stale |
+    /// not_customer | duplicate | failed).
+    pub kf_messages: Family<KindLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -188,6 +191,12 @@ impl Metrics {
             "Agent failures by kind",
             agent_failures.clone(),
         );
+        let kf_messages = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "kf_messages",
+            "WeChat Customer Service messages pulled, by what became of them",
+            kf_messages.clone(),
+        );
         Metrics {
             registry,
             token_seen: std::sync::Mutex::new((0, 0)),
@@ -206,6 +215,7 @@ impl Metrics {
             upstream_latency,
             agent_deliveries,
             agent_failures,
+            kf_messages,
         }
     }
 
@@ -240,6 +250,11 @@ impl Metrics {
     /// Counts an agent failure.
     pub fn agent_failure(&self, kind: &'static str) {
         self.agent_failures.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts a pulled Customer Service message.
+    pub fn kf_message(&self, kind: &'static str) {
+        self.kf_messages.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// The Prometheus text exposition.

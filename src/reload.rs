@@ -24,12 +24,14 @@ pub struct ReloadReport {
 pub struct Reloader {
     path: PathBuf,
     running: Mutex<Config>,
-    rules: SharedRules,
+    /// The rules in force, by account name.
+    rules: Vec<(String, SharedRules)>,
 }
 
 impl Reloader {
-    /// `running` is the config the server started with.
-    pub fn new(running: Config, rules: SharedRules) -> Self {
+    /// `running` is the config the server started with; `rules` the rules
+    /// in force of each of its accounts, by name.
+    pub fn new(running: Config, rules: Vec<(String, SharedRules)>) -> Self {
         Reloader {
             path: running.source.clone(),
             running: Mutex::new(running),
@@ -48,10 +50,26 @@ impl Reloader {
         };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let restart_required = restart_required(&running, &fresh);
-        self.rules.store(fresh.rules.clone());
-        running.rules = fresh.rules.clone();
+        // Accounts are matched by name; an added or removed account waits
+        // for a restart (and is named in restart_required).
+        let mut rules = 0;
+        for account in &fresh.accounts {
+            if let Some((_, shared)) = self.rules.iter().find(|(name, _)| *name == account.name) {
+                shared.store(account.rules.clone());
+                rules += account.rules.len();
+            }
+        }
+        for running_account in running.accounts.iter_mut() {
+            if let Some(a) = fresh
+                .accounts
+                .iter()
+                .find(|a| a.name == running_account.name)
+            {
+                running_account.rules = a.rules.clone();
+            }
+        }
         let report = ReloadReport {
-            rules: fresh.rules.len(),
+            rules,
             restart_required,
         };
         if report.restart_required.is_empty() {
@@ -71,7 +89,7 @@ impl Reloader {
 fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut check = |name: &'static str, differs: bool| {
-        if differs {
+        if differs && !changed.contains(&name) {
             changed.push(name);
         }
     };
@@ -85,16 +103,33 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         "server.timestamp_window_secs",
         old.server.timestamp_window_secs != new.server.timestamp_window_secs,
     );
-    let (a, b) = (&old.account, &new.account);
-    check("account.token", a.token != b.token);
-    check("account.app_id", a.app_id != b.app_id);
-    check("account.mode", a.mode != b.mode);
+    let names = |c: &Config| {
+        c.accounts
+            .iter()
+            .map(|a| (a.name.clone(), a.path.clone()))
+            .collect::<Vec<_>>()
+    };
     check(
-        "account.encoding_aes_key",
-        key_of(&a.crypto) != key_of(&b.crypto)
-            || key_of(&a.previous_crypto) != key_of(&b.previous_crypto),
+        "accounts (added, removed or moved)",
+        names(old) != names(new),
     );
-    check("account.app_secret", a.app_secret != b.app_secret);
+    for (a, b) in old.accounts.iter().zip(&new.accounts) {
+        let (a, b) = (&a.account, &b.account);
+        check("account.kind", a.kind != b.kind);
+        check("account.token", a.token != b.token);
+        check("account.app_id / corp_id", a.app_id != b.app_id);
+        check("account.mode", a.mode != b.mode);
+        check(
+            "account.encoding_aes_key",
+            key_of(&a.crypto) != key_of(&b.crypto)
+                || key_of(&a.previous_crypto) != key_of(&b.previous_crypto),
+        );
+        check(
+            "account.app_secret / corp_secret",
+            a.app_secret != b.app_secret,
+        );
+        check("account.api_base_url", a.api_base_url != b.api_base_url);
+    }
     check("store", old.store != new.store);
     check("log", format!("{:?}", old.log) != format!("{:?}", new.log));
     check(

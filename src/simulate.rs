@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::config::{Config, Mode};
+use crate::config::{AccountConfig, AccountKind, Mode};
 use crate::crypto::{self, MessageCrypto};
 use crate::message::envelope;
 use crate::message::xml::{self, push_cdata_element, Element};
@@ -219,7 +219,7 @@ fn flatten(element: &Element, prefix: &str, out: &mut Vec<(String, String)>) {
 
 /// Reads a reply body as WeChat would: verifies and decrypts envelopes.
 pub fn open_reply(
-    config: &Config,
+    account: &AccountConfig,
     status: u16,
     body: &str,
     elapsed_ms: f64,
@@ -243,7 +243,7 @@ pub fn open_reply(
     let (xml, encrypted) = match parsed {
         Some(env) => {
             crypto::verify_msg_signature(
-                config.account.token.expose(),
+                account.token.expose(),
                 &env.timestamp,
                 &env.nonce,
                 &env.encrypt,
@@ -255,7 +255,7 @@ pub fn open_reply(
                         .into(),
                 )
             })?;
-            let crypto = config.account.crypto.as_ref().ok_or_else(|| {
+            let crypto = account.crypto.as_ref().ok_or_else(|| {
                 SimError::Settings(
                     "the reply is encrypted but no encoding_aes_key is configured here".into(),
                 )
@@ -267,7 +267,8 @@ pub fn open_reply(
         }
         None => (trimmed.to_owned(), false),
     };
-    let doc = xml::parse_str(&xml)
+    let xml: &str = &xml;
+    let doc = xml::parse_str(xml)
         .map_err(|e| SimError::BadReply(format!("decrypted reply is not XML ({e})")))?;
     let mut fields = Vec::new();
     flatten(&doc, "", &mut fields);
@@ -276,21 +277,26 @@ pub fn open_reply(
         elapsed_ms,
         encrypted,
         success: false,
-        xml,
+        xml: xml.to_owned(),
         fields,
     })
 }
 
-/// Sends one simulated message and returns the checked reply.
+/// Sends one simulated message and returns the checked reply. WeCom
+/// accounts get WeCom's form: `msg_signature` only, always encrypted, with
+/// `AgentID` beside the ciphertext.
 pub async fn send(
-    config: &Config,
+    account: &AccountConfig,
     url: &str,
     mode: Mode,
     xml_text: &str,
 ) -> Result<SimReply, SimError> {
     let ts = now().to_string();
     let nonce = rand::random::<u32>().to_string();
-    let token = config.account.token.expose();
+    let token = account.token.expose();
+    if account.kind.is_wecom() {
+        return send_wecom(account, url, xml_text, &ts, &nonce).await;
+    }
     let signature = crypto::signature(token, &ts, &nonce);
     let doc = xml::parse_str(xml_text).ok();
     let field = |name: &str| {
@@ -309,7 +315,7 @@ pub async fn send(
     let body = match mode {
         Mode::Plain => xml_text.to_owned(),
         Mode::Compatible | Mode::Safe => {
-            let crypto: &MessageCrypto = config.account.crypto.as_ref().ok_or_else(|| {
+            let crypto: &MessageCrypto = account.crypto.as_ref().ok_or_else(|| {
                 SimError::Settings(format!(
                     "{} mode needs account.encoding_aes_key and app_id",
                     mode.as_str()
@@ -340,7 +346,55 @@ pub async fn send(
         .body(body);
     let text = exchange(url, request).await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    open_reply(config, 200, &text, elapsed_ms)
+    open_reply(account, 200, &text, elapsed_ms)
+}
+
+async fn send_wecom(
+    account: &AccountConfig,
+    url: &str,
+    xml_text: &str,
+    ts: &str,
+    nonce: &str,
+) -> Result<SimReply, SimError> {
+    let crypto: &MessageCrypto = account.crypto.as_ref().ok_or_else(|| {
+        SimError::Settings("WeCom accounts need encoding_aes_key and corp_id".into())
+    })?;
+    let doc = xml::parse_str(xml_text).ok();
+    let agent_id = match &account.kind {
+        AccountKind::WeCom { agent_id } => Some(agent_id.to_string()),
+        _ => None,
+    };
+    // The pushed XML carries AgentID inside the ciphertext too.
+    let has_agent = doc.as_ref().is_some_and(|d| d.child("AgentID").is_some());
+    let plain = match (&agent_id, has_agent) {
+        (Some(id), false) => {
+            xml_text.replacen("</xml>", &format!("<AgentID>{id}</AgentID></xml>"), 1)
+        }
+        _ => xml_text.to_owned(),
+    };
+    let encrypt = crypto.encrypt(&plain);
+    let token = account.token.expose();
+    let msg_signature = crypto::msg_signature(token, ts, nonce, &encrypt);
+    let mut body = String::from("<xml>");
+    push_cdata_element(&mut body, "ToUserName", crypto.receive_id());
+    push_cdata_element(&mut body, "Encrypt", &encrypt);
+    if let Some(id) = &agent_id {
+        push_cdata_element(&mut body, "AgentID", id);
+    }
+    body.push_str("</xml>");
+    let started = Instant::now();
+    let request = reqwest::Client::new()
+        .post(url)
+        .query(&[
+            ("msg_signature", msg_signature.as_str()),
+            ("timestamp", ts),
+            ("nonce", nonce),
+        ])
+        .header("content-type", "text/xml")
+        .body(body);
+    let text = exchange(url, request).await?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    open_reply(account, 200, &text, elapsed_ms)
 }
 
 /// Sends a request; anything but a 200 becomes a diagnosed error.
@@ -361,18 +415,34 @@ async fn exchange(url: &str, request: reqwest::RequestBuilder) -> Result<String,
     Ok(body)
 }
 
-/// Performs WeChat's URL verification; `Ok` when it would pass.
-pub async fn verify_url(config: &Config, url: &str) -> Result<String, SimError> {
+/// Performs WeChat's URL verification (WeCom's, with an encrypted echostr,
+/// for WeCom accounts); `Ok` when it would pass.
+pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, SimError> {
     let ts = now().to_string();
     let nonce = rand::random::<u32>().to_string();
     let echostr = format!("wxgate{}", rand::random::<u64>());
-    let signature = crypto::signature(config.account.token.expose(), &ts, &nonce);
-    let request = reqwest::Client::new().get(url).query(&[
-        ("signature", signature.as_str()),
-        ("timestamp", ts.as_str()),
-        ("nonce", nonce.as_str()),
-        ("echostr", echostr.as_str()),
-    ]);
+    let token = account.token.expose();
+    let request = if account.kind.is_wecom() {
+        let crypto = account.crypto.as_ref().ok_or_else(|| {
+            SimError::Settings("WeCom accounts need encoding_aes_key and corp_id".into())
+        })?;
+        let encrypted = crypto.encrypt(&echostr);
+        let msg_signature = crypto::msg_signature(token, &ts, &nonce, &encrypted);
+        reqwest::Client::new().get(url).query(&[
+            ("msg_signature", msg_signature.as_str()),
+            ("timestamp", ts.as_str()),
+            ("nonce", nonce.as_str()),
+            ("echostr", encrypted.as_str()),
+        ])
+    } else {
+        let signature = crypto::signature(token, &ts, &nonce);
+        reqwest::Client::new().get(url).query(&[
+            ("signature", signature.as_str()),
+            ("timestamp", ts.as_str()),
+            ("nonce", nonce.as_str()),
+            ("echostr", echostr.as_str()),
+        ])
+    };
     let body = exchange(url, request).await?;
     if body != echostr {
         return Err(SimError::BadReply(format!(

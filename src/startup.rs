@@ -12,7 +12,7 @@ use crate::agent::{AgentParts, AgentResponder, CustomServiceDelivery};
 use crate::callback::Callback;
 use crate::callback_ips;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StoreConfig};
+use crate::config::{AccountEntry, AccountKind, Config, StoreConfig};
 use crate::delivery::{
     Dedup, Delivery, LateDelivery, MemoryDedup, NoLateDelivery, Responder, RulesResponder,
     SharedRules, StoreDedup,
@@ -22,11 +22,12 @@ use crate::reload::Reloader;
 use crate::security::Allowlist;
 use crate::security::AllowlistMode;
 use crate::server::{
-    self, AppState, Probe, ProbeFuture, RouterSettings, StateParts, TokenEndpoint,
+    self, AppState, Endpoint, Probe, ProbeFuture, RouterSettings, StateParts, TokenEndpoint,
 };
 use crate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store, StoreError};
 use crate::token::{IssuedToken, RefresherGuard, TokenError, TokenManager, TokenSettings};
-use crate::wechat_api::{ClientSettings, WechatApi, WechatClient, WechatError};
+use crate::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient, WechatError};
+use crate::wecom::{AppDelivery, KfParts, KfPuller, KfResponder};
 
 /// Upper bound on every Redis operation.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,11 +38,11 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     addr: SocketAddr,
-    rules: SharedRules,
     shutdown_grace: Duration,
-    api: Option<WechatApi>,
-    /// Stops the background token refresher when the application goes.
-    _refresher: Option<RefresherGuard>,
+    /// Each account's API (same order as the accounts), when it has credentials.
+    apis: Vec<Option<WechatApi>>,
+    /// Stop the background token refreshers when the application goes.
+    _refreshers: Vec<RefresherGuard>,
     /// Stops the callback IP refresher when the application goes.
     _ip_refresher: Option<callback_ips::RefreshGuard>,
 }
@@ -109,13 +110,15 @@ impl Probe for StoreProbe {
 /// Readiness of the access token: usable now, when it was last refreshed,
 /// and the last error.
 struct TokenProbe {
+    /// `token`, or `token:{account}` for the accounts after the first.
+    name: String,
     tokens: TokenManager,
     clock: Arc<dyn Clock>,
 }
 
 impl Probe for TokenProbe {
     fn name(&self) -> &str {
-        "token"
+        &self.name
     }
     fn check(&self) -> ProbeFuture<'_> {
         let status = self.tokens.status();
@@ -150,32 +153,41 @@ pub struct TokenParts {
 }
 
 impl TokenParts {
-    /// Builds the store, client and manager; `None` when the account has no
-    /// app id and secret (no outbound calls, so no tokens). Does no I/O.
+    /// Builds the store, client and manager of the account `name` (the
+    /// primary one when `None`); `None` when it has no app id and secret (no
+    /// outbound calls, so no tokens). Does no I/O.
     pub fn from_config(
         config: &Config,
+        name: Option<&str>,
         clock: Arc<dyn Clock>,
     ) -> Result<Option<TokenParts>, StartupError> {
+        let entry = config.find_account(name).map_err(StartupError::NoAccount)?;
         let store = open_store(config)?;
-        TokenParts::with_store(config, store, clock)
+        TokenParts::for_account(config, entry, store, clock)
     }
 
-    fn with_store(
+    fn for_account(
         config: &Config,
+        entry: &AccountEntry,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Option<TokenParts>, StartupError> {
-        let (Some(app_id), Some(app_secret)) = (&config.account.app_id, &config.account.app_secret)
-        else {
+        let account = &entry.account;
+        let (Some(app_id), Some(app_secret)) = (&account.app_id, &account.app_secret) else {
             return Ok(None);
         };
         let t = &config.token;
+        let token_source = if account.kind.is_wecom() {
+            TokenSource::WeCom
+        } else {
+            t.source
+        };
         let client = WechatClient::new(ClientSettings {
-            base_url: t.api_base_url.clone(),
+            base_url: account.api_base_url.clone(),
             timeout: Duration::from_secs(t.timeout_secs),
             app_id: app_id.clone(),
             app_secret: app_secret.clone(),
-            token_source: t.source,
+            token_source,
         })
         .map_err(StartupError::Client)?;
         let client = Arc::new(client);
@@ -186,7 +198,7 @@ impl TokenParts {
         let tokens = TokenManager::new(
             client.clone(),
             store.clone(),
-            &Namespace::for_app(app_id),
+            &Namespace::for_app(&entry.namespace),
             clock,
             settings,
         );
@@ -211,62 +223,101 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
 /// Who decides the reply, and where late replies go.
 type Deciders = (Arc<dyn Responder>, Arc<dyn LateDelivery>);
 
-/// The responder and late hook: the agent bridge when upstreams are
-/// configured, else the plain rules. Overrides win.
-#[allow(clippy::too_many_arguments)]
-fn agent_parts(
-    config: &Config,
+/// What one account's deciders are built from.
+struct DecidersFor<'a> {
+    config: &'a Config,
+    entry: &'a AccountEntry,
+    rules: &'a SharedRules,
+    store: &'a Arc<dyn Store>,
+    namespace: &'a Namespace,
+    api: Option<&'a WechatApi>,
+    metrics: &'a Arc<Metrics>,
+    clock: &'a Arc<dyn Clock>,
+}
+
+/// The responder and late hook of one account: the agent bridge when
+/// upstreams are configured, else the plain rules; late answers through the
+/// account's send API; Customer Service notifications start a pull.
+/// Overrides win.
+fn deciders(
+    parts: DecidersFor<'_>,
     responder: Option<Arc<dyn Responder>>,
     late: Option<Arc<dyn LateDelivery>>,
-    rules: &SharedRules,
-    store: &Arc<dyn Store>,
-    namespace: &Namespace,
-    api: Option<&WechatApi>,
-    metrics: &Arc<Metrics>,
 ) -> Result<Deciders, StartupError> {
+    let DecidersFor {
+        config,
+        entry,
+        rules,
+        store,
+        namespace,
+        api,
+        metrics,
+        clock,
+    } = parts;
     let agent = &config.agent;
-    if agent.upstreams.is_empty() {
-        return Ok((
-            responder.unwrap_or_else(|| Arc::new(RulesResponder::new(rules.clone()))),
-            late.unwrap_or_else(|| Arc::new(NoLateDelivery)),
-        ));
-    }
-    let responder = match responder {
+    let responder: Arc<dyn Responder> = match responder {
         Some(r) => r,
+        None if agent.upstreams.is_empty() => Arc::new(RulesResponder::new(rules.clone())),
         None => Arc::new(
             AgentResponder::new(AgentParts {
                 settings: agent.clone(),
                 rules: rules.clone(),
                 store: store.clone(),
                 namespace: namespace.clone(),
-                app_id: config.account.app_id.clone().unwrap_or_default(),
+                app_id: entry.account.app_id.clone().unwrap_or_default(),
                 overload: config.delivery.settings.overload.clone(),
                 metrics: metrics.clone(),
             })
             .map_err(|e| StartupError::Upstream(e.to_string()))?,
         ),
     };
-    let late: Arc<dyn LateDelivery> = match (late, api) {
-        (Some(l), _) => l,
-        (None, Some(api)) => Arc::new(CustomServiceDelivery::new(
+    let late: Arc<dyn LateDelivery> = match (late, api, &entry.account.kind) {
+        (Some(l), _, _) => l,
+        // Customer Service answers are sent by the puller.
+        (None, _, AccountKind::Kf(_)) => Arc::new(NoLateDelivery),
+        (None, Some(api), AccountKind::WeCom { agent_id }) => {
+            Arc::new(AppDelivery::new(api.clone(), *agent_id, metrics.clone()))
+        }
+        (None, Some(api), AccountKind::Official) => Arc::new(CustomServiceDelivery::new(
             api.clone(),
             metrics.clone(),
             agent.typing,
         )),
-        (None, None) => {
-            tracing::warn!(
-                "upstreams are configured but account.app_id / app_secret are not: answers later than agent.passive_budget_ms cannot be sent and are dropped"
-            );
+        (None, None, _) => {
+            if !agent.upstreams.is_empty() {
+                tracing::warn!(
+                    account = %entry.name,
+                    "upstreams are configured but the account has no API credentials: answers later than agent.passive_budget_ms cannot be sent and are dropped"
+                );
+            }
             Arc::new(NoLateDelivery)
         }
+    };
+    let responder: Arc<dyn Responder> = match (&entry.account.kind, api) {
+        (AccountKind::Kf(settings), Some(api)) => {
+            let puller = KfPuller::new(KfParts {
+                api: api.clone(),
+                store: store.clone(),
+                namespace: namespace.clone(),
+                responder: responder.clone(),
+                settings: settings.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            });
+            Arc::new(KfResponder::new(Arc::new(puller), responder))
+        }
+        _ => responder,
     };
     Ok((responder, late))
 }
 
 /// Gets the account's current access token once, as `wxgate token` does:
 /// from the shared store when another node put it there, else from WeChat.
-pub async fn fetch_access_token(config: &Config) -> Result<IssuedToken, StartupError> {
-    let parts = TokenParts::from_config(config, Arc::new(SystemClock))?
+pub async fn fetch_access_token(
+    config: &Config,
+    account: Option<&str>,
+) -> Result<IssuedToken, StartupError> {
+    let parts = TokenParts::from_config(config, account, Arc::new(SystemClock))?
         .ok_or(StartupError::NoCredentials)?;
     parts.tokens.token().await.map_err(StartupError::Token)
 }
@@ -299,17 +350,21 @@ pub enum StartupError {
     #[error("{0}")]
     Token(TokenError),
     /// Access tokens need `account.app_id` and `account.app_secret`.
-    #[error("no access token: account.app_id and account.app_secret (or WXGATE_APP_ID / WXGATE_APP_SECRET) are not set")]
+    #[error("no access token: the account's app_id and app_secret (corp_id and corp_secret for WeCom) are not set")]
     NoCredentials,
+    /// `--account` names no configured account.
+    #[error("{0}")]
+    NoAccount(String),
 }
 
 impl StartupError {
     /// The configuration is at fault (exit code 78 rather than 1).
     pub fn is_config(&self) -> bool {
         match self {
-            StartupError::Credentials(_) | StartupError::NoCredentials | StartupError::Store(_) => {
-                true
-            }
+            StartupError::Credentials(_)
+            | StartupError::NoCredentials
+            | StartupError::NoAccount(_)
+            | StartupError::Store(_) => true,
             StartupError::Token(e) => e.is_config(),
             _ => false,
         }
@@ -349,105 +404,149 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let clock = overrides.clock;
         let store = open_store(&config)?;
-        let shared_store = store.clone();
-        let namespace = Namespace::for_app(config.account.app_id.as_deref().unwrap_or("default"));
-        let mut tokens = None;
-        let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
-        let mut token_endpoint = None;
-        let mut api = None;
-        let mut refresher = None;
-        if let Some(parts) = TokenParts::with_store(&config, store, clock.clone())? {
-            match parts.tokens.token().await {
-                Ok(_) => {
-                    tracing::info!(source = config.token.source.as_str(), "access token ready")
-                }
-                Err(e) if e.is_config() => return Err(StartupError::Credentials(e)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no access token yet; retrying in the background")
-                }
-            }
-            refresher = Some(parts.tokens.spawn_refresher());
-            tokens = Some(parts.tokens.clone());
-            probes.push(Arc::new(TokenProbe {
-                tokens: parts.tokens.clone(),
-                clock: clock.clone(),
-            }));
-            token_endpoint = config
-                .token
-                .internal_api_key
-                .clone()
-                .map(|api_key| TokenEndpoint {
-                    tokens: parts.tokens.clone(),
-                    api_key,
-                    clock: clock.clone(),
-                });
-            api = Some(parts.api);
-        }
         let metrics = Arc::new(Metrics::new());
-        let callback = Callback::new(&config.account, config.server.timestamp_window_secs, clock);
-        let rules: SharedRules = Arc::new(ArcSwap::new(config.rules.clone()));
-        let (responder, late) = agent_parts(
-            &config,
-            overrides.responder,
-            overrides.late,
-            &rules,
-            &shared_store,
-            &namespace,
-            api.as_ref(),
-            &metrics,
-        )?;
-        // In memory for one node; through the shared store (Redis) so that
-        // nodes recognise one another's retries.
-        let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {
-            (Some(d), _) => d,
-            (None, StoreConfig::Memory) => Arc::new(MemoryDedup::new(
-                config.delivery.dedup_window,
-                config.delivery.dedup_capacity,
-            )),
-            (None, StoreConfig::Redis { .. }) => Arc::new(StoreDedup::new(
-                shared_store.clone(),
-                namespace.clone(),
-                config.delivery.dedup_window,
-            )),
-        };
-        let delivery = Delivery::new(
-            dedup,
-            responder,
-            late,
-            config.delivery.settings.clone(),
-            metrics.clone(),
-        );
+        let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
+        let mut refreshers = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut apis = Vec::new();
+        let mut token_endpoint = None;
+        let mut responder_override = overrides.responder;
+        let mut late_override = overrides.late;
+        let mut dedup_override = overrides.dedup;
+        for (index, entry) in config.accounts.iter().enumerate() {
+            let namespace = Namespace::for_app(&entry.namespace);
+            let mut tokens = None;
+            let mut api = None;
+            if let Some(parts) =
+                TokenParts::for_account(&config, entry, store.clone(), clock.clone())?
+            {
+                match parts.tokens.token().await {
+                    Ok(_) => tracing::info!(
+                        account = %entry.name,
+                        kind = entry.account.kind.as_str(),
+                        "access token ready"
+                    ),
+                    Err(e) if e.is_config() => return Err(StartupError::Credentials(e)),
+                    Err(e) => tracing::warn!(
+                        account = %entry.name,
+                        error = %e,
+                        "no access token yet; retrying in the background"
+                    ),
+                }
+                refreshers.push(parts.tokens.spawn_refresher());
+                probes.push(Arc::new(TokenProbe {
+                    name: if index == 0 {
+                        "token".to_owned()
+                    } else {
+                        format!("token:{}", entry.name)
+                    },
+                    tokens: parts.tokens.clone(),
+                    clock: clock.clone(),
+                }));
+                if index == 0 {
+                    token_endpoint =
+                        config
+                            .token
+                            .internal_api_key
+                            .clone()
+                            .map(|api_key| TokenEndpoint {
+                                tokens: parts.tokens.clone(),
+                                api_key,
+                                clock: clock.clone(),
+                            });
+                }
+                tokens = Some(parts.tokens);
+                api = Some(parts.api);
+            }
+            if let (AccountKind::Kf(_), None) = (&entry.account.kind, &api) {
+                // Validation requires the secret; this is only reached when
+                // the corp id is missing too, which validation also refuses.
+                return Err(StartupError::NoCredentials);
+            }
+            let rules: SharedRules = Arc::new(ArcSwap::new(entry.rules.clone()));
+            let (responder, late) = deciders(
+                DecidersFor {
+                    config: &config,
+                    entry,
+                    rules: &rules,
+                    store: &store,
+                    namespace: &namespace,
+                    api: api.as_ref(),
+                    metrics: &metrics,
+                    clock: &clock,
+                },
+                responder_override.take(),
+                late_override.take(),
+            )?;
+            // In memory for one node; through the shared store (Redis) so that
+            // nodes recognise one another's retries.
+            let dedup: Arc<dyn Dedup> = match (dedup_override.take(), &config.store) {
+                (Some(d), _) => d,
+                (None, StoreConfig::Memory) => Arc::new(MemoryDedup::new(
+                    config.delivery.dedup_window,
+                    config.delivery.dedup_capacity,
+                )),
+                (None, StoreConfig::Redis { .. }) => Arc::new(StoreDedup::new(
+                    store.clone(),
+                    namespace.clone(),
+                    config.delivery.dedup_window,
+                )),
+            };
+            let delivery = Delivery::new(
+                dedup,
+                responder,
+                late,
+                config.delivery.settings.clone(),
+                metrics.clone(),
+            );
+            let callback = Callback::new(
+                &entry.account,
+                config.server.timestamp_window_secs,
+                clock.clone(),
+            );
+            endpoints.push(Arc::new(Endpoint {
+                name: entry.name.clone(),
+                kind: entry.account.kind.as_str(),
+                path: entry.path.clone(),
+                callback,
+                rules,
+                delivery,
+                tokens,
+            }));
+            apis.push(api);
+        }
+        let primary_api = apis.first().cloned().flatten();
         let allowlist = Arc::new(Allowlist::new(
             config.security.allowlist,
             config.security.extra_allowed_ips.clone(),
         ));
-        let ip_refresher = match (&api, config.security.allowlist) {
+        let ip_refresher = match (&primary_api, config.security.allowlist) {
             (Some(api), AllowlistMode::Wechat) => {
                 probes.push(Arc::new(AllowlistProbe(allowlist.clone())));
                 Some(callback_ips::spawn(
                     api.clone(),
                     allowlist.clone(),
-                    shared_store.clone(),
-                    namespace.clone(),
+                    store.clone(),
+                    Namespace::for_app(&config.primary().namespace),
                 ))
             }
             _ => None,
         };
+        let reload_rules = endpoints
+            .iter()
+            .map(|e| (e.name.clone(), e.rules.clone()))
+            .collect();
         let state = AppState::new(StateParts {
-            callback,
-            rules: rules.clone(),
-            delivery,
+            endpoints,
             metrics,
             allowlist,
             trusted_proxies: config.security.trusted_proxies.clone(),
             probes,
-            reloader: Some(Arc::new(Reloader::new(config.clone(), rules.clone()))),
+            reloader: Some(Arc::new(Reloader::new(config.clone(), reload_rules))),
             admin_key: config.admin_api_key.clone(),
             token_endpoint,
-            tokens,
         });
         let settings = RouterSettings {
-            path: config.server.path.clone(),
             max_body_bytes: config.server.max_body_bytes,
         };
         let router = server::router(state.clone(), &settings);
@@ -467,18 +566,17 @@ impl Application {
             router,
             state,
             addr,
-            rules,
             shutdown_grace: config.delivery.shutdown_grace,
-            api,
-            _refresher: refresher,
+            apis,
+            _refreshers: refreshers,
             _ip_refresher: ip_refresher,
         })
     }
 
-    /// The WeChat API with the shared access token, when the account has
-    /// credentials.
+    /// The primary account's WeChat API with the shared access token, when
+    /// it has credentials.
     pub fn wechat_api(&self) -> Option<WechatApi> {
-        self.api.clone()
+        self.apis.first().cloned().flatten()
     }
 
     /// The address actually bound (port 0 resolved).
@@ -501,9 +599,9 @@ impl Application {
         self.state.reloader()
     }
 
-    /// The rules in force (swap them to reload).
+    /// The primary account's rules in force (swap them to reload).
     pub fn rules(&self) -> SharedRules {
-        self.rules.clone()
+        self.state.primary().rules.clone()
     }
 
     /// Serves until `shutdown` completes: then stops accepting connections,

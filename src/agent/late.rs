@@ -15,7 +15,7 @@ use crate::message::{Message, Reply};
 use crate::metrics::Metrics;
 use crate::wechat_api::{
     Article, CallError, CustomBody, CustomMessage, ErrCode, MediaContent, MusicContent,
-    TypingCommand, VideoContent, WechatApi,
+    NewsContent, TextContent, TypingCommand, VideoContent, WechatApi,
 };
 
 /// How hard to try to send one customer-service message. Token refreshes
@@ -142,10 +142,23 @@ async fn send(
     policy: &SendPolicy,
     message: &CustomMessage,
 ) -> Result<(), (&'static str, CallError)> {
+    send_with_retry(policy, || api.send_custom(message)).await
+}
+
+/// Runs one send attempt after another under `policy` (see [`send`]);
+/// any WeChat send API (custom send, WeCom app messages, Customer Service).
+pub async fn send_with_retry<T, F, Fut>(
+    policy: &SendPolicy,
+    mut attempt_once: F,
+) -> Result<T, (&'static str, CallError)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
     let mut attempt = 1u32;
     loop {
-        let error = match api.send_custom(message).await {
-            Ok(()) => return Ok(()),
+        let error = match attempt_once().await {
+            Ok(value) => return Ok(value),
             Err(e) => e,
         };
         let code = match &error {
@@ -174,17 +187,33 @@ async fn send(
 /// The customer-service messages that carry `reply` to `to`, in order:
 /// text split at line and sentence ends, the first article of news.
 pub fn custom_messages(to: &str, reply: &Reply) -> Result<Vec<CustomMessage>, String> {
-    let one = |body: CustomBody| {
-        Ok(vec![CustomMessage {
+    Ok(message_bodies(reply, 1, true)?
+        .into_iter()
+        .map(|body| CustomMessage {
             touser: to.to_owned(),
             body,
-        }])
-    };
+        })
+        .collect())
+}
+
+/// The message bodies that carry `reply`, in order: text split at line and
+/// sentence ends, news cut to `max_articles`; music only where `music` is
+/// supported. Shared by every send API, whose bodies have the same JSON forms.
+pub fn message_bodies(
+    reply: &Reply,
+    max_articles: usize,
+    music: bool,
+) -> Result<Vec<CustomBody>, String> {
+    let one = |body: CustomBody| Ok(vec![body]);
     match reply {
         Reply::Success => Ok(Vec::new()),
         Reply::Text { content } => Ok(split_text(content, MAX_TEXT_BYTES)
             .into_iter()
-            .map(|part| CustomMessage::text(to, part))
+            .map(|part| CustomBody::Text {
+                text: TextContent {
+                    content: part.to_owned(),
+                },
+            })
             .collect()),
         Reply::Image { media_id } => one(CustomBody::Image {
             image: MediaContent {
@@ -214,7 +243,7 @@ pub fn custom_messages(to: &str, reply: &Reply) -> Result<Vec<CustomMessage>, St
             music_url,
             hq_music_url,
             thumb_media_id,
-        } => one(CustomBody::Music {
+        } if music => one(CustomBody::Music {
             music: MusicContent {
                 title: title.clone(),
                 description: description.clone(),
@@ -224,20 +253,23 @@ pub fn custom_messages(to: &str, reply: &Reply) -> Result<Vec<CustomMessage>, St
             },
         }),
         // WeChat takes one article per customer-service news message.
-        Reply::News { articles } => match articles.first() {
-            Some(a) => Ok(vec![CustomMessage::news(
-                to,
-                Article {
-                    title: a.title.clone(),
-                    description: a.description.clone(),
-                    url: a.url.clone(),
-                    picurl: a.pic_url.clone(),
-                },
-            )]),
-            None => Ok(Vec::new()),
-        },
+        Reply::News { articles } if !articles.is_empty() => one(CustomBody::News {
+            news: NewsContent {
+                articles: articles
+                    .iter()
+                    .take(max_articles.max(1))
+                    .map(|a| Article {
+                        title: a.title.clone(),
+                        description: a.description.clone(),
+                        url: a.url.clone(),
+                        picurl: a.pic_url.clone(),
+                    })
+                    .collect(),
+            },
+        }),
+        Reply::News { .. } => Ok(Vec::new()),
         other => Err(format!(
-            "a {} reply cannot be sent through the customer-service API",
+            "a {} reply cannot be sent through this send API",
             other.msg_type().unwrap_or("success")
         )),
     }

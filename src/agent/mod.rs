@@ -35,7 +35,9 @@ use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
 
 pub use history::{ChatMessage, History};
-pub use late::{custom_messages, CustomServiceDelivery, SendPolicy};
+pub use late::{
+    custom_messages, message_bodies, send_with_retry, CustomServiceDelivery, SendPolicy,
+};
 pub use moderation::Moderation;
 pub use settings::{
     AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,

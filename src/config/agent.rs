@@ -26,7 +26,7 @@ const DEFAULT_MODERATION_TIMEOUT_MS: u64 = 3000;
 pub(super) fn validate(
     agent: AgentSection,
     upstreams: Vec<UpstreamSection>,
-    rules: Option<&RuleSet>,
+    rule_sets: &[(&str, &RuleSet)],
     deadline_ms: u64,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
@@ -116,7 +116,7 @@ pub(super) fn validate(
         })
         .collect();
 
-    if let Some(rules) = rules {
+    for (account, rules) in rule_sets {
         for r in rules.upstream_refs() {
             if !written.iter().any(|n| **n == *r.upstream) {
                 let known = if written.is_empty() {
@@ -126,8 +126,13 @@ pub(super) fn validate(
                     list.sort_unstable();
                     format!("configured: {}", list.join(", "))
                 };
+                let account = if account.is_empty() {
+                    String::new()
+                } else {
+                    format!("account {account:?}: ")
+                };
                 problems.push(format!(
-                    "rule {}: unknown upstream {:?} ({known})",
+                    "{account}rule {}: unknown upstream {:?} ({known})",
                     r.rule, &*r.upstream
                 ));
             }

@@ -9,8 +9,10 @@ use crate::rules::{ReplySpec, RuleSpec};
 pub(super) struct ConfigFile {
     #[serde(default)]
     pub server: ServerSection,
+    pub account: Option<AccountSection>,
+    /// More accounts, each at its own path (`/weixin/{name}` by default).
     #[serde(default)]
-    pub account: AccountSection,
+    pub accounts: Vec<AccountSection>,
     #[serde(default)]
     pub store: StoreSection,
     #[serde(default)]
@@ -52,9 +54,17 @@ impl Default for ServerSection {
     }
 }
 
+/// `[account]` and each `[[accounts]]` entry. `name`, `path`, `rules` and
+/// `default_reply` only belong to `[[accounts]]` (the single account uses
+/// `server.path` and the top-level rules); validation says so.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AccountSection {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    /// `official` (default), `wecom` (a WeCom self-built app) or `kf`
+    /// (WeChat Customer Service).
+    pub kind: Option<String>,
     pub app_id: Option<String>,
     pub token: Option<String>,
     pub encoding_aes_key: Option<String>,
@@ -63,6 +73,33 @@ pub(super) struct AccountSection {
     pub app_secret: Option<String>,
     #[serde(default)]
     pub mode: Option<String>,
+    pub corp_id: Option<String>,
+    pub corp_secret: Option<String>,
+    pub agent_id: Option<i64>,
+    /// Where this account's outbound API lives (a fake in tests).
+    pub api_base_url: Option<String>,
+    pub kf: Option<KfSection>,
+    pub default_reply: Option<ReplySpec>,
+    pub rules: Option<Vec<RuleSpec>>,
+}
+
+/// `[accounts.kf]`: how WeChat Customer Service messages are pulled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct KfSection {
+    pub max_message_age_secs: u64,
+    pub sync_limit: u32,
+    pub lock_ttl_secs: u64,
+}
+
+impl Default for KfSection {
+    fn default() -> Self {
+        KfSection {
+            max_message_age_secs: 600,
+            sync_limit: 100,
+            lock_ttl_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,8 +6,13 @@
 //! reports every problem with the file name and the offending rule, and a
 //! [`Config`] only exists once everything is valid.
 
+mod account;
 mod agent;
 mod file;
+
+pub use account::{
+    env_prefix, AccountConfig, AccountEntry, AccountKind, KfSettings, PRIMARY_NAME, WECOM_BASE_URL,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +25,6 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::agent::AgentSettings;
-use crate::crypto::{AesKey, MessageCrypto};
 use crate::delivery::DeliverySettings;
 use crate::message::Reply;
 use crate::rules::{compile_reply, ReplySpec, RuleSet};
@@ -75,23 +79,6 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Requests whose timestamp is further than this from now are refused.
     pub timestamp_window_secs: u64,
-}
-
-/// One Official Account.
-#[derive(Debug, Clone)]
-pub struct AccountConfig {
-    /// AppID (also the receive id of encrypted payloads).
-    pub app_id: Option<String>,
-    /// The callback token from the console.
-    pub token: Secret,
-    /// Current message crypto (compatible and safe mode).
-    pub crypto: Option<MessageCrypto>,
-    /// Crypto with the previous EncodingAESKey, tried when the current fails.
-    pub previous_crypto: Option<MessageCrypto>,
-    /// AppSecret, for outbound API calls.
-    pub app_secret: Option<Secret>,
-    /// The configured mode.
-    pub mode: Mode,
 }
 
 /// Where shared state lives.
@@ -163,16 +150,15 @@ pub struct Config {
     pub source: PathBuf,
     /// HTTP server.
     pub server: ServerConfig,
-    /// The account.
-    pub account: AccountConfig,
+    /// Every account: `[account]` first (at `server.path`), then
+    /// `[[accounts]]` in file order. Never empty.
+    pub accounts: Vec<AccountEntry>,
     /// Shared state.
     pub store: StoreConfig,
     /// Access tokens.
     pub token: TokenConfig,
     /// Logging.
     pub log: LogConfig,
-    /// Compiled rules.
-    pub rules: Arc<RuleSet>,
     /// Delivery guarantees.
     pub delivery: DeliveryConfig,
     /// Caller restrictions.
@@ -270,80 +256,11 @@ impl Config {
         let pick = |file_value: Option<String>, var: &str| {
             env(var).filter(|v| !v.is_empty()).or(file_value)
         };
-        let account = raw.account;
-        let app_id = pick(account.app_id, ENV_APP_ID);
-        let token = pick(account.token, ENV_TOKEN);
-        let aes_key = pick(account.encoding_aes_key, ENV_ENCODING_AES_KEY);
-        let app_secret = pick(account.app_secret, ENV_APP_SECRET);
         let admin_api_key = pick(raw.admin.api_key, ENV_ADMIN_API_KEY);
         if admin_api_key.as_ref().is_some_and(|k| k.len() < 16) {
             problems.push(format!(
                 "admin.api_key must be at least 16 characters (or set {ENV_ADMIN_API_KEY})"
             ));
-        }
-        let mode = match account.mode.as_deref().unwrap_or("plain").parse::<Mode>() {
-            Ok(m) => m,
-            Err(e) => {
-                problems.push(format!("account.{e}"));
-                Mode::Plain
-            }
-        };
-        let token = match token {
-            // The console asks for 3–32 letters and digits; any printable ASCII
-            // is accepted so that test and legacy tokens keep working.
-            Some(t)
-                if !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Secret::new(t)
-            }
-            Some(_) => {
-                problems.push("account.token must be printable ASCII without spaces".into());
-                Secret::new("")
-            }
-            None => {
-                problems.push(format!(
-                    "account.token is missing (set it in the file or in {ENV_TOKEN})"
-                ));
-                Secret::new("")
-            }
-        };
-        if let Some(id) = &app_id {
-            if id.is_empty()
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                problems.push(format!("account.app_id {id:?} is not an app id"));
-            }
-        }
-        let mut make_crypto = |key: Option<String>, what: &str| -> Option<MessageCrypto> {
-            let key = key?;
-            match AesKey::from_encoding_aes_key(&key) {
-                Ok(k) => Some(MessageCrypto::new(k, app_id.clone().unwrap_or_default())),
-                Err(e) => {
-                    problems.push(format!("account.{what}: {e}"));
-                    None
-                }
-            }
-        };
-        let crypto = make_crypto(aes_key.clone(), "encoding_aes_key");
-        let previous_crypto = make_crypto(
-            account.previous_encoding_aes_key,
-            "previous_encoding_aes_key",
-        );
-        if mode != Mode::Plain {
-            if aes_key.is_none() {
-                problems.push(format!(
-                    "account.encoding_aes_key is required in {} mode (or set {ENV_ENCODING_AES_KEY})",
-                    mode.as_str()
-                ));
-            }
-            if app_id.is_none() {
-                problems.push(format!(
-                    "account.app_id is required in {} mode (or set {ENV_APP_ID})",
-                    mode.as_str()
-                ));
-            }
         }
 
         let store = match raw.store.backend.as_str() {
@@ -368,17 +285,6 @@ impl Config {
         };
         let token_config =
             validate_token(raw.token, pick(None, ENV_INTERNAL_API_KEY), &mut problems);
-        if app_secret.is_some() && app_id.is_none() {
-            problems.push(format!(
-                "account.app_secret is set but account.app_id is missing (or set {ENV_APP_ID})"
-            ));
-        }
-        if token_config.internal_api_key.is_some() && (app_id.is_none() || app_secret.is_none()) {
-            problems.push(
-                "token.internal_api_key is set but there is no token to serve: set account.app_id and account.app_secret"
-                    .into(),
-            );
-        }
         let json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -462,33 +368,74 @@ impl Config {
         if allowlist == AllowlistMode::Static && extra_allowed_ips.is_empty() {
             problems.push("security.ip_allowlist = \"static\" needs extra_allowed_ips".into());
         }
-        if allowlist == AllowlistMode::Wechat && (app_secret.is_none() || app_id.is_none()) {
-            problems.push("security.ip_allowlist = \"wechat\" fetches WeChat's callback IPs and needs account.app_id and app_secret".into());
-        }
         let security = SecurityConfig {
             trusted_proxies,
             allowlist,
             extra_allowed_ips,
         };
 
-        let rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
-            Ok(r) => Some(r),
+        let top_rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
+            Ok(r) => Some(Arc::new(r)),
             Err(errors) => {
                 problems.extend(errors.iter().map(ToString::to_string));
                 None
             }
         };
+        let ctx = account::Context {
+            server_path: &raw.server.path,
+            default_api_base_url: &token_config.api_base_url,
+            top_rules: top_rules.as_ref(),
+            env: &env,
+        };
+        // Without [[accounts]], [account] is required (its absence is reported
+        // as a missing token).
+        let primary = match (raw.account, raw.accounts.is_empty()) {
+            (Some(a), _) => Some(a),
+            (None, true) => Some(file::AccountSection::default()),
+            (None, false) => None,
+        };
+        let mut accounts = Vec::new();
+        let mut accounts_ok = true;
+        for (index, section) in primary.map(|a| (None, a)).into_iter().chain(
+            raw.accounts
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (Some(i), a)),
+        ) {
+            match account::validate(section, index, &ctx, &mut problems) {
+                Some(entry) => accounts.push(entry),
+                None => accounts_ok = false,
+            }
+        }
+        account::check_unique(&accounts, &mut problems);
+        let primary_account = accounts.first().map(|a| &a.account);
+        let primary_has_credentials = primary_account.is_some_and(|a| a.has_api_credentials());
+        if token_config.internal_api_key.is_some() && accounts_ok && !primary_has_credentials {
+            problems.push(
+                "token.internal_api_key is set but there is no token to serve: set account.app_id and account.app_secret"
+                    .into(),
+            );
+        }
+        if allowlist == AllowlistMode::Wechat && accounts_ok && !primary_has_credentials {
+            problems.push("security.ip_allowlist = \"wechat\" fetches WeChat's callback IPs and needs account.app_id and app_secret".into());
+        }
+        let rule_sets: Vec<(&str, &RuleSet)> = accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (if i == 0 { "" } else { a.name.as_str() }, &*a.rules))
+            .collect();
         let agent = agent::validate(
             raw.agent,
             raw.upstreams,
-            rules.as_ref(),
+            &rule_sets,
             deadline_ms,
             &env,
             &mut problems,
         );
 
-        match rules {
-            Some(rules) if problems.is_empty() => Ok(Config {
+        drop(rule_sets);
+        match top_rules {
+            Some(_) if problems.is_empty() && accounts_ok => Ok(Config {
                 source: path.to_owned(),
                 server: ServerConfig {
                     listen,
@@ -496,21 +443,13 @@ impl Config {
                     max_body_bytes: raw.server.max_body_bytes,
                     timestamp_window_secs: raw.server.timestamp_window_secs,
                 },
-                account: AccountConfig {
-                    app_id,
-                    token,
-                    crypto,
-                    previous_crypto,
-                    app_secret: app_secret.map(Secret::new),
-                    mode,
-                },
+                accounts,
                 store,
                 token: token_config,
                 log: LogConfig {
                     level: raw.log.level,
                     json,
                 },
-                rules: Arc::new(rules),
                 delivery,
                 security,
                 admin_api_key: admin_api_key.map(Secret::new),
@@ -525,11 +464,36 @@ impl Config {
 }
 
 impl Config {
-    /// Outbound API calls (and so access tokens) are possible: the account
-    /// has both an app id and an app secret.
-    pub fn has_api_credentials(&self) -> bool {
-        self.account.app_id.is_some() && self.account.app_secret.is_some()
+    /// The account of `[account]`, or the first of `[[accounts]]`.
+    pub fn primary(&self) -> &AccountEntry {
+        &self.accounts[0]
     }
+
+    /// The account named `name`, or the primary one when `None`.
+    pub fn find_account(&self, name: Option<&str>) -> Result<&AccountEntry, String> {
+        match name {
+            None => Ok(self.primary()),
+            Some(n) => self.accounts.iter().find(|a| a.name == n).ok_or_else(|| {
+                let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();
+                format!("no account named {n:?} (configured: {})", names.join(", "))
+            }),
+        }
+    }
+
+    /// Outbound API calls (and so access tokens) are possible for the
+    /// primary account: it has both an app id and an app secret.
+    pub fn has_api_credentials(&self) -> bool {
+        self.primary().account.has_api_credentials()
+    }
+}
+
+/// An `http(s)://host…` base URL without query or fragment.
+fn valid_base_url(base: &str) -> bool {
+    (base.starts_with("https://") || base.starts_with("http://"))
+        && base
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty())
+        && !base.contains(['?', '#', ' '])
 }
 
 /// Checks `[token]`; `env_key` is `WXGATE_INTERNAL_API_KEY`, which overrides the file.
@@ -563,12 +527,7 @@ fn validate_token(
         ));
     }
     let base = raw.api_base_url.trim_end_matches('/').to_owned();
-    let valid_base = (base.starts_with("https://") || base.starts_with("http://"))
-        && base
-            .split_once("://")
-            .is_some_and(|(_, rest)| !rest.is_empty())
-        && !base.contains(['?', '#', ' ']);
-    if !valid_base {
+    if !valid_base_url(&base) {
         problems.push(format!(
             "token.api_base_url {:?} is not an http(s) URL like https://api.weixin.qq.com",
             raw.api_base_url
@@ -603,12 +562,12 @@ mod tests {
     #[test]
     fn minimal_plain_config() {
         let c = load("[account]\ntoken = \"abc\"\n").unwrap();
-        assert_eq!(c.account.mode, Mode::Plain);
+        assert_eq!(c.primary().account.mode, Mode::Plain);
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.server.path, "/weixin");
         assert_eq!(c.server.max_body_bytes, 65536);
         assert_eq!(c.store, StoreConfig::Memory);
-        assert!(c.rules.is_empty());
+        assert!(c.primary().rules.is_empty());
     }
 
     #[test]
@@ -624,8 +583,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(c.account.token.expose(), "fromenv");
-        assert_eq!(c.account.crypto.unwrap().receive_id(), "wx0123456789abcdef");
+        assert_eq!(c.primary().account.token.expose(), "fromenv");
+        assert_eq!(
+            c.primary().account.crypto.clone().unwrap().receive_id(),
+            "wx0123456789abcdef"
+        );
     }
 
     #[test]
@@ -714,11 +676,20 @@ mod tests {
             "token.lock_ttl_ms must exceed",
             "token.api_base_url",
             "token.internal_api_key (or WXGATE_INTERNAL_API_KEY) must be at least 16",
-            "app_secret is set but account.app_id is missing",
-            "internal_api_key is set but there is no token to serve",
+            "account.app_secret is set but app_id is missing",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+        let err = load(&format!(
+            "[account]\ntoken = \"a\"\n[token]\ninternal_api_key = \"{}\"\n",
+            "k".repeat(32)
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("internal_api_key is set but there is no token to serve"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -823,5 +794,152 @@ upstream = "hook"
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+    }
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    #[test]
+    fn accounts_side_by_side_with_the_single_account() {
+        let c = Config::from_toml(
+            &format!(
+                r#"
+[account]
+token = "oa"
+[[rules]]
+match = {{ text = "hi" }}
+reply = {{ type = "text", content = "top" }}
+
+[[accounts]]
+name = "corp-app"
+kind = "wecom"
+corp_id = "ww5d3c1b9a7e2f4086"
+agent_id = 1000002
+token = "wc"
+encoding_aes_key = "{KEY}"
+[[accounts.rules]]
+match = {{ text = "hi" }}
+reply = {{ type = "text", content = "own" }}
+
+[[accounts]]
+name = "service"
+kind = "kf"
+path = "/kf"
+corp_id = "ww5d3c1b9a7e2f4086"
+token = "kf"
+encoding_aes_key = "{KEY}"
+[accounts.kf]
+max_message_age_secs = 120
+"#
+            ),
+            Path::new("t.toml"),
+            |name| (name == "WXGATE_SERVICE_CORP_SECRET").then(|| "kfsecret".to_owned()),
+        )
+        .unwrap();
+        let [oa, app, kf] = &c.accounts[..] else {
+            panic!("three accounts expected")
+        };
+        assert_eq!((oa.name.as_str(), oa.path.as_str()), ("default", "/weixin"));
+        assert_eq!(oa.account.kind, AccountKind::Official);
+        assert_eq!(app.path, "/weixin/corp-app");
+        assert_eq!(app.account.kind, AccountKind::WeCom { agent_id: 1000002 });
+        assert_eq!(app.account.mode, Mode::Safe);
+        assert_eq!(app.account.api_base_url, WECOM_BASE_URL);
+        assert_eq!(
+            app.account.crypto.as_ref().unwrap().receive_id(),
+            "ww5d3c1b9a7e2f4086"
+        );
+        assert_eq!(app.namespace, "ww5d3c1b9a7e2f4086.1000002");
+        assert_eq!(kf.path, "/kf");
+        assert_eq!(kf.namespace, "ww5d3c1b9a7e2f4086.kf");
+        assert_eq!(kf.account.app_secret.as_ref().unwrap().expose(), "kfsecret");
+        let AccountKind::Kf(settings) = &kf.account.kind else {
+            panic!("kf expected")
+        };
+        assert_eq!(settings.max_message_age, Duration::from_secs(120));
+        assert_eq!(settings.sync_limit, 100);
+        // Own rules replace the top-level ones; no own rules inherit them.
+        let rule_names = |a: &AccountEntry| a.rules.len();
+        assert_eq!((rule_names(oa), rule_names(app), rule_names(kf)), (1, 1, 1));
+        assert!(!format!("{c:?}").contains("kfsecret"));
+        assert_eq!(c.find_account(Some("service")).unwrap().name, "service");
+        assert!(c
+            .find_account(Some("nope"))
+            .unwrap_err()
+            .contains("default, corp-app, service"));
+    }
+
+    #[test]
+    fn accounts_alone_need_no_single_account() {
+        let c = load(&format!(
+            "[[accounts]]\nname = \"a\"\ntoken = \"t\"\n[[accounts]]\nname = \"b\"\nkind = \"wecom\"\ncorp_id = \"ww1\"\nagent_id = 2\ntoken = \"t\"\nencoding_aes_key = \"{KEY}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.primary().name, "a");
+        assert_eq!(c.primary().path, "/weixin/a");
+    }
+
+    #[test]
+    fn account_problems_name_the_account() {
+        let err = load(&format!(
+            r#"
+[account]
+token = "a"
+agent_id = 3
+[[accounts]]
+name = "Bad Name"
+token = "t"
+[[accounts]]
+name = "app"
+kind = "wecom"
+app_id = "wx1"
+token = "t"
+mode = "plain"
+[[accounts]]
+name = "svc"
+kind = "kf"
+corp_id = "ww1"
+agent_id = 1
+token = "t"
+encoding_aes_key = "{KEY}"
+[accounts.kf]
+sync_limit = 5000
+[[accounts]]
+name = "svc"
+kind = "chat"
+token = "t"
+[[accounts.rules]]
+match = {{ regex = "[" }}
+reply = {{ type = "text", content = "x" }}
+"#
+        ))
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "account.agent_id only applies to kind = \"wecom\" or \"kf\"",
+            "accounts[0] \"Bad Name\".name \"Bad Name\" must be 1–32 characters",
+            "accounts[1] \"app\".app_id does not apply to kind = \"wecom\" (use corp_id)",
+            "accounts[1] \"app\".WeCom pushes are always encrypted",
+            "accounts[1] \"app\".corp_id is required for kind = \"wecom\" (or set WXGATE_APP_CORP_ID)",
+            "accounts[1] \"app\".encoding_aes_key is required",
+            "accounts[1] \"app\".agent_id is required",
+            "accounts[2] \"svc\".agent_id does not apply to kind = \"kf\"",
+            "accounts[2] \"svc\".corp_secret (the Customer Service secret) is required",
+            "accounts[2] \"svc\".kf.sync_limit must be between 1 and 1000",
+            "accounts[3] \"svc\".kind must be \"official\", \"wecom\" or \"kf\"",
+            "rule #1",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn accounts_must_not_collide() {
+        let err = load(
+            "[account]\ntoken = \"a\"\napp_id = \"wx1\"\n[[accounts]]\nname = \"x\"\npath = \"/weixin\"\ntoken = \"b\"\napp_id = \"wx1\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("the path \"/weixin\" is used twice"), "{err}");
+        assert!(err.contains("same WeChat account as another one (wx1)"), "{err}");
     }
 }

@@ -38,10 +38,24 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         };
         checks.insert(probe.name().to_owned(), entry);
     }
+    let accounts: Vec<_> = state
+        .endpoints()
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "kind": e.kind,
+                "path": e.path,
+                "mode": e.callback.mode().as_str(),
+                "rules": e.rules.load().len(),
+            })
+        })
+        .collect();
     let body = json!({
         "ready": ready,
         "mode": state.callback().mode().as_str(),
         "rules": state.rules().len(),
+        "accounts": accounts,
         "uptime_secs": state.inner.started.elapsed().as_secs(),
         "checks": checks,
     });

@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, Request};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use ipnet::IpNet;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
@@ -34,6 +34,24 @@ pub use error::ApiError;
 pub use health::{Probe, ProbeFuture};
 pub use internal::TokenEndpoint;
 
+/// One account's callback endpoint: what its handlers need.
+pub struct Endpoint {
+    /// The account name (`default` for `[account]`).
+    pub name: String,
+    /// `official`, `wecom` or `kf`.
+    pub kind: &'static str,
+    /// Its path, e.g. `/weixin` or `/weixin/shop`.
+    pub path: String,
+    /// The callback pipeline.
+    pub callback: Callback,
+    /// Swapped atomically on reload; requests in flight keep the old set.
+    pub rules: SharedRules,
+    /// Dedup, deadline and overload handling.
+    pub delivery: Delivery,
+    /// The token manager (token metrics), when the account makes API calls.
+    pub tokens: Option<TokenManager>,
+}
+
 /// Everything the handlers share. Cheap to clone (one `Arc`).
 ///
 /// One state struct rather than one extractor per dependency: the handlers
@@ -44,10 +62,8 @@ pub struct AppState {
 }
 
 struct Shared {
-    callback: Callback,
-    /// Swapped atomically on reload; requests in flight keep the old set.
-    rules: SharedRules,
-    delivery: Delivery,
+    /// Every account; the first is the primary one.
+    endpoints: Vec<Arc<Endpoint>>,
     metrics: Arc<Metrics>,
     allowlist: Arc<Allowlist>,
     trusted_proxies: Vec<IpNet>,
@@ -56,19 +72,13 @@ struct Shared {
     admin_key: Option<Secret>,
     /// `GET /internal/access_token`, when enabled.
     token_endpoint: Option<TokenEndpoint>,
-    /// The token manager, for the token metrics.
-    tokens: Option<TokenManager>,
     started: Instant,
 }
 
 /// The parts an [`AppState`] is made of.
 pub struct StateParts {
-    /// The callback pipeline.
-    pub callback: Callback,
-    /// The rules (shared with the responder).
-    pub rules: SharedRules,
-    /// Dedup, deadline and overload handling.
-    pub delivery: Delivery,
+    /// Every account's endpoint, the primary one first. Not empty.
+    pub endpoints: Vec<Arc<Endpoint>>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Callback IP allowlist.
@@ -83,18 +93,21 @@ pub struct StateParts {
     pub admin_key: Option<Secret>,
     /// `GET /internal/access_token` (off when `None`).
     pub token_endpoint: Option<TokenEndpoint>,
-    /// The token manager (token metrics), when the account makes API calls.
-    pub tokens: Option<TokenManager>,
 }
 
 impl AppState {
     /// Builds the state from its parts.
+    ///
+    /// # Panics
+    /// When `parts.endpoints` is empty (a configuration always has an account).
     pub fn new(parts: StateParts) -> Self {
+        assert!(
+            !parts.endpoints.is_empty(),
+            "a server needs at least one account"
+        );
         AppState {
             inner: Arc::new(Shared {
-                callback: parts.callback,
-                rules: parts.rules,
-                delivery: parts.delivery,
+                endpoints: parts.endpoints,
                 metrics: parts.metrics,
                 allowlist: parts.allowlist,
                 trusted_proxies: parts.trusted_proxies,
@@ -102,7 +115,6 @@ impl AppState {
                 reloader: parts.reloader,
                 admin_key: parts.admin_key,
                 token_endpoint: parts.token_endpoint,
-                tokens: parts.tokens,
                 started: Instant::now(),
             }),
         }
@@ -118,27 +130,30 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The callback pipeline.
+    /// Every account's endpoint, the primary one first.
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.inner.endpoints
+    }
+
+    /// The primary account's endpoint.
+    pub fn primary(&self) -> &Arc<Endpoint> {
+        &self.inner.endpoints[0]
+    }
+
+    /// The primary account's callback pipeline.
     pub fn callback(&self) -> &Callback {
-        &self.inner.callback
+        &self.primary().callback
     }
 
-    /// The rules in force now.
+    /// The primary account's rules in force now.
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.inner.rules.load_full()
-    }
-
-    /// Replaces the rules; requests already running finish with the old ones.
-    pub fn replace_rules(&self, rules: Arc<RuleSet>) {
-        self.inner.rules.store(rules);
+        self.primary().rules.load_full()
     }
 }
 
 /// Settings of the router that come from the config.
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
-    /// Callback path, e.g. `/weixin`.
-    pub path: String,
     /// Body limit in bytes (413 above).
     pub max_body_bytes: usize,
 }
@@ -148,8 +163,18 @@ pub struct RouterSettings {
 /// Layers, outermost first: the trace span (so every log line of a request is
 /// inside it, including rejections), then the body limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
-    let mut routes = Router::new()
-        .route(&settings.path, get(weixin::verify).post(weixin::receive))
+    let mut routes = Router::new();
+    for endpoint in state.endpoints() {
+        // Each account's handlers get its endpoint as an extension: one
+        // `Arc` clone per request, no lookup by path.
+        routes = routes.route(
+            &endpoint.path,
+            get(weixin::verify)
+                .post(weixin::receive)
+                .layer(Extension(Arc::clone(endpoint))),
+        );
+    }
+    let mut routes = routes
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
@@ -191,12 +216,13 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Some(tokens) = &state.inner.tokens {
-        let status = tokens.status();
-        state
-            .metrics()
-            .sync_token_counts(status.fetches, status.failures);
-    }
+    let (fetches, failures) = state
+        .endpoints()
+        .iter()
+        .filter_map(|e| e.tokens.as_ref())
+        .map(|t| t.status())
+        .fold((0, 0), |(f, e), s| (f + s.fetches, e + s.failures));
+    state.metrics().sync_token_counts(fetches, failures);
     (
         [(
             header::CONTENT_TYPE,

@@ -2,6 +2,7 @@
 //! PROTOCOL §1.1 and §2.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use tracing::Span;
 
-use super::{client_ip, ApiError, AppState};
+use super::{client_ip, ApiError, AppState, Endpoint};
 use crate::callback::{CallbackError, CallbackQuery};
 use crate::metrics::msg_type_label;
 use crate::telemetry::short_id;
@@ -71,16 +72,18 @@ fn check_caller(
     }
 }
 
-/// URL verification: echo `echostr` when the signature holds.
+/// URL verification: echo `echostr` when the signature holds (for WeCom,
+/// its decrypted plaintext).
 pub(super) async fn verify(
     State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
     let result = check_caller(&state, peer, &headers)
         .and_then(|()| query(q))
-        .and_then(|q| state.callback().verify_url(&q).map_err(ApiError::from));
+        .and_then(|q| endpoint.callback.verify_url(&q).map_err(ApiError::from));
     match result {
         Ok(echostr) => {
             state.metrics().request("verified", "-");
@@ -99,6 +102,7 @@ pub(super) async fn verify(
 /// overload handling), seal.
 pub(super) async fn receive(
     State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
@@ -119,7 +123,7 @@ pub(super) async fn receive(
         }
         Err(_) => return refuse(&state, ApiError::BadBody),
     };
-    let callback = state.callback();
+    let callback = &endpoint.callback;
     let inbound = match callback.open(&q, &body) {
         Ok(inbound) => inbound,
         Err(e) => return refuse(&state, ApiError::from(e)),
@@ -127,11 +131,7 @@ pub(super) async fn receive(
     let msg_type = msg_type_label(&inbound.message.msg_type);
     let span = Span::current();
     span.record("msg_type", inbound.message.msg_type.as_str());
-    let (answer, outcome) = state
-        .inner
-        .delivery
-        .answer(callback, &inbound, started)
-        .await;
+    let (answer, outcome) = endpoint.delivery.answer(callback, &inbound, started).await;
     let body = callback.seal_rendered(&inbound, answer.as_deref());
     span.record("outcome", outcome.label());
     tracing::debug!(user = %short_id(&inbound.message.from_user), encrypted = inbound.encrypted(), "answered");

@@ -119,6 +119,21 @@ impl Store for MemoryStore {
         }))
     }
 
+    fn compare_and_expire<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, now| match s.entries.get_mut(key) {
+            Some(e) if e.live(now) && e.value == expected => {
+                e.expires = Some(now + ttl);
+                true
+            }
+            _ => false,
+        }))
+    }
+
     fn ping(&self) -> StoreFuture<'_, String> {
         ready("memory".to_owned())
     }
@@ -175,6 +190,14 @@ mod tests {
             .await
             .unwrap();
         assert!(!store.compare_and_delete("lock", b"intruder").await.unwrap());
+        assert!(!store
+            .compare_and_expire("lock", b"intruder", Duration::from_secs(50))
+            .await
+            .unwrap());
+        assert!(store
+            .compare_and_expire("lock", b"owner", Duration::from_secs(50))
+            .await
+            .unwrap());
         assert!(store.get("lock").await.unwrap().is_some());
         assert!(store.compare_and_delete("lock", b"owner").await.unwrap());
         assert!(!store.delete("lock").await.unwrap());

@@ -48,6 +48,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes `key` only while it still holds `expected` (releasing a lock
     /// only by its owner); `true` when deleted.
     fn compare_and_delete<'a>(&'a self, key: &'a str, expected: &'a [u8]) -> StoreFuture<'a, bool>;
+    /// Gives `key` a new TTL only while it still holds `expected` (renewing
+    /// a lock only by its owner); `true` when renewed.
+    fn compare_and_expire<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
     /// Checks the backend is reachable; a short status on success.
     fn ping(&self) -> StoreFuture<'_, String>;
     /// `memory` or `redis`, for logs and readiness.

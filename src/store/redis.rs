@@ -19,6 +19,14 @@ else
 end
 "#;
 
+const COMPARE_AND_EXPIRE: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+else
+    return 0
+end
+"#;
+
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -42,6 +50,7 @@ pub struct RedisStore {
     timeout: Duration,
     connection: OnceCell<ConnectionManager>,
     compare_and_delete: Script,
+    compare_and_expire: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -69,6 +78,7 @@ impl RedisStore {
             timeout: settings.timeout,
             connection: OnceCell::new(),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
+            compare_and_expire: Script::new(COMPARE_AND_EXPIRE),
         })
     }
 
@@ -202,6 +212,26 @@ impl Store for RedisStore {
                     .await
             };
             Ok(self.bounded("compare-and-delete", work).await? > 0)
+        })
+    }
+
+    fn compare_and_expire<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.compare_and_expire
+                    .key(key)
+                    .arg(expected)
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            };
+            Ok(self.bounded("compare-and-expire", work).await? > 0)
         })
     }
 

@@ -9,7 +9,10 @@ use rand::Rng;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{CustomMessage, Remedy, TypingCommand, WechatClient, WechatError};
+use super::{
+    AppMessage, CustomMessage, KfSendRequest, KfSyncRequest, KfSyncResponse, Remedy, TypingCommand,
+    WechatClient, WechatError,
+};
 use crate::token::{AccessToken, TokenError, TokenManager};
 
 /// How hard to try when WeChat is busy or throttling.
@@ -99,6 +102,30 @@ impl WechatApi {
     pub async fn send_custom(&self, message: &CustomMessage) -> Result<(), CallError> {
         self.call("/cgi-bin/message/custom/send", |t| async move {
             self.client.send_custom(&t, message).await
+        })
+        .await
+    }
+
+    /// Sends a WeCom app message.
+    pub async fn send_app_message(&self, message: &AppMessage) -> Result<(), CallError> {
+        self.call("/cgi-bin/message/send", |t| async move {
+            self.client.send_app_message(&t, message).await
+        })
+        .await
+    }
+
+    /// Pulls one page of Customer Service messages.
+    pub async fn kf_sync_msg(&self, request: &KfSyncRequest) -> Result<KfSyncResponse, CallError> {
+        self.call("/cgi-bin/kf/sync_msg", |t| async move {
+            self.client.kf_sync_msg(&t, request).await
+        })
+        .await
+    }
+
+    /// Sends a Customer Service message; returns its id.
+    pub async fn kf_send_msg(&self, message: &KfSendRequest) -> Result<String, CallError> {
+        self.call("/cgi-bin/kf/send_msg", |t| async move {
+            self.client.kf_send_msg(&t, message).await
         })
         .await
     }

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{IpListResponse, Status, TokenResponse};
+use super::wecom::{AppMessage, KfSendRequest, KfSendResponse, KfSyncRequest, KfSyncResponse};
 use super::{CustomMessage, ErrCode, TokenSource, TypingCommand, WechatError};
 use crate::secret::Secret;
 use crate::token::{
@@ -23,6 +24,10 @@ const STABLE_TOKEN: &str = "/cgi-bin/stable_token";
 const CALLBACK_IP: &str = "/cgi-bin/getcallbackip";
 const CUSTOM_SEND: &str = "/cgi-bin/message/custom/send";
 const CUSTOM_TYPING: &str = "/cgi-bin/message/custom/typing";
+const WECOM_TOKEN: &str = "/cgi-bin/gettoken";
+const APP_SEND: &str = "/cgi-bin/message/send";
+const KF_SYNC: &str = "/cgi-bin/kf/sync_msg";
+const KF_SEND: &str = "/cgi-bin/kf/send_msg";
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
@@ -101,6 +106,61 @@ impl WechatClient {
         });
         let answer: TokenResponse = self.send(STABLE_TOKEN, request).await?;
         token_from(STABLE_TOKEN, answer)
+    }
+
+    /// WeCom's `GET /cgi-bin/gettoken`: the token of one app secret (the
+    /// corp id is `app_id`, the secret `app_secret`).
+    pub async fn wecom_token(&self) -> Result<FetchedToken, WechatError> {
+        let s = &self.settings;
+        let request = self.http.get(self.url(WECOM_TOKEN)).query(&[
+            ("corpid", s.app_id.as_str()),
+            ("corpsecret", s.app_secret.expose()),
+        ]);
+        let answer: TokenResponse = self.send(WECOM_TOKEN, request).await?;
+        token_from(WECOM_TOKEN, answer)
+    }
+
+    /// WeCom `POST /cgi-bin/message/send`: a message from an app.
+    pub async fn send_app_message(
+        &self,
+        token: &AccessToken,
+        message: &AppMessage,
+    ) -> Result<(), WechatError> {
+        let request = self
+            .http
+            .post(self.url(APP_SEND))
+            .query(&[("access_token", token.expose())])
+            .json(message);
+        self.send::<Status>(APP_SEND, request).await.map(drop)
+    }
+
+    /// WeCom `POST /cgi-bin/kf/sync_msg`: one page of Customer Service messages.
+    pub async fn kf_sync_msg(
+        &self,
+        token: &AccessToken,
+        request: &KfSyncRequest,
+    ) -> Result<KfSyncResponse, WechatError> {
+        let request = self
+            .http
+            .post(self.url(KF_SYNC))
+            .query(&[("access_token", token.expose())])
+            .json(request);
+        self.send(KF_SYNC, request).await
+    }
+
+    /// WeCom `POST /cgi-bin/kf/send_msg`: answers a customer; returns the message id.
+    pub async fn kf_send_msg(
+        &self,
+        token: &AccessToken,
+        message: &KfSendRequest,
+    ) -> Result<String, WechatError> {
+        let request = self
+            .http
+            .post(self.url(KF_SEND))
+            .query(&[("access_token", token.expose())])
+            .json(message);
+        let answer: KfSendResponse = self.send(KF_SEND, request).await?;
+        Ok(answer.msgid)
     }
 
     /// `GET /cgi-bin/getcallbackip`: the addresses (IPs and CIDRs) WeChat
@@ -233,6 +293,7 @@ impl TokenFetcher for WechatClient {
                 TokenSource::Stable => self.stable_token(force_refresh).await,
                 // Every classic call issues a new token; there is nothing to force.
                 TokenSource::Classic => self.classic_token().await,
+                TokenSource::WeCom => self.wecom_token().await,
             };
             result.map_err(|e| {
                 let kind = match e.code() {

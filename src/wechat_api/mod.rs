@@ -1,7 +1,8 @@
 //! The outbound WeChat API: a typed client and the call wrapper around it.
 //!
 //! - [`WechatClient`]: one method per endpoint wxgate needs (`/cgi-bin/token`,
-//!   `/cgi-bin/stable_token`, `/cgi-bin/getcallbackip`, custom send, typing).
+//!   `/cgi-bin/stable_token`, `/cgi-bin/getcallbackip`, custom send, typing;
+//!   for WeCom `/cgi-bin/gettoken`, app message send, `kf/sync_msg`, `kf/send_msg`).
 //!   Every answer is checked for `errcode`; every call is bounded in time; the
 //!   base URL is a setting so tests point it at a local fake. It implements
 //!   [`TokenFetcher`](crate::token::TokenFetcher), so the token manager
@@ -18,6 +19,7 @@ mod api;
 mod client;
 mod error;
 mod types;
+mod wecom;
 
 pub use self::api::{CallError, RetryPolicy, WechatApi};
 pub use self::client::{ClientSettings, WechatClient, DEFAULT_BASE_URL};
@@ -26,3 +28,4 @@ pub use self::types::{
     Article, CustomBody, CustomMessage, MediaContent, MusicContent, NewsContent, TextContent,
     TokenSource, TypingCommand, VideoContent,
 };
+pub use self::wecom::{AppMessage, KfMessage, KfSendRequest, KfSyncRequest, KfSyncResponse};

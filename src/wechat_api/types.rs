@@ -13,6 +13,8 @@ pub enum TokenSource {
     /// `GET /cgi-bin/token`: every call issues a new token and invalidates
     /// the previous one (after a short overlap).
     Classic,
+    /// WeCom's `GET /cgi-bin/gettoken` with the corp id and an app's secret.
+    WeCom,
 }
 
 impl TokenSource {
@@ -21,6 +23,7 @@ impl TokenSource {
         match self {
             TokenSource::Stable => "stable",
             TokenSource::Classic => "classic",
+            TokenSource::WeCom => "gettoken",
         }
     }
 }

@@ -24,7 +24,11 @@ fn check_config_accepts_the_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (mode plain"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("account default (official, mode plain"),
+        "{stdout}"
+    );
 }
 
 #[test]

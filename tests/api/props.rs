@@ -12,7 +12,7 @@ use wxgate::clock::ManualClock;
 use wxgate::delivery::{Delivery, MemoryDedup, NoLateDelivery, RulesResponder, SharedRules};
 use wxgate::metrics::Metrics;
 use wxgate::security::Allowlist;
-use wxgate::server::{router, AppState, RouterSettings, StateParts};
+use wxgate::server::{router, AppState, Endpoint, RouterSettings, StateParts};
 
 use crate::helpers::{config, encrypted_request, text_xml};
 
@@ -27,8 +27,12 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 fn app(mode: &str) -> axum::Router {
     let config = config(mode, "");
-    let callback = Callback::new(&config.account, 300, Arc::new(ManualClock::new(NOW)));
-    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::new(config.rules.clone()));
+    let callback = Callback::new(
+        &config.primary().account,
+        300,
+        Arc::new(ManualClock::new(NOW)),
+    );
+    let rules: SharedRules = Arc::new(arc_swap::ArcSwap::new(config.primary().rules.clone()));
     let metrics = Arc::new(Metrics::new());
     let delivery = Delivery::new(
         Arc::new(MemoryDedup::new(Duration::from_secs(300), 1000)),
@@ -37,10 +41,17 @@ fn app(mode: &str) -> axum::Router {
         config.delivery.settings.clone(),
         metrics.clone(),
     );
-    let state = AppState::new(StateParts {
+    let endpoint = Endpoint {
+        name: "default".into(),
+        kind: "official",
+        path: "/weixin".into(),
         callback,
         rules,
         delivery,
+        tokens: None,
+    };
+    let state = AppState::new(StateParts {
+        endpoints: vec![Arc::new(endpoint)],
         metrics,
         allowlist: Arc::new(Allowlist::off()),
         trusted_proxies: vec![],
@@ -48,12 +59,10 @@ fn app(mode: &str) -> axum::Router {
         reloader: None,
         admin_key: None,
         token_endpoint: None,
-        tokens: None,
     });
     router(
         state,
         &RouterSettings {
-            path: "/weixin".into(),
             max_body_bytes: 64 * 1024,
         },
     )

@@ -1,0 +1,458 @@
+//! Validation of `[account]` and `[[accounts]]`: Official Accounts, WeCom
+//! self-built apps and WeChat Customer Service, each with its own secrets,
+//! rules, path and store namespace.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{AccountSection, KfSection};
+use super::{Mode, Secret};
+use crate::crypto::{AesKey, MessageCrypto};
+use crate::rules::RuleSet;
+
+/// Where the WeCom API lives (WeCom apps and WeChat Customer Service).
+pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com";
+
+/// The name of the account configured with `[account]`.
+pub const PRIMARY_NAME: &str = "default";
+
+/// What kind of account, with what only that kind has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountKind {
+    /// An Official Account (公众号 / 服务号).
+    Official,
+    /// A WeCom self-built app (企业微信自建应用): pushes are always encrypted,
+    /// the receive id is the corp id, late answers go through the app
+    /// message API.
+    WeCom {
+        /// The app's AgentID.
+        agent_id: i64,
+    },
+    /// WeChat Customer Service (微信客服): the callback only says "there is
+    /// news"; messages are pulled with `kf/sync_msg` and answered with
+    /// `kf/send_msg`.
+    Kf(KfSettings),
+}
+
+impl AccountKind {
+    /// The name used in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AccountKind::Official => "official",
+            AccountKind::WeCom { .. } => "wecom",
+            AccountKind::Kf(_) => "kf",
+        }
+    }
+
+    /// WeCom and Customer Service accounts: always encrypted, corp id, WeCom API.
+    pub fn is_wecom(&self) -> bool {
+        !matches!(self, AccountKind::Official)
+    }
+}
+
+/// How Customer Service messages are pulled (`[accounts.kf]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KfSettings {
+    /// Messages older than this (sent while wxgate was down) are not answered.
+    pub max_message_age: Duration,
+    /// `limit` of each `kf/sync_msg` call.
+    pub sync_limit: u32,
+    /// TTL of the per-`open_kfid` pull lock shared by the nodes; renewed while pulling.
+    pub lock_ttl: Duration,
+}
+
+/// One account's credentials.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Official Account, WeCom app, or Customer Service.
+    pub kind: AccountKind,
+    /// The AppID, or the CorpID of WeCom and Customer Service accounts: the
+    /// receive id of encrypted payloads.
+    pub app_id: Option<String>,
+    /// The callback token from the console.
+    pub token: Secret,
+    /// Current message crypto (compatible and safe mode; always for WeCom).
+    pub crypto: Option<MessageCrypto>,
+    /// Crypto with the previous EncodingAESKey, tried when the current fails.
+    pub previous_crypto: Option<MessageCrypto>,
+    /// AppSecret, or the WeCom app's / Customer Service's secret.
+    pub app_secret: Option<Secret>,
+    /// The configured mode (`Safe` for WeCom and Customer Service).
+    pub mode: Mode,
+    /// The outbound API base URL for this account, without a trailing slash.
+    pub api_base_url: String,
+}
+
+impl AccountConfig {
+    /// Outbound API calls (and so access tokens) are possible.
+    pub fn has_api_credentials(&self) -> bool {
+        self.app_id.is_some() && self.app_secret.is_some()
+    }
+}
+
+/// An account with where it is served and what answers it.
+#[derive(Debug, Clone)]
+pub struct AccountEntry {
+    /// `default` for `[account]`, else the `[[accounts]]` name.
+    pub name: String,
+    /// The callback path.
+    pub path: String,
+    /// Credentials.
+    pub account: AccountConfig,
+    /// Its rules.
+    pub rules: Arc<RuleSet>,
+    /// The store namespace id: every node serving this account derives the
+    /// same one, and no two accounts share one.
+    pub namespace: String,
+}
+
+/// What every account is checked against.
+pub(super) struct Context<'a> {
+    pub server_path: &'a str,
+    pub default_api_base_url: &'a str,
+    /// The top-level rules, compiled; `None` when they have errors (already reported).
+    pub top_rules: Option<&'a Arc<RuleSet>>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// The environment variable prefix of an account: `WXGATE_` for `[account]`,
+/// `WXGATE_{NAME}_` for a named one (upper case, `-` as `_`).
+pub fn env_prefix(name: Option<&str>) -> String {
+    match name {
+        None => "WXGATE_".to_owned(),
+        Some(n) => format!("WXGATE_{}_", n.to_ascii_uppercase().replace('-', "_")),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Validates `[account]` (`index = None`) or `accounts[index]`.
+pub(super) fn validate(
+    raw: AccountSection,
+    index: Option<usize>,
+    ctx: &Context<'_>,
+    problems: &mut Vec<String>,
+) -> Option<AccountEntry> {
+    let label = match (index, &raw.name) {
+        (None, _) => "account".to_owned(),
+        (Some(i), Some(n)) => format!("accounts[{i}] \"{n}\""),
+        (Some(i), None) => format!("accounts[{i}]"),
+    };
+    let mut errors: Vec<String> = Vec::new();
+    let name = match (index, &raw.name) {
+        (None, None) => PRIMARY_NAME.to_owned(),
+        (None, Some(_)) => {
+            errors.push("name only applies to [[accounts]] entries".into());
+            PRIMARY_NAME.to_owned()
+        }
+        (Some(_), Some(n)) if valid_name(n) => n.clone(),
+        (Some(_), Some(n)) => {
+            errors.push(format!(
+                "name {n:?} must be 1–32 characters of a-z, 0-9, - and _"
+            ));
+            n.clone()
+        }
+        (Some(_), None) => {
+            errors.push("name is missing".into());
+            String::new()
+        }
+    };
+    let path = match (index, raw.path) {
+        (None, None) => ctx.server_path.to_owned(),
+        (None, Some(_)) => {
+            errors.push("path only applies to [[accounts]] entries (use server.path)".into());
+            ctx.server_path.to_owned()
+        }
+        (Some(_), Some(p)) => p,
+        (Some(_), None) => format!("{}/{name}", ctx.server_path.trim_end_matches('/')),
+    };
+    if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ', '{', '}', '*']) {
+        errors.push(format!("path {path:?} must start with / and name a path"));
+    }
+    if index.is_none() && (raw.rules.is_some() || raw.default_reply.is_some()) {
+        errors.push(
+            "rules and default_reply of the single account are written at the top level".into(),
+        );
+    }
+
+    let prefix = env_prefix(index.map(|_| name.as_str()));
+    let pick = |file_value: Option<String>, var: &str| {
+        (ctx.env)(&format!("{prefix}{var}"))
+            .filter(|v| !v.is_empty())
+            .or(file_value)
+    };
+    let kind_name = raw.kind.as_deref().unwrap_or("official");
+    let token = pick(raw.token, "TOKEN");
+    let aes_key = pick(raw.encoding_aes_key, "ENCODING_AES_KEY");
+    let token = match token {
+        // The console asks for 3–32 letters and digits; any printable ASCII
+        // is accepted so that test and legacy tokens keep working.
+        Some(t) if !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Secret::new(t)
+        }
+        Some(_) => {
+            errors.push("token must be printable ASCII without spaces".into());
+            Secret::new("")
+        }
+        None => {
+            errors.push(format!(
+                "token is missing (set it in the file or in {prefix}TOKEN)"
+            ));
+            Secret::new("")
+        }
+    };
+
+    let (kind, app_id, app_secret, mode) = match kind_name {
+        "official" => {
+            for (set, key) in [
+                (raw.corp_id.is_some(), "corp_id"),
+                (raw.corp_secret.is_some(), "corp_secret"),
+                (raw.agent_id.is_some(), "agent_id"),
+                (raw.kf.is_some(), "kf"),
+            ] {
+                if set {
+                    errors.push(format!(
+                        "{key} only applies to kind = \"wecom\" or \"kf\" (this is an Official Account)"
+                    ));
+                }
+            }
+            let app_id = pick(raw.app_id, "APP_ID");
+            let app_secret = pick(raw.app_secret, "APP_SECRET");
+            let mode = match raw.mode.as_deref().unwrap_or("plain").parse::<Mode>() {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(e);
+                    Mode::Plain
+                }
+            };
+            if let Some(id) = &app_id {
+                if !valid_id(id) {
+                    errors.push(format!("app_id {id:?} is not an app id"));
+                }
+            }
+            if mode != Mode::Plain {
+                if aes_key.is_none() {
+                    errors.push(format!(
+                        "encoding_aes_key is required in {} mode (or set {prefix}ENCODING_AES_KEY)",
+                        mode.as_str()
+                    ));
+                }
+                if app_id.is_none() {
+                    errors.push(format!(
+                        "app_id is required in {} mode (or set {prefix}APP_ID)",
+                        mode.as_str()
+                    ));
+                }
+            }
+            if app_secret.is_some() && app_id.is_none() {
+                errors.push(format!(
+                    "app_secret is set but app_id is missing (or set {prefix}APP_ID)"
+                ));
+            }
+            (AccountKind::Official, app_id, app_secret, mode)
+        }
+        "wecom" | "kf" => {
+            for (set, key, instead) in [
+                (raw.app_id.is_some(), "app_id", "corp_id"),
+                (raw.app_secret.is_some(), "app_secret", "corp_secret"),
+            ] {
+                if set {
+                    errors.push(format!(
+                        "{key} does not apply to kind = \"{kind_name}\" (use {instead})"
+                    ));
+                }
+            }
+            if raw.mode.as_deref().is_some_and(|m| m != "safe") {
+                errors.push(format!(
+                    "WeCom pushes are always encrypted: leave mode out for kind = \"{kind_name}\""
+                ));
+            }
+            let corp_id = pick(raw.corp_id, "CORP_ID");
+            let corp_secret = pick(raw.corp_secret, "CORP_SECRET");
+            match &corp_id {
+                Some(id) if !valid_id(id) => {
+                    errors.push(format!("corp_id {id:?} is not a corp id"));
+                }
+                Some(_) => {}
+                None => errors.push(format!(
+                    "corp_id is required for kind = \"{kind_name}\" (or set {prefix}CORP_ID)"
+                )),
+            }
+            if aes_key.is_none() {
+                errors.push(format!(
+                    "encoding_aes_key is required: WeCom pushes are always encrypted (or set {prefix}ENCODING_AES_KEY)"
+                ));
+            }
+            let kind = if kind_name == "wecom" {
+                if raw.kf.is_some() {
+                    errors.push("kf only applies to kind = \"kf\"".into());
+                }
+                match raw.agent_id {
+                    Some(id) if id > 0 => AccountKind::WeCom { agent_id: id },
+                    Some(id) => {
+                        errors.push(format!("agent_id must be a positive number, not {id}"));
+                        AccountKind::WeCom { agent_id: 0 }
+                    }
+                    None => {
+                        errors.push("agent_id is required for kind = \"wecom\"".into());
+                        AccountKind::WeCom { agent_id: 0 }
+                    }
+                }
+            } else {
+                if raw.agent_id.is_some() {
+                    errors.push(
+                        "agent_id does not apply to kind = \"kf\" (Customer Service has none)"
+                            .into(),
+                    );
+                }
+                if corp_secret.is_none() {
+                    errors.push(format!(
+                        "corp_secret (the Customer Service secret) is required for kind = \"kf\": messages are pulled with it (or set {prefix}CORP_SECRET)"
+                    ));
+                }
+                AccountKind::Kf(kf_settings(raw.kf.unwrap_or_default(), &mut errors))
+            };
+            (kind, corp_id, corp_secret, Mode::Safe)
+        }
+        other => {
+            errors.push(format!(
+                "kind must be \"official\", \"wecom\" or \"kf\", not {other:?}"
+            ));
+            (AccountKind::Official, None, None, Mode::Plain)
+        }
+    };
+
+    let mut make_crypto = |key: Option<String>, what: &str| -> Option<MessageCrypto> {
+        let key = key?;
+        match AesKey::from_encoding_aes_key(&key) {
+            Ok(k) => Some(MessageCrypto::new(k, app_id.clone().unwrap_or_default())),
+            Err(e) => {
+                errors.push(format!("{what}: {e}"));
+                None
+            }
+        }
+    };
+    let crypto = make_crypto(aes_key, "encoding_aes_key");
+    let previous_crypto = make_crypto(raw.previous_encoding_aes_key, "previous_encoding_aes_key");
+
+    let api_base_url = match raw.api_base_url {
+        Some(url) => {
+            let base = url.trim_end_matches('/').to_owned();
+            if !super::valid_base_url(&base) {
+                errors.push(format!(
+                    "api_base_url {url:?} is not an http(s) URL like {WECOM_BASE_URL}"
+                ));
+            }
+            base
+        }
+        None if kind.is_wecom() => WECOM_BASE_URL.to_owned(),
+        None => ctx.default_api_base_url.to_owned(),
+    };
+
+    let namespace = match (&kind, &app_id) {
+        (AccountKind::WeCom { agent_id }, Some(corp)) => format!("{corp}.{agent_id}"),
+        (AccountKind::Kf(_), Some(corp)) => format!("{corp}.kf"),
+        (_, Some(app_id)) => app_id.clone(),
+        (_, None) => name.clone(),
+    };
+
+    // An account with rules or a default reply of its own uses only those;
+    // otherwise it answers with the top-level ones.
+    let rules = match (raw.rules, raw.default_reply) {
+        (None, None) => ctx.top_rules.cloned(),
+        (rules, default) => match RuleSet::compile(&rules.unwrap_or_default(), default.as_ref()) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(rule_errors) => {
+                errors.extend(rule_errors.iter().map(ToString::to_string));
+                None
+            }
+        },
+    };
+
+    let failed = !errors.is_empty();
+    problems.extend(errors.into_iter().map(|e| format!("{label}.{e}")));
+    if failed {
+        return None;
+    }
+    Some(AccountEntry {
+        name,
+        path,
+        account: AccountConfig {
+            kind,
+            app_id,
+            token,
+            crypto,
+            previous_crypto,
+            app_secret: app_secret.map(Secret::new),
+            mode,
+            api_base_url,
+        },
+        rules: rules?,
+        namespace,
+    })
+}
+
+fn kf_settings(raw: KfSection, errors: &mut Vec<String>) -> KfSettings {
+    if !(60..=3 * 86_400).contains(&raw.max_message_age_secs) {
+        errors.push(format!(
+            "kf.max_message_age_secs must be between 60 and 259200 (sync_msg keeps 3 days), not {}",
+            raw.max_message_age_secs
+        ));
+    }
+    if !(1..=1000).contains(&raw.sync_limit) {
+        errors.push(format!(
+            "kf.sync_limit must be between 1 and 1000, not {}",
+            raw.sync_limit
+        ));
+    }
+    if !(5..=600).contains(&raw.lock_ttl_secs) {
+        errors.push(format!(
+            "kf.lock_ttl_secs must be between 5 and 600, not {}",
+            raw.lock_ttl_secs
+        ));
+    }
+    KfSettings {
+        max_message_age: Duration::from_secs(raw.max_message_age_secs),
+        sync_limit: raw.sync_limit,
+        lock_ttl: Duration::from_secs(raw.lock_ttl_secs),
+    }
+}
+
+/// Paths, names and namespaces must not be shared between accounts.
+pub(super) fn check_unique(accounts: &[AccountEntry], problems: &mut Vec<String>) {
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    let mut namespaces = HashSet::new();
+    for a in accounts {
+        if !names.insert(a.name.as_str()) {
+            problems.push(format!("accounts: the name {:?} is used twice", a.name));
+        }
+        if !paths.insert(a.path.as_str()) {
+            problems.push(format!(
+                "accounts: the path {:?} is used twice (account {:?})",
+                a.path, a.name
+            ));
+        }
+        if !namespaces.insert(a.namespace.as_str()) {
+            problems.push(format!(
+                "accounts: account {:?} is the same WeChat account as another one ({})",
+                a.name, a.namespace
+            ));
+        }
+    }
+}

@@ -15,7 +15,6 @@
 //!   the access token like the real API: missing → 41001, unknown → 40001,
 //!   expired → 42001.
 //!
-//!
 //! WeCom (企业微信) and 微信客服:
 //!
 //! - `GET /cgi-bin/gettoken?corpid=&corpsecret=` knows [`CORP_SECRET`] (the
@@ -135,9 +134,7 @@ struct Kf {
     /// Callback Token → when it stops working.
     tokens: HashMap<String, Instant>,
     issued_tokens: u64,
-    /// (cursor, open_kfid) of every sync_msg call, as sent.
-    sync_calls: Vec<(Option<String>, String)>,
-    /// Bodies of every sync_msg call.
+    /// Bodies of every sync_msg call, in order.
     sync_bodies: Vec<Value>,
     next_sync_errors: VecDeque<i64>,
     next_send_errors: VecDeque<i64>,
@@ -159,7 +156,6 @@ impl Default for Kf {
             token_lifetime: Duration::from_secs(600),
             tokens: HashMap::new(),
             issued_tokens: 0,
-            sync_calls: Vec::new(),
             sync_bodies: Vec::new(),
             next_sync_errors: VecDeque::new(),
             next_send_errors: VecDeque::new(),
@@ -500,7 +496,18 @@ impl FakeWechat {
 
     /// (cursor, open_kfid) of every sync_msg call, as sent, failed ones included.
     pub fn kf_sync_calls(&self) -> Vec<(Option<String>, String)> {
-        self.with(|i| i.kf.sync_calls.clone())
+        self.with(|i| {
+            i.kf.sync_bodies
+                .iter()
+                .map(|b| {
+                    let cursor = b["cursor"].as_str().map(str::to_owned);
+                    (
+                        cursor,
+                        b["open_kfid"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
     }
 
     /// The bodies of every sync_msg call (to check `token`, `limit`, …).
@@ -986,10 +993,6 @@ async fn kf_sync(
     let wait_past = {
         let mut i = fake.inner.lock().unwrap();
         count_call(&mut i, ENDPOINT, token);
-        i.kf.sync_calls.push((
-            body["cursor"].as_str().map(str::to_owned),
-            body["open_kfid"].as_str().unwrap_or_default().to_owned(),
-        ));
         i.kf.sync_bodies.push(body.clone());
         i.kf.hold.as_mut().and_then(|h| {
             h.seen += 1;

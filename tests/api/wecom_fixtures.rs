@@ -96,6 +96,37 @@ pub fn wecom_crypto() -> MessageCrypto {
     )
 }
 
+/// A WeCom push of `xml` as WeCom sends it, stamped `now`: the query
+/// (`msg_signature=…&timestamp=…&nonce=…`, no path) and the body, with
+/// `<AgentID>` when `agent_id` is given.
+pub fn wecom_encrypted_post(xml: &str, now: i64, agent_id: Option<i64>) -> (String, String) {
+    let a = &*WECOM_ACCOUNT;
+    let encrypt = wecom_crypto().encrypt(xml);
+    let ts = now.to_string();
+    let nonce = "27182818";
+    let sig = crypto::msg_signature(&a.token, &ts, nonce, &encrypt);
+    let agent = agent_id
+        .map(|id| format!("<AgentID><![CDATA[{id}]]></AgentID>"))
+        .unwrap_or_default();
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>{agent}</xml>",
+        a.corp_id
+    );
+    (
+        format!("msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+        body,
+    )
+}
+
+/// The 微信客服 notification carrying `token` (e.g. one from
+/// `FakeWechat::kf_notification_token`) for `open_kfid`.
+pub fn kf_notification_xml(token: &str, open_kfid: &str, now: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>",
+        WECOM_ACCOUNT.corp_id
+    )
+}
+
 /// The query pairs of a URL query, each decoded exactly once.
 fn query_pairs(query: &str) -> BTreeMap<String, String> {
     reqwest::Url::parse(&format!("http://wecom.invalid/?{query}"))
@@ -345,6 +376,41 @@ fn the_get_verification_case() {
     let again = wecom_crypto()
         .encrypt_with_random(&random16(v.random16.as_bytes()), &v.expected_response_body);
     assert_eq!(again, v.echostr);
+}
+
+#[tokio::test]
+async fn a_notification_built_for_the_fake_reads_back() {
+    // What a core test does: take a Token from the fake, push the notification.
+    let fake = crate::fake_wechat::FakeWechat::start().await;
+    let a = &*WECOM_ACCOUNT;
+    let token = fake.kf_notification_token(&a.open_kfid);
+    let (query, body) = wecom_encrypted_post(
+        &kf_notification_xml(&token, &a.open_kfid, 1_700_100_500),
+        1_700_100_500,
+        None,
+    );
+    let q = query_pairs(&query);
+    let encrypt = envelope::parse_encrypted(body.as_bytes())
+        .unwrap()
+        .unwrap()
+        .encrypt;
+    crypto::verify_msg_signature(
+        &a.token,
+        &q["timestamp"],
+        &q["nonce"],
+        &encrypt,
+        &q["msg_signature"],
+    )
+    .unwrap();
+    let msg = Message::parse(wecom_crypto().decrypt(&encrypt).unwrap().as_bytes()).unwrap();
+    assert_eq!(msg.event_name(), "kf_msg_or_event");
+    assert_eq!(msg.fields.child_text("Token"), Some(token.as_str()));
+    assert!(xml::parse(body.as_bytes())
+        .unwrap()
+        .child_text("AgentID")
+        .is_none());
+    let (_, with_agent) = wecom_encrypted_post("<xml/>", 0, Some(AGENT_ID));
+    assert!(with_agent.contains("<AgentID><![CDATA[1000002]]></AgentID>"));
 }
 
 // ---- the shared WeCom vectors --------------------------------------------------------------

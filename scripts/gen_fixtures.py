@@ -40,6 +40,10 @@ import importlib.metadata
 import wechatpy
 import wechatpy.crypto as wp_crypto
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.enterprise.crypto import PrpCrypto as WeComPrpCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+from wechatpy.enterprise.exceptions import InvalidCorpIdException
+from wechatpy.enterprise.parser import parse_message as parse_wecom_message
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.parser import parse_message
 from wechatpy.utils import check_signature
@@ -230,15 +234,33 @@ def wechatpy_encrypt(msg, rand16):
     return pc.encrypt(msg, ACCOUNT["app_id"]).decode("ascii")
 
 
-def reference_encrypt(msg, rand16):
-    """Independent implementation: AES-256-CBC, IV = key[:16], 32-byte PKCS#7."""
-    key = aes_key(ACCOUNT["encoding_aes_key"])
+def reference_encrypt(msg, rand16, encoding_aes_key=None, receive_id=None):
+    """Independent implementation: AES-256-CBC, IV = key[:16], 32-byte PKCS#7.
+
+    Defaults to the OA fixture account; the WeCom fixtures pass their own key
+    and the corp id."""
+    key = aes_key(encoding_aes_key or ACCOUNT["encoding_aes_key"])
     raw = msg.encode("utf-8")
-    data = rand16 + struct.pack(">I", len(raw)) + raw + ACCOUNT["app_id"].encode("ascii")
+    receive_id = receive_id or ACCOUNT["app_id"]
+    data = rand16 + struct.pack(">I", len(raw)) + raw + receive_id.encode("ascii")
     n = 32 - len(data) % 32
     data += bytes([n]) * n
     enc = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
     return base64.b64encode(enc.update(data) + enc.finalize()).decode("ascii")
+
+
+def reference_decrypt(encrypt, encoding_aes_key):
+    """Independent decryption: returns (random16, msg, receive_id); checks the padding."""
+    key = aes_key(encoding_aes_key)
+    raw = base64.b64decode(encrypt, validate=True)
+    assert len(raw) % 32 == 0
+    dec = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    data = dec.update(raw) + dec.finalize()
+    n = data[-1]
+    assert 1 <= n <= 32 and data[-n:] == bytes([n]) * n
+    data = data[:-n]
+    (msg_len,) = struct.unpack(">I", data[16:20])
+    return data[:16], data[20:20 + msg_len].decode("utf-8"), data[20 + msg_len:].decode("ascii")
 
 
 def sha1_sorted(*parts):
@@ -433,6 +455,227 @@ def check_bad(name, body):
 
 
 # --------------------------------------------------------------------------
+# WeCom (企业微信): pushes to a self-built app's callback URL, and the
+# 微信客服 notification that arrives through the same callback
+# --------------------------------------------------------------------------
+WECOM_ACCOUNT = {
+    "token": "wxgateWecomFixture2024",  # letters/digits, 3-32, as the WeCom console requires
+    # 43 chars; the last char 'F' (value 5 = 0b000101) leaves the 2 surplus bits
+    # set, like the OA key, so a strict base64 decoder rejects it
+    "encoding_aes_key": "Wc0mG4teF1xtur3KeyQ7sN2vB9xR4tY6uP8oL3kJ5hF",
+    # receive_id inside every Encrypt payload; the fake WeCom API uses the same corp id
+    "corp_id": "ww5d3c1b9a7e2f4086",
+    "agent_id": 1000002,
+    "user_id": "LiLei",  # FromUserName of member messages and events
+    "open_kfid": "wkQx7T2gAAAwxgateFixtureKf0001Zq",  # 微信客服 account of the notification
+}
+
+WECOM_FIRST_CREATE_TIME = 1700100000
+# 64-bit like the OA MsgIds: > 2^53 and not exactly representable as an f64
+WECOM_FIRST_MSG_ID = 7391806524193857031
+
+# Header of a member message or event; {corp} {user} {ct} {msgid} {agent} {kfid} {kftoken}
+WH = ("<ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+      "<CreateTime>{ct}</CreateTime>")
+
+
+def wev(event):
+    return WH + "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[%s]]></Event>" % event
+
+
+AGENT = "<AgentID>{agent}</AgentID>"
+
+# (name, where the shape comes from, expected wechatpy.enterprise class, template)
+WECOM_KINDS = [
+    ("text", "WeCom doc 接收消息 / 消息格式: text, with MsgId and AgentID", "enterprise.messages.TextMessage",
+     WH + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好 wxgate 👋]]></Content>"
+          "<MsgId>{msgid}</MsgId>" + AGENT),
+    ("image", "WeCom doc 消息格式: image", "enterprise.messages.ImageMessage",
+     WH + "<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[https://wework.qpic.cn/wwpic/fixture/0]]></PicUrl>"
+          "<MediaId><![CDATA[wecom_image_media_id]]></MediaId><MsgId>{msgid}</MsgId>" + AGENT),
+    ("event_click", "WeCom doc 事件格式: 点击菜单拉取消息 (Event `click`, lower case in WeCom)",
+     "enterprise.events.ClickEvent",
+     wev("click") + "<EventKey><![CDATA[wxgate_menu_help]]></EventKey>" + AGENT),
+    ("event_enter_agent", "WeCom doc 事件格式: 进入应用 (EventKey present and empty)",
+     "enterprise.events.EnterAgentEvent",
+     wev("enter_agent") + "<EventKey><![CDATA[]]></EventKey>" + AGENT),
+    ("event_location", "WeCom doc 事件格式: 上报地理位置 (upper-case LOCATION, AppType wxwork)",
+     "enterprise.events.LocationEvent",
+     wev("LOCATION") + "<Latitude>23.104105</Latitude><Longitude>113.320107</Longitude>"
+                       "<Precision>65.000000</Precision>" + AGENT + "<AppType><![CDATA[wxwork]]></AppType>"),
+    # FromUserName is `sys`, ChangeType is bare text and there is no AgentID in the
+    # documented samples; since August 2022 new callback URLs get only UserID/Department.
+    ("event_change_contact", "WeCom doc 通讯录变更事件: 更新成员 (update_user); FromUserName sys, no AgentID",
+     "messages.UnknownMessage",
+     "<ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
+     "<CreateTime>{ct}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+     "<Event><![CDATA[change_contact]]></Event><ChangeType>update_user</ChangeType>"
+     "<UserID><![CDATA[{user}]]></UserID><Department><![CDATA[1,2]]></Department>"),
+    ("event_kf_msg_or_event", "PROTOCOL.md §4 微信客服 notification: no FromUserName, no AgentID, "
+                              "Token for kf/sync_msg and OpenKfId",
+     "messages.UnknownMessage",
+     "<ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>{ct}</CreateTime>"
+     "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
+     "<Token><![CDATA[{kftoken}]]></Token><OpenKfId><![CDATA[{kfid}]]></OpenKfId>"),
+]
+
+
+def wecom_kf_token():
+    """A callback Token shaped like the documented one: ENC + 44 letters/digits."""
+    return "ENC" + "".join(ALNUM[b % len(ALNUM)] for b in _digest("kf-token") + _digest("kf-token-2"))[:44]
+
+
+def wecom_encrypt(msg, rand16):
+    """Encrypt with wechatpy's enterprise PrpCrypto (receive id = corp id), prefix pinned."""
+    pc = WeComPrpCrypto(aes_key(WECOM_ACCOUNT["encoding_aes_key"]))
+    pc.get_random_string = lambda: rand16
+    out = pc.encrypt(msg, WECOM_ACCOUNT["corp_id"]).decode("ascii")
+    assert out == reference_encrypt(msg, rand16, WECOM_ACCOUNT["encoding_aes_key"], WECOM_ACCOUNT["corp_id"])
+    assert reference_decrypt(out, WECOM_ACCOUNT["encoding_aes_key"]) == (rand16, msg, WECOM_ACCOUNT["corp_id"])
+    return out
+
+
+def wechatpy_class_name(obj):
+    return "%s.%s" % (type(obj).__module__[len("wechatpy."):], type(obj).__name__)
+
+
+def build_wecom_kind(index, name, source, expected_class, template, msg_id):
+    acct = WECOM_ACCOUNT
+    ct = WECOM_FIRST_CREATE_TIME + index
+    plain = "<xml>" + template.format(
+        corp=acct["corp_id"], user=acct["user_id"], ct=ct, msgid=msg_id, agent=acct["agent_id"],
+        kfid=acct["open_kfid"], kftoken=wecom_kf_token()) + "</xml>"
+
+    # -- plain XML checks
+    root = ET.fromstring(plain.encode("utf-8"))
+    assert root.tag == "xml", name
+    assert xml_text(root, "ToUserName") == acct["corp_id"], name
+    assert xml_text(root, "CreateTime") == str(ct), name
+    msg_type = xml_text(root, "MsgType")
+    event = xml_text(root, "Event")
+    agent = xml_text(root, "AgentID")
+    if msg_type != "event":
+        assert xml_text(root, "MsgId") == str(msg_id), name
+        assert msg_id > 2 ** 53 and int(float(msg_id)) != msg_id, name
+    else:
+        assert root.find("MsgId") is None, name
+    if event == "kf_msg_or_event":
+        assert root.find("FromUserName") is None and agent is None, name
+        assert xml_text(root, "OpenKfId") == acct["open_kfid"] and xml_text(root, "Token").startswith("ENC")
+    elif event == "change_contact":
+        assert xml_text(root, "FromUserName") == "sys" and agent is None, name
+        assert xml_text(root, "ChangeType") == "update_user" and xml_text(root, "UserID") == acct["user_id"]
+    else:
+        assert xml_text(root, "FromUserName") == acct["user_id"], name
+        assert agent == str(acct["agent_id"]), name
+    parsed = parse_wecom_message(plain)
+    assert wechatpy_class_name(parsed) == expected_class, (name, wechatpy_class_name(parsed))
+    if agent is not None:
+        assert parsed.agent == acct["agent_id"], name
+
+    # -- the encrypted POST, as WeCom sends it
+    ts = str(ct)
+    nonce = fixed_nonce(name, "wecom")
+    rand16 = fixed_random16(name, "wecom")
+    encrypt = wecom_encrypt(plain, rand16)
+    msg_signature = sha1_sorted(acct["token"], ts, nonce, encrypt)
+    body = ("<xml><ToUserName><![CDATA[%s]]></ToUserName><Encrypt><![CDATA[%s]]></Encrypt>%s</xml>"
+            % (acct["corp_id"], encrypt,
+               "" if agent is None else "<AgentID><![CDATA[%s]]></AgentID>" % agent))
+    body_root = ET.fromstring(body.encode("utf-8"))
+    assert [c.tag for c in body_root] == ["ToUserName", "Encrypt"] + ([] if agent is None else ["AgentID"])
+    crypto = WeComCrypto(acct["token"], acct["encoding_aes_key"], acct["corp_id"])
+    assert crypto.decrypt_message(body, msg_signature, ts, nonce) == plain, name
+    for wrong in (
+        lambda: crypto.decrypt_message(body, sha1_sorted(acct["token"], ts, nonce), ts, nonce),
+        lambda: WeComCrypto(acct["token"], acct["encoding_aes_key"], "ww0000000000000000")
+        .decrypt_message(body, msg_signature, ts, nonce),
+    ):
+        try:
+            wrong()
+        except (InvalidSignatureException, InvalidCorpIdException):
+            pass
+        else:
+            raise AssertionError("wechatpy accepted a wrong signature or corp id: %s" % name)
+
+    files = {
+        "wecom/plain/%s.xml" % name: plain.encode("utf-8"),
+        "wecom/encrypted/%s.xml" % name: body.encode("utf-8"),
+    }
+    manifest = {
+        "source": source,
+        "create_time": ct,
+        "msg_type": msg_type,
+        "event": event,
+        "msg_id": str(msg_id) if msg_type != "event" else None,
+        "agent_id": None if agent is None else int(agent),
+        "wechatpy_class": expected_class,
+        "fields": {c.tag: (c.text or "") for c in root if len(c) == 0},
+        "query": {"msg_signature": msg_signature, "timestamp": ts, "nonce": nonce},
+        "random16": rand16.decode("ascii"),
+    }
+    return files, manifest
+
+
+def build_wecom_verify():
+    """The GET URL verification: an encrypted echostr whose base64 has '+' and '/'."""
+    acct = WECOM_ACCOUNT
+    ts = str(WECOM_FIRST_CREATE_TIME + 1000)
+    nonce = fixed_nonce("verify", "wecom")
+    # WeCom's echostr plaintext is a decimal number (19 digits in the official samples)
+    reply = str(10 ** 18 + int.from_bytes(_digest("verify", "echostr")[:8], "big") % (9 * 10 ** 18))
+    for attempt in range(1000):
+        rand16 = fixed_random16("verify#%d" % attempt, "wecom")
+        echostr = wecom_encrypt(reply, rand16)
+        if "+" in echostr and "/" in echostr:
+            break
+    else:
+        raise AssertionError("no echostr with both '+' and '/'")
+    msg_signature = sha1_sorted(acct["token"], ts, nonce, echostr)
+    crypto = WeComCrypto(acct["token"], acct["encoding_aes_key"], acct["corp_id"])
+    assert crypto.check_signature(msg_signature, ts, nonce, echostr) == reply
+    get_query = query_string([("msg_signature", msg_signature), ("timestamp", ts), ("nonce", nonce),
+                              ("echostr", echostr)])
+    assert "%2B" in get_query and "%2F" in get_query and "+" not in get_query and "/" not in get_query
+    return {
+        "timestamp": ts,
+        "nonce": nonce,
+        "echostr": echostr,
+        "msg_signature": msg_signature,
+        "random16": rand16.decode("ascii"),
+        "get_query": get_query,
+        "expected_response_body": reply,
+    }
+
+
+def generate_wecom():
+    acct = WECOM_ACCOUNT
+    key_last = ALNUM.index(acct["encoding_aes_key"][-1])
+    assert len(acct["encoding_aes_key"]) == 43 and key_last & 3, "key must have non-zero trailing bits"
+    assert len(acct["corp_id"]) == 18 and acct["corp_id"].startswith("ww")
+    files = {}
+    manifest = {
+        "generator": "scripts/gen_fixtures.py",
+        "wechatpy": WECHATPY_VERSION,
+        "account": "account.json",
+        "kinds": {},
+        "verify": build_wecom_verify(),
+    }
+    names = [k[0] for k in WECOM_KINDS]
+    assert len(set(names)) == len(names)
+    msg_id = WECOM_FIRST_MSG_ID
+    for index, (name, source, cls, template) in enumerate(WECOM_KINDS):
+        kind_files, info = build_wecom_kind(index, name, source, cls, template, msg_id)
+        if info["msg_type"] != "event":
+            msg_id += MSG_ID_STEP
+        files.update(kind_files)
+        manifest["kinds"][name] = info
+    files["wecom/account.json"] = (json.dumps(acct, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files["wecom/manifest.json"] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files
+
+
+# --------------------------------------------------------------------------
 def generate():
     installed = importlib.metadata.version("wechatpy")
     if installed != WECHATPY_VERSION:
@@ -475,6 +718,7 @@ def generate():
 
     files["account.json"] = (json.dumps(ACCOUNT, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     files["xml/manifest.json"] = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files.update(generate_wecom())
     return files
 
 
@@ -497,11 +741,11 @@ def main():
             except FileNotFoundError:
                 print("MISSING %s" % rel)
                 bad += 1
-        for sub in ("plain", "compatible", "safe", "bad"):
-            d = os.path.join(FIXTURES, "xml", sub)
+        for sub in ("xml/plain", "xml/compatible", "xml/safe", "xml/bad", "wecom/plain", "wecom/encrypted"):
+            d = os.path.join(FIXTURES, sub)
             for fn in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-                if "xml/%s/%s" % (sub, fn) not in files:
-                    print("STALE %s" % os.path.join("xml", sub, fn))
+                if "%s/%s" % (sub, fn) not in files:
+                    print("STALE %s/%s" % (sub, fn))
                     bad += 1
         print("gen_fixtures --check: %d files, %d problems" % (len(files), bad))
         return 1 if bad else 0

@@ -18,3 +18,5 @@ mod redis_server;
 mod token;
 mod vectors;
 mod webhook;
+mod wecom_fake;
+mod wecom_fixtures;

@@ -14,7 +14,8 @@ fn vectors_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"))
 }
 
-fn load(file: &str) -> Vec<Value> {
+/// The `vectors` array of a file in the shared vector set; panics when it is missing.
+pub fn load(file: &str) -> Vec<Value> {
     let path = vectors_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

@@ -940,6 +940,9 @@ reply = {{ type = "text", content = "x" }}
         .unwrap_err()
         .to_string();
         assert!(err.contains("the path \"/weixin\" is used twice"), "{err}");
-        assert!(err.contains("same WeChat account as another one (wx1)"), "{err}");
+        assert!(
+            err.contains("same WeChat account as another one (wx1)"),
+            "{err}"
+        );
     }
 }

@@ -26,9 +26,20 @@ impl DedupKey {
     /// Messages: account + sender + MsgId. Events (no MsgId): account +
     /// sender + CreateTime + Event + EventKey (repeated LOCATION pushes share
     /// sender and CreateTime, so the event name and key are part of it).
+    /// WeChat Customer Service notifications have no sender and may share a
+    /// second: their `Token` tells them apart.
     pub fn for_message(message: &Message) -> DedupKey {
+        let kf_token = message.fields.child_text("Token").filter(|t| !t.is_empty());
         let key = match message.msg_id.filter(|_| message.is_user_message()) {
             Some(id) => format!("{}:{}:m:{id}", message.to_user, message.from_user),
+            None if kf_token.is_some() => format!(
+                "{}:{}:e:{}:{}:t:{}",
+                message.to_user,
+                message.from_user,
+                message.create_time,
+                message.event_name(),
+                kf_token.unwrap_or_default()
+            ),
             None => format!(
                 "{}:{}:e:{}:{}:{}",
                 message.to_user,

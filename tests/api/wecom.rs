@@ -1,0 +1,367 @@
+//! WeCom self-built apps through the real server: the shared WeCom vectors
+//! over HTTP, WeCom's own events, late answers through the app message
+//! API, and several accounts side by side in one process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wxgate::crypto::{self, AesKey, MessageCrypto};
+use wxgate::message::{envelope, xml::parse_str};
+use wxgate::Config;
+
+use crate::fake_upstream::{eventually, Behaviour, FakeUpstream};
+use crate::fake_wechat::{FakeWechat, AGENT_ID, CORP_ID, CORP_SECRET};
+use crate::helpers::{text_xml, TestApp, ACCOUNT};
+
+const NOW: i64 = 1_750_000_000;
+/// The WeCom test app (separate from the Official Account fixture).
+const WC_TOKEN: &str = "wecomTestToken";
+const WC_KEY: &str = "Qm8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o";
+
+fn vectors() -> Vec<Value> {
+    let dir = std::env::var_os("WXGATE_VECTORS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    let mut all = Vec::new();
+    for file in [
+        "official_vectors.json",
+        "generated_vectors.json",
+        "wechatpy_test_vectors.json",
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; set WXGATE_VECTORS_DIR", path.display()));
+        let json: Value = serde_json::from_str(&text).unwrap();
+        all.extend(
+            json["vectors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v["kind"] == "wecom")
+                .cloned(),
+        );
+    }
+    all
+}
+
+fn wecom_config(token: &str, key: &str, corp_id: &str, extra: &str) -> Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[account]\nkind = \"wecom\"\ncorp_id = \"{corp_id}\"\nagent_id = {AGENT_ID}\ntoken = \"{token}\"\nencoding_aes_key = \"{key}\"\n{extra}"
+    );
+    Config::from_toml(&text, Path::new("wecom.toml"), |_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn crypto_of(key: &str, corp_id: &str) -> MessageCrypto {
+    MessageCrypto::new(AesKey::from_encoding_aes_key(key).unwrap(), corp_id)
+}
+
+/// Percent-encodes base64 as WeChat does (`+`, `/`, `=`).
+fn enc(s: &str) -> String {
+    s.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// A WeCom push of `xml` to `path`: msg_signature only, always encrypted,
+/// AgentID beside the ciphertext.
+pub fn wecom_request(
+    path: &str,
+    token: &str,
+    crypto: &MessageCrypto,
+    xml: &str,
+    now: i64,
+    agent_id: Option<i64>,
+) -> (String, String) {
+    let encrypt = crypto.encrypt(xml);
+    let ts = now.to_string();
+    let nonce = "2718281828";
+    let sig = crypto::msg_signature(token, &ts, nonce, &encrypt);
+    let agent = agent_id
+        .map(|id| format!("<AgentID>{id}</AgentID>"))
+        .unwrap_or_default();
+    (
+        format!("{path}?msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
+        format!(
+            "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>{agent}</xml>",
+            crypto.receive_id()
+        ),
+    )
+}
+
+/// Verifies and decrypts an encrypted reply envelope.
+pub fn open_wecom_reply(token: &str, crypto: &MessageCrypto, body: &str) -> String {
+    let env = envelope::parse_encrypted_reply(body.as_bytes())
+        .unwrap()
+        .unwrap_or_else(|| panic!("not an envelope: {body:?}"));
+    crypto::verify_msg_signature(
+        token,
+        &env.timestamp,
+        &env.nonce,
+        &env.encrypt,
+        &env.msg_signature,
+    )
+    .expect("reply signature");
+    crypto.decrypt(&env.encrypt).expect("reply decrypts")
+}
+
+fn wecom_text(content: &str, now: i64, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>"
+    )
+}
+
+#[tokio::test]
+async fn every_wecom_vector_verifies_and_decrypts_through_the_server() {
+    let mut checked = 0;
+    for v in vectors() {
+        let name = v["name"].as_str().unwrap();
+        let s = |k: &str| v[k].as_str().map(str::to_owned);
+        let (Some(token), Some(key), Some(corp)) =
+            (s("token"), s("encoding_aes_key"), s("receive_id"))
+        else {
+            panic!("{name}: incomplete vector")
+        };
+        let query = v.get("query");
+        let q = |k: &str| s(k).or_else(|| query.and_then(|q| q[k].as_str()).map(str::to_owned));
+        let (Some(ts), Some(nonce), Some(sig)) = (q("timestamp"), q("nonce"), q("msg_signature"))
+        else {
+            continue;
+        };
+        let now: i64 = ts.parse().unwrap();
+        if v["direction"] == "encrypt" {
+            // Replies: covered by the crypto vectors (random prefix fixed there).
+            continue;
+        }
+        let app = TestApp::spawn_with(wecom_config(&token, &key, &corp, ""), now).await;
+        let base = format!("/weixin?msg_signature={sig}&timestamp={ts}&nonce={nonce}");
+        let echo = s("echostr").or_else(|| {
+            s("expected_msg")
+                .filter(|m| !m.starts_with("<xml"))
+                .and(s("encrypt"))
+        });
+        if let Some(echostr) = echo {
+            let expected = s("expected_response_body").or(s("expected_msg")).unwrap();
+            let (status, body) = app.get(&format!("{base}&echostr={}", enc(&echostr))).await;
+            assert_eq!((status, body.as_str()), (200, expected.as_str()), "{name}");
+            // One nonce off: refused.
+            let bad = base.replace(&format!("nonce={nonce}"), "nonce=1");
+            let (status, _) = app.get(&format!("{bad}&echostr={}", enc(&echostr))).await;
+            assert_eq!(status, 403, "{name}: wrong nonce");
+            checked += 1;
+        }
+        if let Some(post_body) = s("post_body") {
+            let (status, body) = app.post(&base, post_body.clone()).await;
+            // No rules: WeCom's "no reply" is 200 with an empty body.
+            assert_eq!((status, body.as_str()), (200, ""), "{name}");
+            // The same push to an account with another corp id is refused.
+            let other =
+                TestApp::spawn_with(wecom_config(&token, &key, "ww0000000000000000", ""), now)
+                    .await;
+            let (status, _) = other.post(&base, post_body).await;
+            assert_eq!(status, 403, "{name}: receive id must be checked");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 7, "only {checked} WeCom vectors checked");
+}
+
+#[tokio::test]
+async fn wecom_messages_and_events_go_through_the_rules_and_replies_are_sealed() {
+    let rules = r#"
+[[rules]]
+name = "hello"
+match = { text = "你好" }
+reply = { type = "text", content = "hi {from_user}" }
+[[rules]]
+name = "enter"
+match = { event = "enter_agent" }
+reply = { type = "text", content = "欢迎使用" }
+[[rules]]
+name = "menu"
+match = { event = "click", key = "K1" }
+reply = { type = "news", articles = [{ title = "A", url = "https://example.com/a" }, { title = "B", url = "https://example.com/b" }] }
+"#;
+    let app = TestApp::spawn_with(wecom_config(WC_TOKEN, WC_KEY, CORP_ID, rules), NOW).await;
+    let crypto = crypto_of(WC_KEY, CORP_ID);
+    let post = |xml: String| {
+        let (q, b) = wecom_request("/weixin", WC_TOKEN, &crypto, &xml, NOW, Some(AGENT_ID));
+        let app = &app;
+        async move { app.post(&q, b).await }
+    };
+
+    let (status, body) = post(wecom_text("你好", NOW, 1)).await;
+    assert_eq!(status, 200);
+    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    assert_eq!(reply.child_text("Content"), Some("hi zhangsan"));
+    assert_eq!(reply.child_text("ToUserName"), Some("zhangsan"));
+    assert_eq!(reply.child_text("FromUserName"), Some(CORP_ID));
+
+    let event = |name: &str, extra: &str| {
+        format!("<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName><CreateTime>{NOW}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{name}]]></Event>{extra}<AgentID>{AGENT_ID}</AgentID></xml>")
+    };
+    let (_, body) = post(event("enter_agent", "<EventKey><![CDATA[]]></EventKey>")).await;
+    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    assert_eq!(reply.child_text("Content"), Some("欢迎使用"));
+
+    let (_, body) = post(event("click", "<EventKey><![CDATA[K1]]></EventKey>")).await;
+    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    assert_eq!(reply.child_text("ArticleCount"), Some("2"));
+
+    // WeCom's own events without a rule: parsed, answered with nothing.
+    let (status, body) = post(event(
+        "change_contact",
+        "<ChangeType><![CDATA[update_user]]></ChangeType><UserID><![CDATA[lisi]]></UserID>",
+    ))
+    .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, body) = post(wecom_text("没有规则", NOW, 2)).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    // An Official Account style request (signature + encrypt_type) is not WeCom's.
+    let sig = crypto::signature(WC_TOKEN, &NOW.to_string(), "1");
+    let (status, _) = app
+        .post(
+            &format!("/weixin?signature={sig}&timestamp={NOW}&nonce=1&encrypt_type=aes"),
+            wecom_text("x", NOW, 3),
+        )
+        .await;
+    assert_eq!(status, 400, "missing msg_signature");
+    // A stale timestamp is refused like on an Official Account.
+    let (q, b) = wecom_request(
+        "/weixin",
+        WC_TOKEN,
+        &crypto,
+        &wecom_text("你好", NOW, 4),
+        NOW - 3600,
+        Some(AGENT_ID),
+    );
+    assert_eq!(app.post(&q, b).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_slow_wecom_answer_arrives_as_an_app_message() {
+    let wechat = FakeWechat::start().await;
+    let long: String = (1..=90).map(|i| format!("第{i}句回答内容。")).collect();
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(900),
+        json!({ "type": "text", "content": long }),
+    ))
+    .await;
+    let extra = format!(
+        "corp_secret = \"{CORP_SECRET}\"\napi_base_url = \"{}\"\n[agent]\npassive_budget_ms = 300\ninterim_text = \"稍等\"\n[[upstreams]]\nname = \"agent\"\nprotocol = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 5000\n[default_reply]\ntype = \"upstream\"\nupstream = \"agent\"\n",
+        wechat.base_url(),
+        hook.hook_url()
+    );
+    let app = TestApp::spawn_with(wecom_config(WC_TOKEN, WC_KEY, CORP_ID, &extra), NOW).await;
+    let crypto = crypto_of(WC_KEY, CORP_ID);
+    let (q, b) = wecom_request(
+        "/weixin",
+        WC_TOKEN,
+        &crypto,
+        &wecom_text("讲讲", NOW, 11),
+        NOW,
+        Some(AGENT_ID),
+    );
+    let (status, body) = app.post(&q, b).await;
+    assert_eq!(status, 200);
+    let interim = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    assert_eq!(interim.child_text("Content"), Some("稍等"));
+
+    let texts = || -> Vec<String> {
+        wechat
+            .wecom_sends()
+            .iter()
+            .map(|s| s["text"]["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(6), || texts().concat() == long).await,
+        "the late answer never arrived whole: {:?}",
+        wechat.wecom_sends()
+    );
+    for send in wechat.wecom_sends() {
+        assert_eq!(send["touser"], "zhangsan");
+        assert_eq!(send["agentid"], AGENT_ID);
+        assert_eq!(send["msgtype"], "text");
+    }
+    assert!(texts().len() >= 2, "split into several messages");
+    // The token came from WeCom's gettoken with the app secret.
+    assert_eq!(wechat.api_calls("/cgi-bin/message/custom/send"), 0);
+}
+
+#[tokio::test]
+async fn accounts_are_served_side_by_side_with_their_own_rules() {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[account]
+app_id = "{app_id}"
+token = "{token}"
+encoding_aes_key = "{key}"
+mode = "plain"
+[[rules]]
+match = {{ text = "hello" }}
+reply = {{ type = "text", content = "from the official account" }}
+
+[[accounts]]
+name = "corp"
+kind = "wecom"
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+token = "{WC_TOKEN}"
+encoding_aes_key = "{WC_KEY}"
+[[accounts.rules]]
+match = {{ text = "hello" }}
+reply = {{ type = "text", content = "from the wecom app" }}
+"#,
+        app_id = ACCOUNT.app_id,
+        token = ACCOUNT.token,
+        key = ACCOUNT.encoding_aes_key,
+    );
+    let config = Config::from_toml(&text, Path::new("multi.toml"), |_| None).unwrap();
+    let app = TestApp::spawn_with(config, NOW).await;
+    let crypto = crypto_of(WC_KEY, CORP_ID);
+
+    let (status, body) = app.post_plain(&text_xml("hello", NOW, 77)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("from the official account"), "{body}");
+
+    // The same MsgId on the other account is another message.
+    let (q, b) = wecom_request(
+        "/weixin/corp",
+        WC_TOKEN,
+        &crypto,
+        &wecom_text("hello", NOW, 77),
+        NOW,
+        Some(AGENT_ID),
+    );
+    let (status, body) = app.post(&q, b.clone()).await;
+    assert_eq!(status, 200);
+    let reply = open_wecom_reply(WC_TOKEN, &crypto, &body);
+    assert!(reply.contains("from the wecom app"), "{reply}");
+
+    // Each path speaks for its own account only.
+    let official_path = q.replacen("/weixin/corp", "/weixin", 1);
+    assert_eq!(app.post(&official_path, b).await.0, 400);
+    let verify = |path: &str| {
+        let ts = NOW.to_string();
+        let sig = crypto::signature(&ACCOUNT.token, &ts, "5");
+        format!("{path}?signature={sig}&timestamp={ts}&nonce=5&echostr=ok")
+    };
+    assert_eq!(app.get(&verify("/weixin")).await, (200, "ok".to_owned()));
+    assert_eq!(app.get(&verify("/weixin/corp")).await.0, 400);
+    assert_eq!(app.get(&verify("/weixin/other")).await.0, 404);
+
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(
+        ready["accounts"],
+        json!([
+            {"name": "default", "kind": "official", "path": "/weixin", "mode": "plain", "rules": 1},
+            {"name": "corp", "kind": "wecom", "path": "/weixin/corp", "mode": "safe", "rules": 1},
+        ])
+    );
+}

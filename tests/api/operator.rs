@@ -295,3 +295,112 @@ fn rules_test_and_crypto_helpers_work_offline() {
     let out = wxgate(&config, &["crypto", "decrypt", "AAAA"]);
     assert!(!out.status.success());
 }
+
+fn accounts_example() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/accounts.toml")
+}
+
+#[test]
+fn the_multi_account_example_passes_check_config_and_its_kf_block_is_valid() {
+    let out = wxgate(&accounts_example(), &["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    for needle in [
+        "account shop (official, mode plain, 1 rule(s)) at /weixin/shop",
+        "account corp (wecom, mode safe, 2 rule(s)) at /weixin/corp",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    // The commented Customer Service block is valid once filled in.
+    let example = std::fs::read_to_string(accounts_example()).unwrap();
+    let (head, kf) = example
+        .split_once("# [[accounts]]\n# name = \"service\"")
+        .expect("the kf block");
+    let kf: String = format!("# [[accounts]]\n# name = \"service\"{kf}")
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| l.replace("\"...\"", "\"Qm8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = wxgate::Config::from_toml(&format!("{head}{kf}"), Path::new("kf.toml"), |_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.accounts[2].name, "service");
+    assert_eq!(config.accounts[2].path, "/kf");
+}
+
+#[tokio::test]
+async fn the_simulator_speaks_wecom_to_a_wecom_account() {
+    let config = accounts_example();
+    let (_server, base) = start(&config).await;
+    let url = format!("{base}/weixin/corp");
+    let out = wxgate(
+        &config,
+        &[
+            "--account",
+            "corp",
+            "simulate",
+            "--url",
+            &url,
+            "text",
+            "你好",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("WeCom, encrypted"), "{text}");
+    assert!(
+        text.contains("encrypted reply (signature verified, decrypted)"),
+        "{text}"
+    );
+    assert!(text.contains("你好，同事"), "{text}");
+
+    let out = wxgate(&config, &["--account", "corp", "verify-url", "--url", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The other account answers with the top-level rules, in plain mode.
+    let shop = format!("{base}/weixin/shop");
+    let out = wxgate(
+        &config,
+        &[
+            "--account",
+            "shop",
+            "simulate",
+            "--url",
+            &shop,
+            "text",
+            "hello",
+        ],
+    );
+    assert!(stdout(&out).contains("你好，"), "{}", stdout(&out));
+    // Talking to one account with another's secrets fails, and says so.
+    let out = wxgate(
+        &config,
+        &[
+            "--account",
+            "shop",
+            "simulate",
+            "--url",
+            &url,
+            "text",
+            "hello",
+        ],
+    );
+    assert!(!out.status.success());
+    let out = wxgate(
+        &config,
+        &["--account", "nobody", "verify-url", "--url", &url],
+    );
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account named \"nobody\""));
+}

@@ -112,20 +112,13 @@ impl LateDelivery for CustomServiceDelivery {
             if let Some(call) = typing {
                 let _ = tokio::time::timeout(Duration::from_secs(3), call).await;
             }
-            let count = parts.len();
-            for (i, part) in parts.iter().enumerate() {
-                if let Err((kind, e)) = send(&api, &policy, part).await {
-                    metrics.agent_failure(kind);
-                    return Err(format!(
-                        "customer-service message {} of {count} not sent ({kind}): {e}",
-                        i + 1
-                    ));
-                }
-            }
-            if count > 0 {
-                metrics.agent_delivery("late");
+            let sent = send_in_order(&parts, &policy, &metrics, "customer-service message", |m| {
+                api.send_custom(m)
+            })
+            .await?;
+            if sent > 0 {
                 tracing::info!(
-                    messages = count,
+                    messages = sent,
                     "late answer sent through the customer-service API"
                 );
             }
@@ -134,19 +127,41 @@ impl LateDelivery for CustomServiceDelivery {
     }
 }
 
-/// Sends one message, retrying busy (-1) and quota (45009) a bounded number
-/// of times. 45015 (outside the 48 h window) and 45047 (reply quota spent)
-/// are final: retrying cannot help.
-async fn send(
-    api: &WechatApi,
+/// Sends the parts of one late answer in order, each under `policy`, and
+/// counts the delivery (or the failure that stopped it). `what` names a
+/// part in the error. Returns how many were sent.
+pub async fn send_in_order<'a, M, F, Fut>(
+    parts: &'a [M],
     policy: &SendPolicy,
-    message: &CustomMessage,
-) -> Result<(), (&'static str, CallError)> {
-    send_with_retry(policy, || api.send_custom(message)).await
+    metrics: &Metrics,
+    what: &str,
+    mut send_one: F,
+) -> Result<usize, String>
+where
+    F: FnMut(&'a M) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CallError>>,
+{
+    let count = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        if let Err((kind, e)) = send_with_retry(policy, || send_one(part)).await {
+            metrics.agent_failure(kind);
+            return Err(format!(
+                "{what} {} of {count} not sent ({kind}): {e}",
+                i + 1
+            ));
+        }
+    }
+    if count > 0 {
+        metrics.agent_delivery("late");
+    }
+    Ok(count)
 }
 
-/// Runs one send attempt after another under `policy` (see [`send`]);
-/// any WeChat send API (custom send, WeCom app messages, Customer Service).
+/// Runs one send attempt after another under `policy`, for any WeChat
+/// send API (custom send, WeCom app messages, Customer Service): busy (-1)
+/// and quota (45009) are retried a bounded number of times; 45015 (outside
+/// the 48 h window) and 45047 (reply quota spent) are final, as retrying
+/// cannot help.
 pub async fn send_with_retry<T, F, Fut>(
     policy: &SendPolicy,
     mut attempt_once: F,

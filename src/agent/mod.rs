@@ -36,7 +36,8 @@ use crate::store::{Namespace, Store};
 
 pub use history::{ChatMessage, History};
 pub use late::{
-    custom_messages, message_bodies, send_with_retry, CustomServiceDelivery, SendPolicy,
+    custom_messages, message_bodies, send_in_order, send_with_retry, CustomServiceDelivery,
+    SendPolicy,
 };
 pub use moderation::Moderation;
 pub use settings::{

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::agent::{message_bodies, send_with_retry, SendPolicy};
+use crate::agent::{message_bodies, send_in_order, SendPolicy};
 use crate::delivery::{LateDelivery, LateFuture};
 use crate::message::{Message, Reply, MAX_ARTICLES};
 use crate::metrics::Metrics;
@@ -55,21 +55,12 @@ impl LateDelivery for AppDelivery {
         let agent_id = self.agent_id;
         Box::pin(async move {
             let parts = app_messages(&message.from_user, agent_id, &reply)?;
-            let count = parts.len();
-            for (i, part) in parts.iter().enumerate() {
-                if let Err((kind, e)) =
-                    send_with_retry(&policy, || api.send_app_message(part)).await
-                {
-                    metrics.agent_failure(kind);
-                    return Err(format!(
-                        "WeCom app message {} of {count} not sent ({kind}): {e}",
-                        i + 1
-                    ));
-                }
-            }
-            if count > 0 {
-                metrics.agent_delivery("late");
-                tracing::info!(messages = count, "late answer sent as a WeCom app message");
+            let sent = send_in_order(&parts, &policy, &metrics, "WeCom app message", |m| {
+                api.send_app_message(m)
+            })
+            .await?;
+            if sent > 0 {
+                tracing::info!(messages = sent, "late answer sent as a WeCom app message");
             }
             Ok(())
         })

@@ -86,6 +86,19 @@ fn notification(wechat: &FakeWechat, now: i64) -> (String, String) {
     wecom_request("/kf", KF_TOKEN, &crypto(), &xml, now, None)
 }
 
+/// Sends a fresh notification to a server at `base`; the HTTP status.
+async fn notify_binary(wechat: &FakeWechat, base: &str) -> u16 {
+    let (query, body) = notification(wechat, now_unix());
+    reqwest::Client::new()
+        .post(format!("{base}{query}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Customer messages `first..=last`, sent `age` seconds before `now`.
 fn customer_messages(first: u32, last: u32, now: i64, age: i64) -> Vec<Value> {
     (first..=last)
@@ -275,16 +288,7 @@ async fn a_node_killed_mid_pull_is_resumed_from_the_saved_cursor_after_a_restart
     // and is killed there, as a crash would.
     wechat.hold_syncs_after(1);
     let first = start_binary(&path).await;
-    let (query, body) = notification(&wechat, now_unix());
-    let client = reqwest::Client::new();
-    let status = client
-        .post(format!("{}{query}", first.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(notify_binary(&wechat, &first.base).await, 200);
     assert!(
         eventually(Duration::from_secs(10), || wechat.kf_sends().len() == 2
             && wechat.kf_sync_calls().len() == 2)
@@ -301,15 +305,7 @@ async fn a_node_killed_mid_pull_is_resumed_from_the_saved_cursor_after_a_restart
     // A new node, on the same Redis, hears of the messages and takes over
     // once the dead node's lock has expired.
     let second = start_binary(&path).await;
-    let (query, body) = notification(&wechat, now_unix());
-    let status = client
-        .post(format!("{}{query}", second.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(notify_binary(&wechat, &second.base).await, 200);
     assert!(
         eventually(Duration::from_secs(15), || wechat.kf_sends().len() >= 6).await,
         "answers: {:?}",

@@ -295,8 +295,14 @@ impl Callback {
 
     /// Renders the plaintext reply XML (`None` for `success`), with the
     /// header swapped and WeChat's article limit applied.
+    ///
+    /// A push without a sender (WeCom's `kf_msg_or_event`, system events)
+    /// cannot be answered: nothing is rendered.
     pub fn render(&self, inbound: &Inbound, reply: &Reply) -> Option<Arc<str>> {
         let message = &inbound.message;
+        if message.from_user.is_empty() {
+            return None;
+        }
         let now = self.clock.now_unix();
         reply
             .render(

@@ -365,3 +365,58 @@ reply = {{ type = "text", content = "from the wecom app" }}
         ])
     );
 }
+
+#[tokio::test]
+async fn every_recorded_wecom_push_is_answered_through_the_server() {
+    use crate::wecom_fixtures::{read, wecom_crypto, wecom_manifest, WECOM_ACCOUNT};
+    let a = &*WECOM_ACCOUNT;
+    // A rule for every event (events get no default reply) and a default
+    // reply for messages: each push gets a reply naming its type.
+    let manifest = wecom_manifest();
+    let reply =
+        "reply = { type = \"text\", content = \"got {msg_type} {event} from {from_user}\" }";
+    let mut rules: String = manifest
+        .kinds
+        .values()
+        .filter_map(|k| k.event.as_deref())
+        .map(|e| format!("[[rules]]\nmatch = {{ event = \"{e}\" }}\n{reply}\n"))
+        .collect();
+    rules.push_str(
+        "[default_reply]\ntype = \"text\"\ncontent = \"got {msg_type} {event} from {from_user}\"\n",
+    );
+    let config = wecom_config(&a.token, &a.encoding_aes_key, &a.corp_id, &rules);
+    let verify = &manifest.verify;
+    let app = TestApp::spawn_with(config, verify.timestamp.parse().unwrap()).await;
+    assert_eq!(
+        app.get(&format!("/weixin?{}", verify.get_query)).await,
+        (200, verify.expected_response_body.clone())
+    );
+    let crypto = wecom_crypto();
+    for (name, kind) in &manifest.kinds {
+        app.clock.set(kind.query.timestamp.parse().unwrap());
+        let body = read(&format!("encrypted/{name}.xml"));
+        let (status, reply) = app
+            .post(&format!("/weixin?{}", kind.query.to_query_string()), body)
+            .await;
+        assert_eq!(status, 200, "{name}: {reply}");
+        let from = kind.fields.get("FromUserName").cloned().unwrap_or_default();
+        if from.is_empty() {
+            // The Customer Service notification on an app account: nothing to say.
+            assert_eq!(reply, "", "{name}");
+            continue;
+        }
+        let xml = parse_str(&open_wecom_reply(&a.token, &crypto, &reply)).unwrap();
+        let expected = format!(
+            "got {} {} from {from}",
+            kind.msg_type,
+            kind.event.as_deref().unwrap_or("")
+        );
+        assert_eq!(xml.child_text("Content"), Some(expected.as_str()), "{name}");
+        assert_eq!(xml.child_text("ToUserName"), Some(from.as_str()), "{name}");
+        assert_eq!(
+            xml.child_text("FromUserName"),
+            Some(a.corp_id.as_str()),
+            "{name}"
+        );
+    }
+}

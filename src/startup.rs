@@ -43,8 +43,8 @@ pub struct Application {
     apis: Vec<Option<WechatApi>>,
     /// Stop the background token refreshers when the application goes.
     _refreshers: Vec<RefresherGuard>,
-    /// Stops the callback IP refresher when the application goes.
-    _ip_refresher: Option<callback_ips::RefreshGuard>,
+    /// Stop the callback IP refreshers when the application goes.
+    _ip_refreshers: Vec<callback_ips::RefreshGuard>,
 }
 
 /// Parts that can be swapped in when building (tests, embedding).
@@ -73,15 +73,19 @@ impl Default for Overrides {
     }
 }
 
-/// Readiness of the callback IP allowlist: WeChat's list must be loaded.
-struct AllowlistProbe(Arc<Allowlist>);
+/// Readiness of an account's callback IP allowlist: WeChat's list must be loaded.
+struct AllowlistProbe {
+    /// `callback_ips`, or `callback_ips:{account}` after the first account.
+    name: String,
+    allowlist: Arc<Allowlist>,
+}
 
 impl Probe for AllowlistProbe {
     fn name(&self) -> &str {
-        "callback_ips"
+        &self.name
     }
     fn check(&self) -> ProbeFuture<'_> {
-        let count = self.0.fetched_len();
+        let count = self.allowlist.fetched_len();
         Box::pin(async move {
             if count > 0 {
                 Ok(format!("{count} WeChat callback IP ranges"))
@@ -218,6 +222,15 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
             .map_err(StartupError::Store)?,
         ),
     })
+}
+
+/// A probe name: `what` for the first account, `what:{name}` for the others.
+fn suffixed(what: &str, index: usize, name: &str) -> String {
+    if index == 0 {
+        what.to_owned()
+    } else {
+        format!("{what}:{name}")
+    }
 }
 
 /// Who decides the reply, and where late replies go.
@@ -407,6 +420,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
         let mut refreshers = Vec::new();
+        let mut ip_refreshers = Vec::new();
         let mut endpoints = Vec::new();
         let mut apis = Vec::new();
         let mut token_endpoint = None;
@@ -435,11 +449,7 @@ impl Application {
                 }
                 refreshers.push(parts.tokens.spawn_refresher());
                 probes.push(Arc::new(TokenProbe {
-                    name: if index == 0 {
-                        "token".to_owned()
-                    } else {
-                        format!("token:{}", entry.name)
-                    },
+                    name: suffixed("token", index, &entry.name),
                     tokens: parts.tokens.clone(),
                     clock: clock.clone(),
                 }));
@@ -504,6 +514,22 @@ impl Application {
                 config.server.timestamp_window_secs,
                 clock.clone(),
             );
+            let allowlist = Arc::new(Allowlist::new(
+                config.security.allowlist,
+                config.security.extra_allowed_ips.clone(),
+            ));
+            if let (Some(api), AllowlistMode::Wechat) = (&api, config.security.allowlist) {
+                probes.push(Arc::new(AllowlistProbe {
+                    name: suffixed("callback_ips", index, &entry.name),
+                    allowlist: allowlist.clone(),
+                }));
+                ip_refreshers.push(callback_ips::spawn(
+                    api.clone(),
+                    allowlist.clone(),
+                    store.clone(),
+                    namespace.clone(),
+                ));
+            }
             endpoints.push(Arc::new(Endpoint {
                 name: entry.name.clone(),
                 kind: entry.account.kind.as_str(),
@@ -512,26 +538,10 @@ impl Application {
                 rules,
                 delivery,
                 tokens,
+                allowlist,
             }));
             apis.push(api);
         }
-        let primary_api = apis.first().cloned().flatten();
-        let allowlist = Arc::new(Allowlist::new(
-            config.security.allowlist,
-            config.security.extra_allowed_ips.clone(),
-        ));
-        let ip_refresher = match (&primary_api, config.security.allowlist) {
-            (Some(api), AllowlistMode::Wechat) => {
-                probes.push(Arc::new(AllowlistProbe(allowlist.clone())));
-                Some(callback_ips::spawn(
-                    api.clone(),
-                    allowlist.clone(),
-                    store.clone(),
-                    Namespace::for_app(&config.primary().namespace),
-                ))
-            }
-            _ => None,
-        };
         let reload_rules = endpoints
             .iter()
             .map(|e| (e.name.clone(), e.rules.clone()))
@@ -539,7 +549,6 @@ impl Application {
         let state = AppState::new(StateParts {
             endpoints,
             metrics,
-            allowlist,
             trusted_proxies: config.security.trusted_proxies.clone(),
             probes,
             reloader: Some(Arc::new(Reloader::new(config.clone(), reload_rules))),
@@ -569,7 +578,7 @@ impl Application {
             shutdown_grace: config.delivery.shutdown_grace,
             apis,
             _refreshers: refreshers,
-            _ip_refresher: ip_refresher,
+            _ip_refreshers: ip_refreshers,
         })
     }
 

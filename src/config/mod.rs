@@ -416,8 +416,15 @@ impl Config {
                     .into(),
             );
         }
-        if allowlist == AllowlistMode::Wechat && accounts_ok && !primary_has_credentials {
-            problems.push("security.ip_allowlist = \"wechat\" fetches WeChat's callback IPs and needs account.app_id and app_secret".into());
+        if allowlist == AllowlistMode::Wechat {
+            for a in accounts.iter().filter(|a| !a.account.has_api_credentials()) {
+                let (id, secret) = if a.account.kind.is_wecom() {
+                    ("corp_id", "corp_secret")
+                } else {
+                    ("app_id", "app_secret")
+                };
+                problems.push(format!("security.ip_allowlist = \"wechat\" fetches each account's callback IPs and needs its {id} and {secret}: account {:?} has none", a.name));
+            }
         }
         let rule_sets: Vec<(&str, &RuleSet)> = accounts
             .iter()

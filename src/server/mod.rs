@@ -50,6 +50,9 @@ pub struct Endpoint {
     pub delivery: Delivery,
     /// The token manager (token metrics), when the account makes API calls.
     pub tokens: Option<TokenManager>,
+    /// Who may call this account's path (WeChat's and WeCom's callback
+    /// addresses differ, so each account has its own list).
+    pub allowlist: Arc<Allowlist>,
 }
 
 /// Everything the handlers share. Cheap to clone (one `Arc`).
@@ -65,7 +68,6 @@ struct Shared {
     /// Every account; the first is the primary one.
     endpoints: Vec<Arc<Endpoint>>,
     metrics: Arc<Metrics>,
-    allowlist: Arc<Allowlist>,
     trusted_proxies: Vec<IpNet>,
     probes: Vec<Arc<dyn Probe>>,
     reloader: Option<Arc<Reloader>>,
@@ -81,8 +83,6 @@ pub struct StateParts {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Callback IP allowlist.
-    pub allowlist: Arc<Allowlist>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Readiness probes.
@@ -109,7 +109,6 @@ impl AppState {
             inner: Arc::new(Shared {
                 endpoints: parts.endpoints,
                 metrics: parts.metrics,
-                allowlist: parts.allowlist,
                 trusted_proxies: parts.trusted_proxies,
                 probes: parts.probes,
                 reloader: parts.reloader,

@@ -52,10 +52,11 @@ fn refuse(state: &AppState, e: ApiError) -> Response {
 /// Refuses callers outside the allowlist (when one is configured).
 fn check_caller(
     state: &AppState,
+    endpoint: &Endpoint,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let allowlist = &state.inner.allowlist;
+    let allowlist = &endpoint.allowlist;
     if !allowlist.enabled() {
         return Ok(());
     }
@@ -81,7 +82,7 @@ pub(super) async fn verify(
     headers: HeaderMap,
     q: Result<Query<CallbackQuery>, QueryRejection>,
 ) -> Response {
-    let result = check_caller(&state, peer, &headers)
+    let result = check_caller(&state, &endpoint, peer, &headers)
         .and_then(|()| query(q))
         .and_then(|q| endpoint.callback.verify_url(&q).map_err(ApiError::from));
     match result {
@@ -109,7 +110,7 @@ pub(super) async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    if let Err(e) = check_caller(&state, peer, &headers) {
+    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
         return refuse(&state, e);
     }
     let q = match query(q) {

@@ -49,11 +49,11 @@ fn app(mode: &str) -> axum::Router {
         rules,
         delivery,
         tokens: None,
+        allowlist: Arc::new(Allowlist::off()),
     };
     let state = AppState::new(StateParts {
         endpoints: vec![Arc::new(endpoint)],
         metrics,
-        allowlist: Arc::new(Allowlist::off()),
         trusted_proxies: vec![],
         probes: vec![],
         reloader: None,

@@ -1,14 +1,15 @@
 //! `GET /internal/access_token`: the shared token for other internal services.
 //!
 //! Off (404) unless `[token] internal_api_key` is set; callers authenticate
-//! with `Authorization: Bearer <key>`. The answer is never cached and the
-//! token is never logged.
+//! with `Authorization: Bearer <key>`; `?account=NAME` asks for another
+//! account's token than the primary one's. The answer is never cached and
+//! the token is never logged.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -63,7 +64,17 @@ impl IntoResponse for InternalError {
     }
 }
 
-pub(super) async fn access_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `?account=NAME` picks another account than the primary one.
+#[derive(Deserialize)]
+pub(super) struct Which {
+    account: Option<String>,
+}
+
+pub(super) async fn access_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(which): Query<Which>,
+) -> Response {
     let Some(endpoint) = state.inner.token_endpoint.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -71,7 +82,27 @@ pub(super) async fn access_token(State(state): State<AppState>, headers: HeaderM
         tracing::debug!("internal access token request with a missing or wrong bearer key");
         return InternalError::Unauthorized.into_response();
     }
-    let token = match endpoint.tokens.token().await {
+    let tokens = match which.account.as_deref() {
+        None => &endpoint.tokens,
+        Some(name) => match state
+            .endpoints()
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.tokens.as_ref())
+        {
+            Some(tokens) => tokens,
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(serde_json::json!({
+                        "error": "no account of that name with API credentials"
+                    })),
+                )
+                    .into_response()
+            }
+        },
+    };
+    let token = match tokens.token().await {
         Ok(t) => t,
         Err(e) => return InternalError::Unavailable(e).into_response(),
     };

@@ -420,3 +420,59 @@ async fn every_recorded_wecom_push_is_answered_through_the_server() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_internal_token_endpoint_serves_each_account() {
+    use crate::fake_wechat::{APP_ID, APP_SECRET};
+    let wechat = FakeWechat::start().await;
+    let key = "internal-key-0123456789abcdef";
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[token]
+api_base_url = "{api}"
+internal_api_key = "{key}"
+[account]
+token = "t"
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+[[accounts]]
+name = "corp"
+kind = "wecom"
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+corp_secret = "{CORP_SECRET}"
+api_base_url = "{api}"
+token = "{WC_TOKEN}"
+encoding_aes_key = "{WC_KEY}"
+"#,
+        api = wechat.base_url()
+    );
+    let config = Config::from_toml(&text, Path::new("t.toml"), |_| None).unwrap();
+    let app = TestApp::spawn_with(config, NOW).await;
+    let get = |query: &str| {
+        let request = app
+            .client
+            .get(format!("{}/internal/access_token{query}", app.base))
+            .bearer_auth(key);
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, official) = get("").await;
+    assert_eq!(status, 200);
+    let official = official["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        wechat.token_secret(&official),
+        None,
+        "an Official Account token"
+    );
+    let (status, corp) = get("?account=corp").await;
+    assert_eq!(status, 200);
+    let corp = corp["access_token"].as_str().unwrap();
+    assert_eq!(wechat.token_secret(corp).as_deref(), Some(CORP_SECRET));
+    assert_eq!(get("?account=nobody").await.0, 404);
+}

@@ -1,10 +1,39 @@
 //! Log setup. `RUST_LOG` overrides the configured level.
+//!
+//! Lines go to stderr. The per-request access lines (target
+//! [`ACCESS_TARGET`], one per request at `info`) are batched: they reach
+//! stderr within [`FLUSH_AFTER`], or as soon as [`BATCH_BYTES`] have
+//! gathered, or just before any other line, so that the order is kept. One
+//! `write` per batch instead of one per request; every other line is written
+//! at once, as before.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
 
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
+
+/// The target of the one `info` line written per request.
+pub const ACCESS_TARGET: &str = "wxgate::access";
+/// The longest an access line waits in the batch.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
+/// A batch this large is written at once.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// What a handler tells the access line about its request, as a response
+/// extension: the access line shows these fields when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessNote {
+    /// The message's MsgType label (`-` when refused before parsing).
+    pub msg_type: &'static str,
+    /// How the request was answered (`replied`, `duplicate`, a refusal label, …).
+    pub outcome: &'static str,
+}
 
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(log: &LogConfig) {
@@ -13,7 +42,7 @@ pub fn init(log: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(BatchedWriter::start(Box::new(std::io::stderr())))
         .with_ansi(std::io::stderr().is_terminal());
     let _ = if log.json {
         builder
@@ -24,6 +53,135 @@ pub fn init(log: &LogConfig) {
     } else {
         builder.try_init()
     };
+}
+
+/// A sink with the access lines batched (see the module docs): stderr in
+/// production, a buffer in the tests.
+#[derive(Clone)]
+struct BatchedWriter {
+    batch: Arc<Batch>,
+}
+
+struct Batch {
+    state: Mutex<BatchState>,
+    /// Writes the batch [`FLUSH_AFTER`] after its first line.
+    flusher: OnceLock<Thread>,
+}
+
+struct BatchState {
+    /// Access lines not yet written.
+    lines: Vec<u8>,
+    sink: Box<dyn Write + Send>,
+}
+
+impl BatchState {
+    /// Writes out and empties the batch.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let result = self.sink.write_all(&self.lines);
+        self.lines.clear();
+        result
+    }
+}
+
+impl Batch {
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        // A panic while holding the lock leaves at worst a partial batch.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl BatchedWriter {
+    /// Starts the flusher thread for `sink`.
+    fn start(sink: Box<dyn Write + Send>) -> Self {
+        let batch = Arc::new(Batch {
+            state: Mutex::new(BatchState {
+                lines: Vec::with_capacity(BATCH_BYTES),
+                sink,
+            }),
+            flusher: OnceLock::new(),
+        });
+        let for_thread = Arc::clone(&batch);
+        let flusher = std::thread::Builder::new()
+            .name("wxgate-log".into())
+            .spawn(move || loop {
+                // Unparked by the first line of a batch.
+                std::thread::park();
+                std::thread::sleep(FLUSH_AFTER);
+                let _ = for_thread.lock().write_out();
+            });
+        match flusher {
+            Ok(handle) => {
+                let _ = batch.flusher.set(handle.thread().clone());
+            }
+            // Without the thread nothing is batched: every line is written at once.
+            Err(e) => eprintln!("warning: no log flusher thread ({e}); access lines unbatched"),
+        }
+        BatchedWriter { batch }
+    }
+}
+
+/// One line's writer: into the batch, or straight to the sink.
+struct LineWriter<'a> {
+    batch: &'a Batch,
+    batched: bool,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.batch.lock();
+        if self.batched {
+            let first = state.lines.is_empty();
+            state.lines.extend_from_slice(line);
+            if state.lines.len() >= BATCH_BYTES {
+                state.write_out()?;
+            } else if first {
+                if let Some(flusher) = self.batch.flusher.get() {
+                    flusher.unpark();
+                }
+            }
+        } else {
+            // Earlier access lines first, to keep the order.
+            state.write_out()?;
+            state.sink.write_all(line)?;
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.batched {
+            Ok(())
+        } else {
+            self.batch.lock().sink.flush()
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchedWriter {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            batch: &self.batch,
+            batched: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            batch: &self.batch,
+            batched: batched(meta.target(), *meta.level()) && self.batch.flusher.get().is_some(),
+        }
+    }
+}
+
+/// Access lines at `info` (or more verbose) wait in the batch; warnings and
+/// errors, and every other line, are written at once.
+fn batched(target: &str, level: Level) -> bool {
+    // More verbose levels compare greater in `tracing`.
+    target == ACCESS_TARGET && level >= Level::INFO
 }
 
 /// An OpenID or user id shortened for logs: the first and last four
@@ -40,12 +198,62 @@ pub fn short_id(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::short_id;
+    use super::*;
 
     #[test]
     fn ids_are_shortened() {
         assert_eq!(short_id("oX7kQ9mTzB4v-Lw2nR_c8YpE3sHd"), "oX7k…3sHd");
         assert_eq!(short_id("short"), "…");
         assert_eq!(short_id(""), "");
+    }
+
+    /// A sink the test can read while the writer owns it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn line(writer: &BatchedWriter, target: &str, level: Level, text: &str) {
+        let mut line = LineWriter {
+            batch: &writer.batch,
+            batched: batched(target, level),
+        };
+        line.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn access_lines_wait_and_other_lines_flush_them_in_order() {
+        let sink = Shared::default();
+        let writer = BatchedWriter::start(Box::new(sink.clone()));
+        line(&writer, ACCESS_TARGET, Level::INFO, "a1\n");
+        line(&writer, ACCESS_TARGET, Level::INFO, "a2\n");
+        line(&writer, ACCESS_TARGET, Level::WARN, "w\n");
+        line(&writer, "wxgate::other", Level::INFO, "o\n");
+        line(&writer, ACCESS_TARGET, Level::INFO, "a3\n");
+        // Everything up to the last direct line is out, in order (whether or
+        // not the flusher has run yet).
+        assert!(sink.text().starts_with("a1\na2\nw\no\n"), "{}", sink.text());
+        // The flusher writes the rest without any further line.
+        for _ in 0..500 {
+            if sink.text().ends_with("a3\n") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(sink.text().ends_with("o\na3\n"), "{}", sink.text());
     }
 }

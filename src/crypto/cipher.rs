@@ -1,12 +1,13 @@
 use aes::cipher::block_padding::NoPadding;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
+use aes::Aes256;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::{AesKey, CryptoError};
 
-type Encryptor = cbc::Encryptor<aes::Aes256>;
-type Decryptor = cbc::Decryptor<aes::Aes256>;
+type Encryptor = cbc::Encryptor<Aes256>;
+type Decryptor = cbc::Decryptor<Aes256>;
 
 /// WeChat pads to 32-byte blocks, not AES's 16 (PROTOCOL §3.3).
 const PAD_BLOCK: usize = 32;
@@ -20,6 +21,9 @@ const HEADER_LEN: usize = 20;
 #[derive(Clone)]
 pub struct MessageCrypto {
     key: AesKey,
+    /// The expanded AES key (both directions), computed once: expanding it
+    /// costs about as much as encrypting a short message.
+    cipher: Aes256,
     receive_id: String,
 }
 
@@ -32,10 +36,18 @@ impl std::fmt::Debug for MessageCrypto {
     }
 }
 
+/// A decrypted, unpadded plaintext: `random(16) | len | msg | receive_id`,
+/// with `msg` at `HEADER_LEN..msg_end`.
+struct Opened {
+    content: Vec<u8>,
+    msg_end: usize,
+}
+
 impl MessageCrypto {
     /// `receive_id` is the Official Account app id (or the WeCom corp id).
     pub fn new(key: AesKey, receive_id: impl Into<String>) -> Self {
         MessageCrypto {
+            cipher: Aes256::new(key.bytes().into()),
             key,
             receive_id: receive_id.into(),
         }
@@ -69,9 +81,8 @@ impl MessageCrypto {
         buf.extend_from_slice(self.receive_id.as_bytes());
         buf.resize(body_len + pad, pad as u8);
         let len = buf.len();
-        let iv = self.key.iv();
         // The buffer length is a multiple of 32, so NoPadding cannot fail.
-        let ciphertext = Encryptor::new(self.key.bytes().into(), &iv.into())
+        let ciphertext = Encryptor::inner_iv_init(self.cipher.clone(), &self.key.iv().into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, len)
             .expect("BUG: buffer is a whole number of blocks");
         STANDARD.encode(ciphertext)
@@ -79,9 +90,17 @@ impl MessageCrypto {
 
     /// Decrypts a base64 `Encrypt` value and checks the receive id.
     pub fn decrypt(&self, encrypt: &str) -> Result<String, CryptoError> {
-        let (msg, receive_id) = self.decrypt_parts(encrypt)?;
+        let Opened {
+            mut content,
+            msg_end,
+        } = self.open(encrypt)?;
         // Not secret, but compare fully anyway so timing says nothing.
-        if receive_id.as_bytes() != self.receive_id.as_bytes() {
+        let same_id = content[msg_end..] == *self.receive_id.as_bytes();
+        // The message is turned into the String in place: no copy.
+        content.truncate(msg_end);
+        content.drain(..HEADER_LEN);
+        let msg = String::from_utf8(content).map_err(|_| CryptoError::NotUtf8)?;
+        if !same_id {
             return Err(CryptoError::AppIdMismatch);
         }
         Ok(msg)
@@ -92,38 +111,50 @@ impl MessageCrypto {
     /// For diagnostics (the simulator, `wxgate crypto decrypt`); the request
     /// path uses [`MessageCrypto::decrypt`].
     pub fn decrypt_parts(&self, encrypt: &str) -> Result<(String, String), CryptoError> {
+        let Opened { content, msg_end } = self.open(encrypt)?;
+        let msg =
+            std::str::from_utf8(&content[HEADER_LEN..msg_end]).map_err(|_| CryptoError::NotUtf8)?;
+        let receive_id = String::from_utf8_lossy(&content[msg_end..]).into_owned();
+        Ok((msg.to_owned(), receive_id))
+    }
+
+    /// Base64-decodes, decrypts in place and checks the padding and the
+    /// length field.
+    fn open(&self, encrypt: &str) -> Result<Opened, CryptoError> {
         let mut buf = STANDARD
             .decode(encrypt.trim())
             .map_err(|_| CryptoError::BadBase64)?;
         if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(CryptoError::BadCipherLength(buf.len()));
         }
-        let iv = self.key.iv();
-        let plain = Decryptor::new(self.key.bytes().into(), &iv.into())
+        let plain_len = Decryptor::inner_iv_init(self.cipher.clone(), &self.key.iv().into())
             .decrypt_padded_mut::<NoPadding>(&mut buf)
-            .map_err(|_| CryptoError::BadCipherLength(encrypt.len()))?;
-        let pad = *plain.last().ok_or(CryptoError::BadPadding)? as usize;
-        if pad == 0 || pad > PAD_BLOCK || pad > plain.len() {
+            .map_err(|_| CryptoError::BadCipherLength(encrypt.len()))?
+            .len();
+        let pad = *buf[..plain_len].last().ok_or(CryptoError::BadPadding)? as usize;
+        if pad == 0 || pad > PAD_BLOCK || pad > plain_len {
             return Err(CryptoError::BadPadding);
         }
-        let content_len = plain.len() - pad;
-        if plain[content_len..].iter().any(|&b| b as usize != pad) {
+        let content_len = plain_len - pad;
+        if buf[content_len..plain_len]
+            .iter()
+            .any(|&b| b as usize != pad)
+        {
             return Err(CryptoError::BadPadding);
         }
-        let content = &plain[..content_len];
-        if content.len() < HEADER_LEN {
+        if content_len < HEADER_LEN {
             return Err(CryptoError::LengthOutOfRange);
         }
-        let msg_len =
-            u32::from_be_bytes([content[16], content[17], content[18], content[19]]) as usize;
+        let msg_len = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]) as usize;
         let msg_end = HEADER_LEN
             .checked_add(msg_len)
-            .filter(|&end| end <= content.len())
+            .filter(|&end| end <= content_len)
             .ok_or(CryptoError::LengthOutOfRange)?;
-        let msg =
-            std::str::from_utf8(&content[HEADER_LEN..msg_end]).map_err(|_| CryptoError::NotUtf8)?;
-        let receive_id = String::from_utf8_lossy(&content[msg_end..]).into_owned();
-        Ok((msg.to_owned(), receive_id))
+        buf.truncate(content_len);
+        Ok(Opened {
+            content: buf,
+            msg_end,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! recorded answer again.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,8 +20,11 @@ pub type Recorded = Option<Arc<str>>;
 pub type DedupFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Identifies one delivery of one message across WeChat's retries.
+///
+/// Shared rather than copied: the in-memory store keeps it twice (the map
+/// and the eviction queue), and a clone is a reference count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupKey(String);
+pub struct DedupKey(Arc<str>);
 
 impl DedupKey {
     /// Messages: account + sender + MsgId. Events (no MsgId): account +
@@ -29,32 +33,35 @@ impl DedupKey {
     /// WeChat Customer Service notifications have no sender and may share a
     /// second: their `Token` tells them apart.
     pub fn for_message(message: &Message) -> DedupKey {
-        let kf_token = message.fields.child_text("Token").filter(|t| !t.is_empty());
-        let key = match message.msg_id.filter(|_| message.is_user_message()) {
-            Some(id) => format!("{}:{}:m:{id}", message.to_user, message.from_user),
-            None if kf_token.is_some() => format!(
-                "{}:{}:e:{}:{}:t:{}",
-                message.to_user,
-                message.from_user,
-                message.create_time,
-                message.event_name(),
-                kf_token.unwrap_or_default()
-            ),
-            None => format!(
-                "{}:{}:e:{}:{}:{}",
-                message.to_user,
-                message.from_user,
-                message.create_time,
-                message.event_name(),
-                message.event_key()
-            ),
-        };
-        DedupKey(key)
+        // Built by hand rather than with format!: this runs on every request.
+        let mut key = String::with_capacity(64);
+        key.push_str(&message.to_user);
+        key.push(':');
+        key.push_str(&message.from_user);
+        // Writing to a String cannot fail.
+        match message.msg_id.filter(|_| message.is_user_message()) {
+            Some(id) => {
+                let _ = write!(key, ":m:{id}");
+            }
+            None => {
+                let _ = write!(key, ":e:{}:", message.create_time);
+                key.push_str(message.event_name());
+                key.push(':');
+                match message.fields.child_text("Token").filter(|t| !t.is_empty()) {
+                    Some(token) => {
+                        key.push_str("t:");
+                        key.push_str(token);
+                    }
+                    None => key.push_str(message.event_key()),
+                }
+            }
+        }
+        DedupKey(Arc::from(key))
     }
 
     /// A key from its text form (tests, tools).
     pub fn from_raw(raw: &str) -> DedupKey {
-        DedupKey(raw.to_owned())
+        DedupKey(Arc::from(raw))
     }
 
     /// The key as text (store keys are derived from it).
@@ -102,8 +109,9 @@ pub trait Dedup: Send + Sync {
 }
 
 enum State {
-    /// Being handled; waiters subscribe.
-    InFlight(watch::Sender<Option<Recorded>>),
+    /// Being handled. The channel is made when the first retry waits for the
+    /// answer (rarely), not for every message.
+    InFlight(Option<watch::Sender<Option<Recorded>>>),
     Done(Recorded),
 }
 
@@ -186,11 +194,10 @@ impl Dedup for MemoryDedup {
                     });
                 }
             }
-            let (tx, _) = watch::channel(None);
             inner.entries.insert(
                 key.clone(),
                 Entry {
-                    state: State::InFlight(tx),
+                    state: State::InFlight(None),
                     at: now,
                 },
             );
@@ -208,7 +215,7 @@ impl Dedup for MemoryDedup {
         Box::pin(async move {
             let mut inner = self.lock();
             if let Some(entry) = inner.entries.get_mut(key) {
-                if let State::InFlight(tx) = &entry.state {
+                if let State::InFlight(Some(tx)) = &entry.state {
                     tx.send_replace(Some(answer.clone()));
                 }
                 entry.state = State::Done(answer);
@@ -238,10 +245,12 @@ impl Dedup for MemoryDedup {
     ) -> DedupFuture<'a, Option<Recorded>> {
         Box::pin(async move {
             let mut rx = {
-                let inner = self.lock();
-                match inner.entries.get(key).map(|e| &e.state) {
+                let mut inner = self.lock();
+                match inner.entries.get_mut(key).map(|e| &mut e.state) {
                     Some(State::Done(answer)) => return Some(answer.clone()),
-                    Some(State::InFlight(tx)) => tx.subscribe(),
+                    Some(State::InFlight(tx)) => {
+                        tx.get_or_insert_with(|| watch::channel(None).0).subscribe()
+                    }
                     None => return None,
                 }
             };
@@ -263,7 +272,7 @@ mod tests {
     use super::*;
 
     fn key(n: u32) -> DedupKey {
-        DedupKey(format!("k{n}"))
+        DedupKey::from_raw(&format!("k{n}"))
     }
 
     #[tokio::test]
@@ -317,5 +326,49 @@ mod tests {
         d.complete(&key(5), None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(matches!(d.claim(&key(5)).await.unwrap(), Claim::First));
+    }
+
+    #[tokio::test]
+    async fn waiters_learn_when_a_claim_is_abandoned() {
+        let d = Arc::new(MemoryDedup::new(Duration::from_secs(300), 100));
+        assert!(matches!(d.claim(&key(6)).await.unwrap(), Claim::First));
+        let waiter = {
+            let d = d.clone();
+            tokio::spawn(async move { d.wait(&key(6), Duration::from_secs(5)).await })
+        };
+        // Let the waiter subscribe (which makes the channel) before abandoning.
+        for _ in 0..100 {
+            let subscribed = matches!(
+                d.lock().entries.get(&key(6)).map(|e| &e.state),
+                Some(State::InFlight(Some(_)))
+            );
+            if subscribed {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        d.abandon(&key(6)).await;
+        assert_eq!(waiter.await.unwrap(), None);
+    }
+
+    #[test]
+    fn keys_name_account_sender_and_message() {
+        let text = Message::parse(
+            b"<xml><ToUserName>gh_a</ToUserName><FromUserName>o1</FromUserName>\
+              <CreateTime>7</CreateTime><MsgType>text</MsgType><Content>hi</Content>\
+              <MsgId>42</MsgId></xml>",
+        )
+        .unwrap();
+        assert_eq!(DedupKey::for_message(&text).as_str(), "gh_a:o1:m:42");
+        let event = Message::parse(
+            b"<xml><ToUserName>gh_a</ToUserName><FromUserName>o1</FromUserName>\
+              <CreateTime>7</CreateTime><MsgType>event</MsgType><Event>CLICK</Event>\
+              <EventKey>K</EventKey></xml>",
+        )
+        .unwrap();
+        assert_eq!(
+            DedupKey::for_message(&event).as_str(),
+            "gh_a:o1:e:7:CLICK:K"
+        );
     }
 }

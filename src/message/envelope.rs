@@ -1,7 +1,5 @@
 //! The `<Encrypt>` wrapper of safe and compatible mode (PROTOCOL §2, §3.5).
 
-use std::fmt::Write as _;
-
 use super::xml::{self, push_cdata_element, XmlError};
 
 /// What an encrypted request body carries outside the ciphertext.
@@ -15,16 +13,11 @@ pub struct EncryptedBody {
 
 /// Reads `<Encrypt>` from a safe- or compatible-mode body.
 ///
-/// `Ok(None)` when the document is fine but has no `<Encrypt>`.
+/// `Ok(None)` when the document is fine but has no `<Encrypt>`. The body is
+/// checked as [`xml::parse`] checks it, but only the two fields are kept.
 pub fn parse_encrypted(body: &[u8]) -> Result<Option<EncryptedBody>, XmlError> {
-    let root = xml::parse(body)?;
-    let Some(encrypt) = root.child_text("Encrypt") else {
-        return Ok(None);
-    };
-    Ok(Some(EncryptedBody {
-        to_user: root.child_text("ToUserName").map(str::to_owned),
-        encrypt: encrypt.to_owned(),
-    }))
+    let [encrypt, to_user] = xml::top_level_texts(body, ["Encrypt", "ToUserName"])?;
+    Ok(encrypt.map(|encrypt| EncryptedBody { to_user, encrypt }))
 }
 
 /// Renders the encrypted reply envelope.
@@ -40,7 +33,9 @@ pub fn render_encrypted(
     out.push('\n');
     push_cdata_element(&mut out, "MsgSignature", msg_signature);
     out.push('\n');
-    let _ = writeln!(out, "<TimeStamp>{timestamp}</TimeStamp>");
+    out.push_str("<TimeStamp>");
+    out.push_str(timestamp);
+    out.push_str("</TimeStamp>\n");
     push_cdata_element(&mut out, "Nonce", nonce);
     out.push_str("\n</xml>");
     out
@@ -61,26 +56,18 @@ pub struct EncryptedReply {
 
 /// Reads an encrypted reply envelope; `Ok(None)` if it is not one.
 pub fn parse_encrypted_reply(body: &[u8]) -> Result<Option<EncryptedReply>, XmlError> {
-    let root = xml::parse(body)?;
-    let field = |n: &str| root.child_text(n).map(str::to_owned);
-    Ok(
-        match (
-            field("Encrypt"),
-            field("MsgSignature"),
-            field("TimeStamp"),
-            field("Nonce"),
-        ) {
-            (Some(encrypt), Some(msg_signature), Some(timestamp), Some(nonce)) => {
-                Some(EncryptedReply {
-                    encrypt,
-                    msg_signature,
-                    timestamp,
-                    nonce,
-                })
-            }
-            _ => None,
-        },
-    )
+    let fields = xml::top_level_texts(body, ["Encrypt", "MsgSignature", "TimeStamp", "Nonce"])?;
+    Ok(match fields {
+        [Some(encrypt), Some(msg_signature), Some(timestamp), Some(nonce)] => {
+            Some(EncryptedReply {
+                encrypt,
+                msg_signature,
+                timestamp,
+                nonce,
+            })
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]

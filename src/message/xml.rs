@@ -1,5 +1,8 @@
 //! A deliberately small XML reader for WeChat's flat `<xml>…</xml>` documents.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use quick_xml::events::Event as XmlEvent;
 use quick_xml::Reader;
 use thiserror::Error;
@@ -65,11 +68,106 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
 
 /// Parses a WeChat XML document from a string.
 pub fn parse_str(text: &str) -> Result<Element, XmlError> {
-    let mut reader = Reader::from_str(text);
-    reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::with_capacity(4);
     let mut root: Option<Element> = None;
+    walk(text, |node| match node {
+        Node::Open { name, .. } => stack.push(Element {
+            name: name.to_owned(),
+            ..Element::default()
+        }),
+        Node::Text(text) => {
+            if let Some(current) = stack.last_mut() {
+                current.text.push_str(text);
+            }
+        }
+        Node::Close { .. } => {
+            if let Some(done) = stack.pop() {
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(done),
+                    None => root = Some(done),
+                }
+            }
+        }
+    })?;
+    let mut root = root.ok_or(XmlError::Empty)?;
+    clear_mixed_whitespace(&mut root);
+    Ok(root)
+}
+
+/// The texts of the root's first direct children named `names`, read in one
+/// pass without building the element tree. The whole document is checked
+/// exactly as [`parse`] checks it (UTF-8, no DOCTYPE, `<xml>` root, depth and
+/// size limits, well-formedness), and each text is what
+/// [`Element::child_text`] would return.
+pub fn top_level_texts<const N: usize>(
+    body: &[u8],
+    names: [&str; N],
+) -> Result<[Option<String>; N], XmlError> {
+    let text = std::str::from_utf8(body).map_err(|_| XmlError::NotUtf8)?;
+    let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+    // The wanted child being read: its slot and whether it has children.
+    let mut reading: Option<(usize, bool)> = None;
+    let mut depth = 0;
+    walk(text, |node| match node {
+        Node::Open { name, depth: d } => {
+            depth = d;
+            if d == 2 {
+                reading = names
+                    .iter()
+                    .position(|n| *n == name)
+                    .filter(|&i| found[i].is_none())
+                    .map(|i| (i, false));
+                if let Some((i, _)) = reading {
+                    found[i] = Some(String::new());
+                }
+            } else if let Some((_, has_children)) = &mut reading {
+                *has_children = true;
+            }
+        }
+        Node::Text(text) => {
+            if let (2, Some((i, _))) = (depth, reading) {
+                if let Some(value) = &mut found[i] {
+                    value.push_str(text);
+                }
+            }
+        }
+        Node::Close { depth: d } => {
+            depth = d - 1;
+            if d == 2 {
+                if let Some((i, true)) = reading {
+                    // As clear_mixed_whitespace does for the tree.
+                    if let Some(value) = found[i].as_mut().filter(|v| v.trim().is_empty()) {
+                        value.clear();
+                    }
+                }
+                reading = None;
+            }
+        }
+    })?;
+    Ok(found)
+}
+
+/// One step through a document, as far as [`walk`] has checked it.
+enum Node<'e> {
+    /// An element opens (`<name>` or `<name/>`); the root is at depth 1.
+    Open { name: &'e str, depth: usize },
+    /// Text or CDATA of the innermost open element, entities resolved.
+    Text(&'e str),
+    /// The innermost open element closes (right after `Open` for `<name/>`).
+    Close { depth: usize },
+}
+
+/// Reads a WeChat document event by event, refusing what WeChat never
+/// sends: a DOCTYPE (so no entity is ever expanded), a root other than
+/// `<xml>`, more than [`MAX_DEPTH`] levels or [`MAX_ELEMENTS`] elements,
+/// anything but whitespace around the root, and malformed XML. `visit` sees
+/// the nodes in order; an error can come after some were visited.
+fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
     let mut count = 0usize;
+    let mut root_closed = false;
 
     loop {
         let event = reader
@@ -77,84 +175,72 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
             .map_err(|e| XmlError::Malformed(e.to_string()))?;
         match event {
             XmlEvent::DocType(_) => return Err(XmlError::Doctype),
-            XmlEvent::Start(start) => {
-                if root.is_some() {
+            XmlEvent::Start(ref start) | XmlEvent::Empty(ref start) => {
+                if root_closed {
                     return Err(XmlError::Malformed("content after the root element".into()));
                 }
+                let empty = matches!(event, XmlEvent::Empty(_));
                 count += 1;
-                if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
+                if (!empty && depth >= MAX_DEPTH) || count > MAX_ELEMENTS {
                     return Err(XmlError::TooLarge);
                 }
-                let name = utf8_name(start.name().as_ref())?;
-                if stack.is_empty() && name != "xml" {
-                    return Err(XmlError::WrongRoot(name));
+                let name = std::str::from_utf8(start.name().into_inner())
+                    .map_err(|_| XmlError::NotUtf8)?;
+                if depth == 0 && name != "xml" {
+                    return Err(XmlError::WrongRoot(name.to_owned()));
                 }
-                stack.push(Element {
+                visit(Node::Open {
                     name,
-                    ..Element::default()
+                    depth: depth + 1,
                 });
-            }
-            XmlEvent::Empty(start) => {
-                if root.is_some() {
-                    return Err(XmlError::Malformed("content after the root element".into()));
-                }
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(XmlError::TooLarge);
-                }
-                let name = utf8_name(start.name().as_ref())?;
-                let element = Element {
-                    name,
-                    ..Element::default()
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(element),
-                    None if element.name == "xml" => root = Some(element),
-                    None => return Err(XmlError::WrongRoot(element.name)),
+                if empty {
+                    visit(Node::Close { depth: depth + 1 });
+                    root_closed = depth == 0;
+                } else {
+                    depth += 1;
                 }
             }
             XmlEvent::End(_) => {
                 // check_end_names guarantees the names match.
-                let Some(done) = stack.pop() else {
+                if depth == 0 {
                     return Err(XmlError::Malformed("unbalanced end tag".into()));
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(done),
-                    None => root = Some(done),
                 }
+                visit(Node::Close { depth });
+                depth -= 1;
+                root_closed = depth == 0;
             }
             XmlEvent::Text(t) => {
-                let Some(current) = stack.last_mut() else {
+                if depth == 0 {
                     // Whitespace around the root is fine; anything else is not.
-                    let raw = t.into_inner();
-                    if raw.iter().all(u8::is_ascii_whitespace) {
+                    if t.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
                     return Err(XmlError::Malformed("text outside the root element".into()));
-                };
+                }
                 let unescaped = t
                     .unescape()
                     .map_err(|e| XmlError::Malformed(e.to_string()))?;
-                current.text.push_str(&unescaped);
+                visit(Node::Text(&unescaped));
             }
             XmlEvent::CData(c) => {
-                let Some(current) = stack.last_mut() else {
+                if depth == 0 {
                     return Err(XmlError::Malformed("CDATA outside the root element".into()));
-                };
+                }
                 let raw = c.into_inner();
                 let s = std::str::from_utf8(&raw).map_err(|_| XmlError::NotUtf8)?;
-                current.text.push_str(s);
+                visit(Node::Text(s));
             }
             XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
             XmlEvent::Eof => break,
         }
     }
-    if !stack.is_empty() {
+    if depth != 0 {
         return Err(XmlError::Malformed("unexpected end of document".into()));
     }
-    let mut root = root.ok_or(XmlError::Empty)?;
-    clear_mixed_whitespace(&mut root);
-    Ok(root)
+    if !root_closed {
+        return Err(XmlError::Empty);
+    }
+    Ok(())
 }
 
 /// Elements with children keep no text: pretty-printed documents put
@@ -170,18 +256,14 @@ fn clear_mixed_whitespace(element: &mut Element) {
     }
 }
 
-fn utf8_name(raw: &[u8]) -> Result<String, XmlError> {
-    std::str::from_utf8(raw)
-        .map(str::to_owned)
-        .map_err(|_| XmlError::NotUtf8)
-}
-
 /// Appends `value` as CDATA, splitting any `]]>` so that it survives
 /// (`a]]>b` becomes `<![CDATA[a]]]]><![CDATA[>b]]>`).
 pub fn push_cdata(out: &mut String, value: &str) {
+    // A SIMD substring search: this runs over every ciphertext sent back.
+    static END: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("]]>"));
     out.push_str("<![CDATA[");
     let mut rest = value;
-    while let Some(pos) = rest.find("]]>") {
+    while let Some(pos) = END.find(rest.as_bytes()) {
         out.push_str(&rest[..pos]);
         out.push_str("]]]]><![CDATA[>");
         rest = &rest[pos + 3..];
@@ -269,5 +351,58 @@ mod tests {
         assert_eq!(parse(&[0xff, 0xfe]), Err(XmlError::NotUtf8));
         let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
         assert_eq!(parse_str(&deep), Err(XmlError::TooLarge));
+    }
+
+    #[test]
+    fn top_level_texts_agree_with_the_tree() {
+        let docs = [
+            "<xml><ToUserName>gh</ToUserName><Encrypt><![CDATA[QUJD]]></Encrypt></xml>",
+            "<xml><Encrypt>a&amp;b<![CDATA[c]]></Encrypt><Encrypt>second</Encrypt></xml>",
+            "<xml><Encrypt>\n  <Inner>x</Inner>\n</Encrypt><ToUserName/></xml>",
+            "<xml><Encrypt> t <Inner>x</Inner></Encrypt></xml>",
+            "<xml><Other><Encrypt>nested</Encrypt></Other><ToUserName>a</ToUserName></xml>",
+            "<?xml version=\"1.0\"?>\n<xml>\n <Encrypt>e</Encrypt>\n</xml>\n",
+            "<xml/>",
+            "<xml><!-- c --><Encrypt/></xml>",
+        ];
+        for doc in docs {
+            let tree = parse_str(doc).unwrap();
+            let [encrypt, to_user] =
+                top_level_texts(doc.as_bytes(), ["Encrypt", "ToUserName"]).unwrap();
+            assert_eq!(encrypt.as_deref(), tree.child_text("Encrypt"), "{doc}");
+            assert_eq!(to_user.as_deref(), tree.child_text("ToUserName"), "{doc}");
+        }
+    }
+
+    #[test]
+    fn top_level_texts_refuse_what_parse_refuses() {
+        let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
+        let many = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS + 1));
+        let docs = [
+            "<!DOCTYPE xml [<!ENTITY a \"aaaa\">]><xml><Encrypt>&a;</Encrypt></xml>",
+            "<xml><Encrypt>&undefined;</Encrypt></xml>",
+            "",
+            "  ",
+            "<root/>",
+            "<root><Encrypt>x</Encrypt></root>",
+            "<xml><Encrypt></B></xml>",
+            "<xml><Encrypt>x</Encrypt>",
+            "<xml></xml><xml></xml>",
+            "<xml></xml>junk",
+            "junk<xml></xml>",
+            &deep,
+            &many,
+        ];
+        for doc in docs {
+            assert_eq!(
+                top_level_texts(doc.as_bytes(), ["Encrypt"]).unwrap_err(),
+                parse_str(doc).unwrap_err(),
+                "{doc}"
+            );
+        }
+        assert_eq!(
+            top_level_texts(&[0xff, 0xfe], ["Encrypt"]),
+            Err(XmlError::NotUtf8)
+        );
     }
 }

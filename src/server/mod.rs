@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, Request};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Router};
 use ipnet::IpNet;
-use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
 
 use crate::callback::Callback;
@@ -159,8 +158,9 @@ pub struct RouterSettings {
 
 /// The application router. Tests drive it with `oneshot`; the server binds it.
 ///
-/// Layers, outermost first: the trace span (so every log line of a request is
-/// inside it, including rejections), then the body limit.
+/// Layers, outermost first: the access log (at `debug` also a span, so every
+/// log line of a request is inside it, including rejections), then the body
+/// limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
     let mut routes = Router::new();
     for endpoint in state.endpoints() {
@@ -184,33 +184,40 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
     }
     routes
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    // Path only: the query carries the sender's OpenID.
-                    tracing::info_span!(
-                        "request",
-                        id = %request_id(req.headers()),
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        msg_type = Empty,
-                        outcome = Empty,
-                    )
-                })
-                .on_request(())
-                .on_response(
-                    |res: &axum::response::Response,
-                     latency: std::time::Duration,
-                     _span: &tracing::Span| {
-                        tracing::info!(
-                            status = res.status().as_u16(),
-                            latency_us = latency.as_micros() as u64,
-                            "request finished"
-                        );
-                    },
-                )
-                .on_failure(()),
-        )
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                // One `info` line per request, written when the response is ready.
+                // The per-request span (which the handlers fill with msg_type and
+                // outcome) exists only at `debug`: creating, recording and
+                // formatting it costs more than the line itself.
+                let started = Instant::now();
+                let id = request_id(req.headers());
+                let method = req.method().clone();
+                // Path only: the query carries the sender's OpenID.
+                let uri = req.uri().clone();
+                let span = tracing::debug_span!(
+                    "request",
+                    %id,
+                    %method,
+                    path = uri.path(),
+                    msg_type = Empty,
+                    outcome = Empty,
+                );
+                let res = tracing::Instrument::instrument(next.run(req), span).await;
+                let note = res.extensions().get::<crate::telemetry::AccessNote>();
+                tracing::info!(
+                    target: crate::telemetry::ACCESS_TARGET,
+                    %id,
+                    %method,
+                    path = uri.path(),
+                    status = res.status().as_u16(),
+                    latency_us = started.elapsed().as_micros() as u64,
+                    msg_type = note.map(|n| n.msg_type),
+                    outcome = note.map(|n| n.outcome),
+                );
+                res
+            },
+        ))
         .with_state(state)
 }
 

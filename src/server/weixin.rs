@@ -16,7 +16,7 @@ use tracing::Span;
 use super::{client_ip, ApiError, AppState, Endpoint};
 use crate::callback::{CallbackError, CallbackQuery};
 use crate::metrics::msg_type_label;
-use crate::telemetry::short_id;
+use crate::telemetry::{short_id, AccessNote};
 
 fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
     q.map(|Query(q)| q).map_err(|_| ApiError::BadQuery)
@@ -46,7 +46,16 @@ fn refuse(state: &AppState, e: ApiError) -> Response {
     if let ApiError::Callback(inner) = &e {
         tracing::debug!(error = %inner, "refusal detail");
     }
-    e.into_response()
+    let label = e.label();
+    noted(e.into_response(), "-", label)
+}
+
+/// Tells the access line (written by the router's layer) what happened.
+fn noted(mut response: Response, msg_type: &'static str, outcome: &'static str) -> Response {
+    response
+        .extensions_mut()
+        .insert(AccessNote { msg_type, outcome });
+    response
 }
 
 /// Refuses callers outside the allowlist (when one is configured).
@@ -89,11 +98,15 @@ pub(super) async fn verify(
         Ok(echostr) => {
             state.metrics().request("verified", "-");
             Span::current().record("outcome", "verified");
-            (
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                echostr,
+            noted(
+                (
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    echostr,
+                )
+                    .into_response(),
+                "-",
+                "verified",
             )
-                .into_response()
         }
         Err(e) => refuse(&state, e),
     }
@@ -144,5 +157,9 @@ pub(super) async fn receive(
     } else {
         "text/plain; charset=utf-8"
     };
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    noted(
+        ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        msg_type,
+        outcome.label(),
+    )
 }

@@ -25,6 +25,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_DIR="${WXGATE_BENCH_DIR:-$ROOT/../shared/bench}"
 OUT_DIR="$ROOT/target/bench"
+# Where cargo puts this crate's builds (CARGO_TARGET_DIR may move them).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 RESULTS="$ROOT/docs/bench-results"
 PORT="${WXGATE_BENCH_PORT:-18480}"
 PORT_10K=$((PORT + 1))
@@ -70,7 +72,7 @@ if [[ -n "$rev" ]]; then
 else
   echo "== building wxgate (release, working tree)" >&2
   cargo build --release --bin wxgate
-  cp target/release/wxgate "$OUT_DIR/wxgate"
+  cp "$TARGET_DIR/release/wxgate" "$OUT_DIR/wxgate"
   built="wxgate $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' with uncommitted changes in src/')"
 fi
 cp config/bench.toml "$OUT_DIR/bench.toml"
@@ -106,10 +108,10 @@ if ((criterion)); then
   echo "== criterion benches" >&2
   cargo bench --bench pipeline --bench rules --bench allocs
   if ((save)); then
-    python3 scripts/bench_criterion.py --out "$RESULTS"
+    python3 scripts/bench_criterion.py --criterion-dir "$TARGET_DIR/criterion" --out "$RESULTS"
     cp "$OUT_DIR/allocs.md" "$RESULTS/allocs.md"
   else
-    python3 scripts/bench_criterion.py --out "$OUT_DIR"
+    python3 scripts/bench_criterion.py --criterion-dir "$TARGET_DIR/criterion" --out "$OUT_DIR"
   fi
 fi
 
@@ -128,7 +130,9 @@ if [[ -n "$only" && ",$only," != *",wxgate,"* && ",$only," != *",wxgate-10k,"* ]
 fi
 
 echo "== side-by-side run (logs in target/bench/logs)" >&2
-BENCH_LOG_DIR="$OUT_DIR/logs" "$BENCH_DIR/run_all.sh" --out "$OUT_DIR/latest.md" "${extras[@]}" "${pass[@]}" \
+# The harness builds its loadgen and ceilings into its own directory, where it
+# looks for them: not into this crate's CARGO_TARGET_DIR.
+env -u CARGO_TARGET_DIR BENCH_LOG_DIR="$OUT_DIR/logs" "$BENCH_DIR/run_all.sh" --out "$OUT_DIR/latest.md" "${extras[@]}" "${pass[@]}" \
   > "$OUT_DIR/run_all.out"
 
 if ((!save)); then

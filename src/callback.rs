@@ -269,7 +269,7 @@ impl Callback {
         .map_err(|_| CallbackError::BadSignature)?;
         self.check_timestamp(timestamp)?;
         let (plain, crypto) = self.decrypt(&envelope.encrypt)?;
-        let message = Arc::new(Message::parse(plain.as_bytes())?);
+        let message = Arc::new(Message::parse_str(&plain)?);
         Ok(Inbound {
             message,
             seal_with: Some(Arc::clone(crypto)),

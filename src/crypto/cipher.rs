@@ -85,7 +85,11 @@ impl MessageCrypto {
         let ciphertext = Encryptor::inner_iv_init(self.cipher.clone(), &self.key.iv().into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, len)
             .expect("BUG: buffer is a whole number of blocks");
-        STANDARD.encode(ciphertext)
+        // Straight into a String of the right size (`encode` would check
+        // the UTF-8 of its output once more).
+        let mut out = String::with_capacity(ciphertext.len().div_ceil(3) * 4);
+        STANDARD.encode_string(ciphertext, &mut out);
+        out
     }
 
     /// Decrypts a base64 `Encrypt` value and checks the receive id.

@@ -2,7 +2,7 @@
 //! a retry during handling waits for the same answer, a later retry gets the
 //! recorded answer again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{hash_map, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -171,9 +171,12 @@ impl MemoryDedup {
             if !expired && inner.entries.len() <= self.capacity {
                 break;
             }
-            // Remove the map entry only if it is the one this order slot recorded.
-            if inner.entries.get(key).is_some_and(|e| e.at == *at) {
-                inner.entries.remove(key);
+            // Remove the map entry only if it is the one this order slot
+            // recorded (one lookup: this runs on every claim of a full store).
+            if let hash_map::Entry::Occupied(entry) = inner.entries.entry(key.clone()) {
+                if entry.get().at == *at {
+                    entry.remove();
+                }
             }
             inner.order.pop_front();
         }
@@ -186,21 +189,26 @@ impl Dedup for MemoryDedup {
             let now = Instant::now();
             let mut inner = self.lock();
             self.evict(&mut inner, now);
-            if let Some(entry) = inner.entries.get(key) {
-                if now.duration_since(entry.at) < self.window {
-                    return Ok(match &entry.state {
-                        State::Done(answer) => Claim::Done(answer.clone()),
-                        State::InFlight(_) => Claim::InFlight,
-                    });
+            let fresh = Entry {
+                state: State::InFlight(None),
+                at: now,
+            };
+            // One lookup for both the check and the insertion.
+            match inner.entries.entry(key.clone()) {
+                hash_map::Entry::Occupied(mut seen) => {
+                    if now.duration_since(seen.get().at) < self.window {
+                        return Ok(match &seen.get().state {
+                            State::Done(answer) => Claim::Done(answer.clone()),
+                            State::InFlight(_) => Claim::InFlight,
+                        });
+                    }
+                    // Remembered past its window: a new delivery.
+                    seen.insert(fresh);
+                }
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(fresh);
                 }
             }
-            inner.entries.insert(
-                key.clone(),
-                Entry {
-                    state: State::InFlight(None),
-                    at: now,
-                },
-            );
             inner.order.push_back((key.clone(), now));
             self.evict(&mut inner, now);
             Ok(Claim::First)

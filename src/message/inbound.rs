@@ -230,6 +230,12 @@ impl Message {
         Message::from_element(root)
     }
 
+    /// Parses a document that is already text, such as a decrypted payload
+    /// (its UTF-8 was checked when it became a `String`).
+    pub fn parse_str(text: &str) -> Result<Message, MessageError> {
+        Message::from_element(xml::parse_str(text)?)
+    }
+
     /// Builds a typed message from a parsed document.
     pub fn from_element(root: Element) -> Result<Message, MessageError> {
         let to_user = required(&root, "ToUserName")?.to_owned();

@@ -122,7 +122,9 @@ impl Reply {
         max_articles: usize,
     ) -> Option<String> {
         let msg_type = self.msg_type()?;
-        let mut out = String::with_capacity(256);
+        let mut out = String::with_capacity(
+            HEADER_LEN + to_user.len() + from_user.len() + self.payload_len(),
+        );
         out.push_str("<xml>");
         push_cdata_element(&mut out, "ToUserName", to_user);
         push_cdata_element(&mut out, "FromUserName", from_user);
@@ -183,6 +185,58 @@ impl Reply {
         }
         out.push_str("</xml>");
         Some(out)
+    }
+}
+
+/// Room for the header's tags, CDATA markers and CreateTime.
+const HEADER_LEN: usize = 192;
+/// Room for one field's tags and CDATA markers.
+const FIELD_LEN: usize = 48;
+
+impl Reply {
+    /// About how many bytes the fields after `MsgType` take (never less), so
+    /// that rendering allocates once.
+    fn payload_len(&self) -> usize {
+        let field = |v: &str| v.len() + FIELD_LEN;
+        let optional = |v: &Option<String>| v.as_deref().map_or(0, field);
+        match self {
+            Reply::Success => 0,
+            Reply::Text { content } => field(content),
+            Reply::Image { media_id } | Reply::Voice { media_id } => FIELD_LEN + field(media_id),
+            Reply::Video {
+                media_id,
+                title,
+                description,
+            } => FIELD_LEN + field(media_id) + optional(title) + optional(description),
+            Reply::Music {
+                title,
+                description,
+                music_url,
+                hq_music_url,
+                thumb_media_id,
+            } => {
+                FIELD_LEN
+                    + optional(title)
+                    + optional(description)
+                    + optional(music_url)
+                    + optional(hq_music_url)
+                    + field(thumb_media_id)
+            }
+            Reply::News { articles } => {
+                2 * FIELD_LEN
+                    + articles
+                        .iter()
+                        .map(|a| {
+                            FIELD_LEN
+                                + field(&a.title)
+                                + field(&a.description)
+                                + field(&a.pic_url)
+                                + field(&a.url)
+                        })
+                        .sum::<usize>()
+            }
+            Reply::TransferCustomerService { kf_account } => FIELD_LEN + optional(kf_account),
+        }
     }
 }
 
@@ -291,5 +345,29 @@ mod tests {
             assert_eq!(doc.child_text("ToUserName"), Some("o"));
         }
         assert_eq!(Reply::Success.render("o", "g", 1, 1), None);
+    }
+
+    #[test]
+    fn rendering_needs_no_second_allocation() {
+        let long = "长".repeat(600);
+        let replies = [
+            Reply::Text {
+                content: long.clone(),
+            },
+            Reply::news(vec![article(1), article(2)]).unwrap(),
+            Reply::Music {
+                title: Some(long.clone()),
+                description: Some("d".into()),
+                music_url: Some("u".into()),
+                hq_music_url: Some("h".into()),
+                thumb_media_id: "th".into(),
+            },
+        ];
+        let (to, from) = ("oBench0123456789abcdefghijk", "gh_0123456789ab");
+        for r in replies {
+            let xml = r.render(to, from, 1_763_700_000, MAX_ARTICLES).unwrap();
+            let room = HEADER_LEN + to.len() + from.len() + r.payload_len();
+            assert!(xml.len() <= room, "{} > {room}: {xml}", xml.len());
+        }
     }
 }

@@ -9,6 +9,8 @@ use thiserror::Error;
 
 /// Deepest nesting WeChat uses is 4 (`xml/SendPicsInfo/PicList/item/PicMd5Sum`).
 const MAX_DEPTH: usize = 8;
+/// Room made for the root's children: a text message has 6, a location 9.
+const ROOT_CHILDREN: usize = 10;
 /// Upper bound on elements per document; WeChat's largest has a few dozen.
 const MAX_ELEMENTS: usize = 1024;
 
@@ -82,8 +84,16 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
         }
         Node::Close { .. } => {
             if let Some(done) = stack.pop() {
+                let parent_is_root = stack.len() == 1;
                 match stack.last_mut() {
-                    Some(parent) => parent.children.push(done),
+                    Some(parent) => {
+                        if parent_is_root && parent.children.is_empty() {
+                            // The root's fields: one allocation for a typical
+                            // message rather than growing 4, 8, 16.
+                            parent.children.reserve(ROOT_CHILDREN);
+                        }
+                        parent.children.push(done)
+                    }
                     None => root = Some(done),
                 }
             }

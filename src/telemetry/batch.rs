@@ -1,64 +1,18 @@
-//! Log setup. `RUST_LOG` overrides the configured level.
-//!
-//! Lines go to stderr. The per-request access lines (target
-//! [`ACCESS_TARGET`], one per request at `info`) are batched: they reach
-//! stderr within [`FLUSH_AFTER`], or as soon as [`BATCH_BYTES`] have
-//! gathered, or just before any other line, so that the order is kept. One
-//! `write` per batch instead of one per request; every other line is written
-//! at once, as before.
+//! Stderr with the access lines batched (see the parent module).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
-use std::time::Duration;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::LogConfig;
-
-/// The target of the one `info` line written per request.
-pub const ACCESS_TARGET: &str = "wxgate::access";
-/// The longest an access line waits in the batch.
-pub const FLUSH_AFTER: Duration = Duration::from_millis(50);
-/// A batch this large is written at once.
-pub const BATCH_BYTES: usize = 64 * 1024;
-
-/// What a handler tells the access line about its request, as a response
-/// extension: the access line shows these fields when present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccessNote {
-    /// The message's MsgType label (`-` when refused before parsing).
-    pub msg_type: &'static str,
-    /// How the request was answered (`replied`, `duplicate`, a refusal label, …).
-    pub outcome: &'static str,
-}
-
-/// Installs the global subscriber (once; later calls are ignored).
-pub fn init(log: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(BatchedWriter::start(Box::new(std::io::stderr())))
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if log.json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
+use super::{ACCESS_TARGET, BATCH_BYTES, FLUSH_AFTER};
 
 /// A sink with the access lines batched (see the module docs): stderr in
 /// production, a buffer in the tests.
 #[derive(Clone)]
-struct BatchedWriter {
+pub(super) struct BatchedWriter {
     batch: Arc<Batch>,
 }
 
@@ -95,7 +49,7 @@ impl Batch {
 
 impl BatchedWriter {
     /// Starts the flusher thread for `sink`.
-    fn start(sink: Box<dyn Write + Send>) -> Self {
+    pub(super) fn start(sink: Box<dyn Write + Send>) -> Self {
         let batch = Arc::new(Batch {
             state: Mutex::new(BatchState {
                 lines: Vec::with_capacity(BATCH_BYTES),
@@ -124,7 +78,7 @@ impl BatchedWriter {
 }
 
 /// One line's writer: into the batch, or straight to the sink.
-struct LineWriter<'a> {
+pub(super) struct LineWriter<'a> {
     batch: &'a Batch,
     batched: bool,
 }
@@ -184,28 +138,11 @@ fn batched(target: &str, level: Level) -> bool {
     target == ACCESS_TARGET && level >= Level::INFO
 }
 
-/// An OpenID or user id shortened for logs: the first and last four
-/// characters, so lines can be correlated without exposing who it is.
-pub fn short_id(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    if chars.len() <= 10 {
-        return "…".repeat(chars.len().min(1));
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn ids_are_shortened() {
-        assert_eq!(short_id("oX7kQ9mTzB4v-Lw2nR_c8YpE3sHd"), "oX7k…3sHd");
-        assert_eq!(short_id("short"), "…");
-        assert_eq!(short_id(""), "");
-    }
+    use super::*;
 
     /// A sink the test can read while the writer owns it.
     #[derive(Clone, Default)]

@@ -194,8 +194,7 @@ fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
                 if (!empty && depth >= MAX_DEPTH) || count > MAX_ELEMENTS {
                     return Err(XmlError::TooLarge);
                 }
-                let name = std::str::from_utf8(start.name().into_inner())
-                    .map_err(|_| XmlError::NotUtf8)?;
+                let name = piece_of(text, start.name().into_inner())?;
                 if depth == 0 && name != "xml" {
                     return Err(XmlError::WrongRoot(name.to_owned()));
                 }
@@ -227,8 +226,8 @@ fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
                     }
                     return Err(XmlError::Malformed("text outside the root element".into()));
                 }
-                let unescaped = t
-                    .unescape()
+                let raw = t.into_inner();
+                let unescaped = quick_xml::escape::unescape(piece_of(text, &raw)?)
                     .map_err(|e| XmlError::Malformed(e.to_string()))?;
                 visit(Node::Text(&unescaped));
             }
@@ -237,8 +236,7 @@ fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
                     return Err(XmlError::Malformed("CDATA outside the root element".into()));
                 }
                 let raw = c.into_inner();
-                let s = std::str::from_utf8(&raw).map_err(|_| XmlError::NotUtf8)?;
-                visit(Node::Text(s));
+                visit(Node::Text(piece_of(text, &raw)?));
             }
             XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
             XmlEvent::Eof => break,
@@ -263,6 +261,18 @@ fn clear_mixed_whitespace(element: &mut Element) {
         for child in &mut element.children {
             clear_mixed_whitespace(child);
         }
+    }
+}
+
+/// `raw` as text. The reader hands out pieces of `text`, which is UTF-8
+/// already: such a piece is found in `text` by its address rather than
+/// checked again (that check is most of the cost of parsing a long message).
+/// Anything else is checked.
+fn piece_of<'a>(text: &'a str, raw: &'a [u8]) -> Result<&'a str, XmlError> {
+    let start = (raw.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    match text.get(start..start.wrapping_add(raw.len())) {
+        Some(piece) if piece.as_ptr() == raw.as_ptr() => Ok(piece),
+        _ => std::str::from_utf8(raw).map_err(|_| XmlError::NotUtf8),
     }
 }
 
@@ -412,6 +422,21 @@ mod tests {
         }
         assert_eq!(
             top_level_texts(&[0xff, 0xfe], ["Encrypt"]),
+            Err(XmlError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn pieces_are_found_in_the_text_or_checked() {
+        let text = "<xml>长文本</xml>";
+        assert_eq!(piece_of(text, &text.as_bytes()[5..14]), Ok("长文本"));
+        // Not a piece of `text` (a copy): checked instead.
+        let copy = text.as_bytes()[5..14].to_vec();
+        assert_eq!(piece_of(text, &copy), Ok("长文本"));
+        assert_eq!(piece_of(text, &[0xe9, 0x95]), Err(XmlError::NotUtf8));
+        // A piece that would split a character is not taken as text.
+        assert_eq!(
+            piece_of(text, &text.as_bytes()[6..8]),
             Err(XmlError::NotUtf8)
         );
     }

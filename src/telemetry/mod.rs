@@ -2,8 +2,8 @@
 //!
 //! Lines go to stderr. The per-request access line (target
 //! [`ACCESS_TARGET`], one per request at `info`) is made cheap twice over:
-//! - it is formatted by a short path of the text format ([`format`]), and
-//! - it is batched ([`batch`]): access lines reach stderr within
+//! - it is formatted by a short path of the text format (`format.rs`), and
+//! - it is batched (`batch.rs`): access lines reach stderr within
 //!   [`FLUSH_AFTER`], or as soon as [`BATCH_BYTES`] have gathered, or just
 //!   before any other line, so that the order is kept. One `write` per batch
 //!   instead of one per request; every other line is written at once.

@@ -408,8 +408,9 @@ impl Config {
             }
         }
         account::check_unique(&accounts, &mut problems);
-        let primary_account = accounts.first().map(|a| &a.account);
-        let primary_has_credentials = primary_account.is_some_and(|a| a.has_api_credentials());
+        let primary_has_credentials = accounts
+            .first()
+            .is_some_and(|a| a.account.has_api_credentials());
         if token_config.internal_api_key.is_some() && accounts_ok && !primary_has_credentials {
             problems.push(
                 "token.internal_api_key is set but there is no token to serve: set account.app_id and account.app_secret"

@@ -19,30 +19,17 @@ const NOW: i64 = 1_750_000_000;
 const WC_TOKEN: &str = "wecomTestToken";
 const WC_KEY: &str = "Qm8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o";
 
+/// Every WeCom vector of the shared set.
 fn vectors() -> Vec<Value> {
-    let dir = std::env::var_os("WXGATE_VECTORS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    let mut all = Vec::new();
-    for file in [
+    [
         "official_vectors.json",
         "generated_vectors.json",
         "wechatpy_test_vectors.json",
-    ] {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; set WXGATE_VECTORS_DIR", path.display()));
-        let json: Value = serde_json::from_str(&text).unwrap();
-        all.extend(
-            json["vectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|v| v["kind"] == "wecom")
-                .cloned(),
-        );
-    }
-    all
+    ]
+    .into_iter()
+    .flat_map(crate::vectors::load)
+    .filter(|v| v["kind"] == "wecom")
+    .collect()
 }
 
 fn wecom_config(token: &str, key: &str, corp_id: &str, extra: &str) -> Config {
@@ -78,7 +65,7 @@ pub fn wecom_request(
     let nonce = "2718281828";
     let sig = crypto::msg_signature(token, &ts, nonce, &encrypt);
     let agent = agent_id
-        .map(|id| format!("<AgentID>{id}</AgentID>"))
+        .map(|id| format!("<AgentID><![CDATA[{id}]]></AgentID>"))
         .unwrap_or_default();
     (
         format!("{path}?msg_signature={sig}&timestamp={ts}&nonce={nonce}"),

@@ -100,22 +100,15 @@ pub fn wecom_crypto() -> MessageCrypto {
 /// (`msg_signature=…&timestamp=…&nonce=…`, no path) and the body, with
 /// `<AgentID>` when `agent_id` is given.
 pub fn wecom_encrypted_post(xml: &str, now: i64, agent_id: Option<i64>) -> (String, String) {
-    let a = &*WECOM_ACCOUNT;
-    let encrypt = wecom_crypto().encrypt(xml);
-    let ts = now.to_string();
-    let nonce = "27182818";
-    let sig = crypto::msg_signature(&a.token, &ts, nonce, &encrypt);
-    let agent = agent_id
-        .map(|id| format!("<AgentID><![CDATA[{id}]]></AgentID>"))
-        .unwrap_or_default();
-    let body = format!(
-        "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>{agent}</xml>",
-        a.corp_id
+    let (query, body) = crate::wecom::wecom_request(
+        "",
+        &WECOM_ACCOUNT.token,
+        &wecom_crypto(),
+        xml,
+        now,
+        agent_id,
     );
-    (
-        format!("msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
-        body,
-    )
+    (query.trim_start_matches('?').to_owned(), body)
 }
 
 /// The 微信客服 notification carrying `token` (e.g. one from

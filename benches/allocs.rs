@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use wxgate::callback::{Callback, CallbackQuery};
 use wxgate::clock::ManualClock;
 use wxgate::config::Config;
 use wxgate::crypto::{self, MessageCrypto};
 use wxgate::message::{envelope, Message};
+use wxgate::platform::callback::{Callback, CallbackQuery};
 use wxgate::rules::RuleSet;
 
 struct Counting;

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use wxgate::callback::{Callback, CallbackQuery};
 use wxgate::clock::ManualClock;
 use wxgate::config::Config;
 use wxgate::crypto::{self, MessageCrypto};
 use wxgate::message::{envelope, Message, Reply};
+use wxgate::platform::callback::{Callback, CallbackQuery};
 use wxgate::rules::RuleSet;
 
 /// The bench configuration, compiled into the binary so the benches measure

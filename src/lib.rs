@@ -26,28 +26,24 @@
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod callback;
-pub mod callback_ips;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conversation;
 pub mod crypto;
-pub mod delivery;
+pub mod domain;
 pub mod message;
 pub mod metrics;
+pub mod platform;
 pub mod reload;
 pub mod rules;
 pub mod secret;
 pub mod security;
 pub mod server;
-pub mod shutdown;
-pub mod simulate;
-pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod token;
-pub mod wechat_api;
-pub mod wecom;
 
+pub use app::Application;
 pub use config::Config;
-pub use startup::Application;

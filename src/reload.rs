@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, ConfigError};
-use crate::delivery::SharedRules;
+use crate::conversation::SharedRules;
 
 /// What a successful reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

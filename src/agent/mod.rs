@@ -6,16 +6,14 @@
 //!   concurrency cap and returns [`Response::Deferred`]: the delivery
 //!   machinery answers passively when the call beats `passive_budget_ms`,
 //!   else with the interim text, and the result goes to the late hook.
-//! - [`CustomServiceDelivery`]: that late hook, sending through the
-//!   customer-service API with the typing indicator meanwhile.
 //! - Protocols: [`webhook`] (wxgate's JSON, optional HMAC) and [`openai`]
 //!   (chat completions with per-user [`history`] in the shared store).
 //!
-//! Depends on rules, message, store, metrics and wechat_api; knows nothing
-//! of axum or the callback crypto.
+//! Depends on the domain, the rules, the conversation layer's traits, the
+//! store and metrics; knows nothing of platforms, HTTP or crypto. Answers
+//! that miss the passive budget go to the platform's late channel.
 
 mod history;
-mod late;
 mod moderation;
 pub mod openai;
 mod settings;
@@ -29,16 +27,12 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::delivery::{Deferred, Responder, Response, SharedRules};
-use crate::message::{Message, Reply};
+use crate::conversation::{Deferred, Responder, Response, SharedRules};
+use crate::domain::{Message, Reply};
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
 
 pub use history::{ChatMessage, History};
-pub use late::{
-    custom_messages, message_bodies, send_in_order, send_with_retry, CustomServiceDelivery,
-    SendPolicy,
-};
 pub use moderation::Moderation;
 pub use settings::{
     AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,

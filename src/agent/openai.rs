@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::history::ChatMessage;
 use super::settings::OpenAiSettings;
 use super::upstream::{Upstream, UpstreamError};
-use crate::message::{Message, MessageKind, Reply};
+use crate::domain::{Message, MessageKind, Reply};
 
 #[derive(Serialize)]
 struct ChatRequest<'a> {

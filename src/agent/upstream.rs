@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use super::history::History;
 use super::settings::{Protocol, UpstreamSettings};
 use super::{openai, webhook};
-use crate::message::{Message, Reply};
+use crate::domain::{Message, Reply};
 
 /// Upstream answers are small JSON documents; anything bigger is refused.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use super::upstream::{Upstream, UpstreamError};
-use crate::message::{Message, MessageKind, Reply};
+use crate::domain::{Message, MessageKind, Reply};
 use crate::rules::{build_reply, ReplySpec};
 use crate::secret::Secret;
 
@@ -191,7 +191,7 @@ pub(super) async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Article;
+    use crate::domain::Article;
 
     #[test]
     fn signature_is_the_hex_hmac_sha256_of_the_body() {

@@ -11,6 +11,9 @@ use super::{Mode, Secret};
 use crate::crypto::{AesKey, MessageCrypto};
 use crate::rules::RuleSet;
 
+/// Where the WeChat (Official Account) API lives.
+pub const WECHAT_BASE_URL: &str = "https://api.weixin.qq.com";
+
 /// Where the WeCom API lives (WeCom apps and WeChat Customer Service).
 pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com";
 

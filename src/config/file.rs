@@ -200,7 +200,7 @@ impl Default for TokenSection {
         TokenSection {
             source: "stable".into(),
             refresh_margin_secs: 300,
-            api_base_url: crate::wechat_api::DEFAULT_BASE_URL.into(),
+            api_base_url: super::WECHAT_BASE_URL.into(),
             timeout_secs: 5,
             lock_ttl_ms: 10_000,
             internal_api_key: None,

@@ -11,7 +11,8 @@ mod agent;
 mod file;
 
 pub use account::{
-    env_prefix, AccountConfig, AccountEntry, AccountKind, KfSettings, PRIMARY_NAME, WECOM_BASE_URL,
+    env_prefix, AccountConfig, AccountEntry, AccountKind, KfSettings, PRIMARY_NAME,
+    WECHAT_BASE_URL, WECOM_BASE_URL,
 };
 
 use std::net::SocketAddr;
@@ -25,12 +26,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::agent::AgentSettings;
-use crate::delivery::DeliverySettings;
-use crate::message::Reply;
+use crate::conversation::DeliverySettings;
+use crate::domain::Reply;
 use crate::rules::{compile_reply, ReplySpec, RuleSet};
 pub use crate::secret::Secret;
 use crate::security::{parse_net, AllowlistMode};
-use crate::wechat_api::TokenSource;
+use crate::token::TokenSource;
 
 /// How the account's messages are encrypted (the console's 消息加解密方式).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! WeChat message vocabulary: XML in, typed messages, typed replies, XML out.
+//! The WeChat wire codec for messages: XML in, the domain's typed
+//! messages; the domain's replies, XML out.
 //!
 //! Knows no crypto and no HTTP. The layers are: [`xml`] turns bytes into a small
 //! element tree (refusing DTDs and entity tricks), [`inbound`] turns the tree into
@@ -10,6 +11,10 @@ pub mod inbound;
 pub mod reply;
 pub mod xml;
 
-pub use inbound::{Event, Message, MessageError, MessageKind, PicEvent, ScanCode};
-pub use reply::{Article, Reply, ReplyError, MAX_ARTICLES};
-pub use xml::{Element, XmlError};
+pub use inbound::MessageError;
+pub use xml::XmlError;
+// The domain's vocabulary, which this codec reads and writes.
+pub use crate::domain::{
+    Article, Element, Event, Message, MessageKind, PicEvent, Reply, ReplyError, ScanCode,
+    MAX_ARTICLES,
+};

@@ -1,119 +1,18 @@
-//! Passive replies (PROTOCOL §5) and their XML.
+//! The domain's replies as WeChat's passive-reply XML (PROTOCOL §5).
 
 use std::fmt::Write as _;
 
-use thiserror::Error;
-
 use super::xml::push_cdata_element;
-
-/// Most articles a news reply may carry (to events; user messages get one).
-pub const MAX_ARTICLES: usize = 8;
-
-/// A reply that cannot be sent as built.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ReplyError {
-    /// A news reply needs between 1 and [`MAX_ARTICLES`] articles.
-    #[error("a news reply needs 1 to {MAX_ARTICLES} articles, got {0}")]
-    ArticleCount(usize),
-}
-
-/// One article of a news reply.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Article {
-    /// Title.
-    pub title: String,
-    /// Summary.
-    pub description: String,
-    /// Cover picture URL.
-    pub pic_url: String,
-    /// Link opened on tap.
-    pub url: String,
-}
-
-/// What to answer WeChat with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Reply {
-    /// The literal `success`: WeChat shows nothing and does not retry.
-    Success,
-    /// A text message.
-    Text {
-        /// The text.
-        content: String,
-    },
-    /// A picture (media id from the material API).
-    Image {
-        /// Media id.
-        media_id: String,
-    },
-    /// A voice message.
-    Voice {
-        /// Media id.
-        media_id: String,
-    },
-    /// A video.
-    Video {
-        /// Media id.
-        media_id: String,
-        /// Optional title.
-        title: Option<String>,
-        /// Optional description.
-        description: Option<String>,
-    },
-    /// Music.
-    Music {
-        /// Title.
-        title: Option<String>,
-        /// Description.
-        description: Option<String>,
-        /// Music URL.
-        music_url: Option<String>,
-        /// High-quality URL (Wi-Fi).
-        hq_music_url: Option<String>,
-        /// Thumbnail media id (required by WeChat).
-        thumb_media_id: String,
-    },
-    /// Articles. Build with [`Reply::news`] to enforce the count limit.
-    News {
-        /// 1..=[`MAX_ARTICLES`] articles.
-        articles: Vec<Article>,
-    },
-    /// Hand the conversation to the customer-service system.
-    TransferCustomerService {
-        /// A specific agent (`name@account`), or any.
-        kf_account: Option<String>,
-    },
-}
+use crate::domain::Reply;
+#[cfg(test)]
+use crate::domain::{Article, ReplyError, MAX_ARTICLES};
 
 impl Reply {
-    /// A news reply, checking WeChat's article count limit.
-    pub fn news(articles: Vec<Article>) -> Result<Reply, ReplyError> {
-        if articles.is_empty() || articles.len() > MAX_ARTICLES {
-            return Err(ReplyError::ArticleCount(articles.len()));
-        }
-        Ok(Reply::News { articles })
-    }
-
-    /// The `MsgType` this reply renders, or `None` for `success`.
-    pub fn msg_type(&self) -> Option<&'static str> {
-        Some(match self {
-            Reply::Success => return None,
-            Reply::Text { .. } => "text",
-            Reply::Image { .. } => "image",
-            Reply::Voice { .. } => "voice",
-            Reply::Video { .. } => "video",
-            Reply::Music { .. } => "music",
-            Reply::News { .. } => "news",
-            Reply::TransferCustomerService { .. } => "transfer_customer_service",
-        })
-    }
-
     /// Renders the reply XML with the header swapped: `to_user` is the
     /// inbound `FromUserName`, `from_user` the inbound `ToUserName`.
     ///
     /// `max_articles` is 1 when answering a user message (WeChat's rule since
-    /// 2018) and [`MAX_ARTICLES`] for events. `None` for [`Reply::Success`].
+    /// 2018) and [`MAX_ARTICLES`](crate::domain::MAX_ARTICLES) for events. `None` for [`Reply::Success`].
     pub fn render(
         &self,
         to_user: &str,

@@ -38,29 +38,7 @@ pub enum XmlError {
     TooLarge,
 }
 
-/// One XML element: its name, its text (CDATA and text joined, entities
-/// resolved) and its child elements in document order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Element {
-    /// Element name, case preserved.
-    pub name: String,
-    /// Text content; empty for elements that only have children.
-    pub text: String,
-    /// Child elements in order.
-    pub children: Vec<Element>,
-}
-
-impl Element {
-    /// The first child with this exact name.
-    pub fn child(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    /// The text of the first child with this exact name.
-    pub fn child_text(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|c| c.text.as_str())
-    }
-}
+pub use crate::domain::Element;
 
 /// Parses a WeChat XML document whose root must be `<xml>`.
 pub fn parse(body: &[u8]) -> Result<Element, XmlError> {

@@ -1,6 +1,6 @@
 //! The keyword rule engine: TOML rules in, a reply for each message out.
 //!
-//! Depends on [`crate::message`] only; knows nothing of encryption, HTTP or
+//! Depends on [`crate::domain`] only; knows nothing of encryption, HTTP or
 //! storage. Rules are evaluated as if in file order with the first match
 //! winning, but text matching uses automata (a hash map for exact keywords,
 //! Aho-Corasick for `contains`/`prefix`, a `RegexSet` for regexes) so that ten
@@ -14,9 +14,12 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::message::{Article, Message, MessageKind, Reply};
+use crate::domain::{Article, Message, MessageKind, Reply};
 use index::TextIndex;
 pub use spec::{ArticleSpec, MatchSpec, OneOrMany, ReplySpec, RuleSpec};
+
+/// The rules in force, swapped whole on reload without a lock.
+pub type SharedRules = Arc<arc_swap::ArcSwap<RuleSet>>;
 
 /// One problem with one rule.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

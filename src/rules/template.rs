@@ -1,7 +1,7 @@
 //! Placeholders in reply text: `{from_user}`, `{to_user}`, `{content}`,
 //! `{event}`, `{event_key}`, `{msg_type}`, `{create_time}`; `{{` and `}}` escape.
 
-use crate::message::Message;
+use crate::domain::Message;
 
 /// The placeholder names a template may use.
 pub const PLACEHOLDERS: &[&str] = &[

@@ -1,7 +1,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::callback::CallbackError;
+use crate::platform::callback::CallbackError;
 
 /// Everything a handler can answer with instead of a reply. Carries its
 /// status; the body is a short fixed explanation, never request data.

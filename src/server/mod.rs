@@ -1,6 +1,6 @@
 //! The HTTP face of wxgate: routes, extractors, status codes, the layer stack.
 //!
-//! Knows axum and [`crate::callback`]; never AES or XML internals.
+//! Knows axum and [`crate::platform::callback`]; never AES or XML internals.
 
 mod admin;
 mod client_ip;
@@ -21,10 +21,10 @@ use axum::{Extension, Router};
 use ipnet::IpNet;
 use tracing::field::Empty;
 
-use crate::callback::Callback;
 use crate::config::Secret;
-use crate::delivery::{Delivery, SharedRules};
+use crate::conversation::{Delivery, SharedRules};
 use crate::metrics::Metrics;
+use crate::platform::callback::Callback;
 use crate::reload::Reloader;
 use crate::rules::RuleSet;
 use crate::security::Allowlist;

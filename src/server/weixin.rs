@@ -14,8 +14,9 @@ use axum::Extension;
 use tracing::Span;
 
 use super::{client_ip, ApiError, AppState, Endpoint};
-use crate::callback::{CallbackError, CallbackQuery};
+use crate::domain::Reply;
 use crate::metrics::msg_type_label;
+use crate::platform::callback::{CallbackError, CallbackQuery};
 use crate::telemetry::{short_id, AccessNote};
 
 fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
@@ -145,7 +146,11 @@ pub(super) async fn receive(
     let msg_type = msg_type_label(&inbound.message.msg_type);
     let span = Span::current();
     span.record("msg_type", inbound.message.msg_type.as_str());
-    let (answer, outcome) = endpoint.delivery.answer(callback, &inbound, started).await;
+    let render = |reply: &Reply| callback.render(&inbound, reply);
+    let (answer, outcome) = endpoint
+        .delivery
+        .answer(&inbound.message, &render, started)
+        .await;
     let body = callback.seal_rendered(&inbound, answer.as_deref());
     span.record("outcome", outcome.label());
     tracing::debug!(user = %short_id(&inbound.message.from_user), encrypted = inbound.encrypted(), "answered");

@@ -23,8 +23,10 @@ mod error;
 mod fetcher;
 mod manager;
 mod record;
+mod source;
 
 pub use self::error::TokenError;
 pub use self::fetcher::{FetchError, FetchErrorKind, FetchFuture, FetchedToken, TokenFetcher};
 pub use self::manager::{RefresherGuard, TokenManager, TokenSettings, TokenStatus};
 pub use self::record::{AccessToken, IssuedToken};
+pub use self::source::TokenSource;

@@ -4,10 +4,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wxgate::delivery::{LateDelivery, LateFuture, Responder, Response};
+use wxgate::app::Overrides;
+use wxgate::conversation::{LateDelivery, LateFuture, Responder, Response};
 use wxgate::message::xml::parse_str;
 use wxgate::message::{Message, Reply};
-use wxgate::startup::Overrides;
 
 use crate::helpers::{
     config, config_text, encrypted_request, open_reply, text_xml, TestApp, ACCOUNT,

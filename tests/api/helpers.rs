@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use tokio::sync::oneshot;
+use wxgate::app::Overrides;
 use wxgate::clock::ManualClock;
 use wxgate::crypto::{self, AesKey, MessageCrypto};
 use wxgate::message::envelope;
-use wxgate::startup::Overrides;
 use wxgate::{Application, Config};
 
 /// Logs go nowhere unless TEST_LOG is set.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wxgate::startup::Overrides;
+use wxgate::app::Overrides;
 
 use crate::delivery::{content_of, SlowResponder};
 use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};

@@ -7,10 +7,10 @@ use axum::http::Request;
 use proptest::prelude::*;
 use std::time::Duration;
 use tower::ServiceExt;
-use wxgate::callback::Callback;
 use wxgate::clock::ManualClock;
-use wxgate::delivery::{Delivery, MemoryDedup, NoLateDelivery, RulesResponder, SharedRules};
+use wxgate::conversation::{Delivery, MemoryDedup, NoLateDelivery, RulesResponder, SharedRules};
 use wxgate::metrics::Metrics;
+use wxgate::platform::callback::Callback;
 use wxgate::security::Allowlist;
 use wxgate::server::{router, AppState, Endpoint, RouterSettings, StateParts};
 

@@ -6,14 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wxgate::app::StartupError;
 use wxgate::clock::{Clock, SystemClock};
-use wxgate::startup::StartupError;
-use wxgate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
-use wxgate::token::{AccessToken, TokenError, TokenManager, TokenSettings};
-use wxgate::wechat_api::{
+use wxgate::platform::wechat_api::{
     CallError, ClientSettings, CustomMessage, ErrCode, RetryPolicy, TokenSource, TypingCommand,
     WechatApi, WechatClient, WechatError,
 };
+use wxgate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
+use wxgate::token::{AccessToken, TokenError, TokenManager, TokenSettings};
 use wxgate::{Application, Config};
 
 use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};

@@ -14,7 +14,7 @@ use crate::token::{
 };
 
 /// Where the Official Account API lives.
-pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_BASE_URL: &str = crate::config::WECHAT_BASE_URL;
 
 /// WeChat answers are small JSON objects; anything bigger is not one of them.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;

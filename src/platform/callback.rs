@@ -1,9 +1,11 @@
-//! The HTTP-free callback pipeline:
-//! verify → decrypt → parse → (rules) → render → encrypt → sign.
+//! The WeChat family's callback dialect, HTTP-free:
+//! verify → decrypt → parse → (decide) → render → encrypt → sign.
 //!
-//! This is the one place where crypto, messages and rules meet. It takes the
-//! query parameters and body as plain values and knows no HTTP types, so the
-//! server, the simulator and the benchmarks all drive the same code.
+//! Official Accounts, WeCom apps and 微信客服 share WeChat's XML and AES
+//! envelope; how each differs is its [`Dialect`], declared in its own
+//! folder. This takes the query parameters and body as plain values and
+//! knows no HTTP types, so the server, the simulator and the benchmarks all
+//! drive the same code.
 
 use std::sync::Arc;
 
@@ -13,7 +15,8 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::config::{AccountConfig, Mode, Secret};
 use crate::crypto::{self, CryptoError, MessageCrypto};
-use crate::message::{envelope, Message, MessageError, Reply, XmlError};
+use crate::domain::{Message, Reply};
+use crate::message::{envelope, MessageError, XmlError};
 use crate::rules::{Decision, RuleSet};
 
 /// The query string WeChat sends with every callback.
@@ -125,14 +128,24 @@ pub struct Outcome {
     pub reply_type: Option<&'static str>,
 }
 
+/// How one platform of the WeChat family speaks on its callback URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// Every push is encrypted, with or without `encrypt_type=aes`.
+    pub always_encrypted: bool,
+    /// The GET verification's `echostr` is encrypted and signed with
+    /// `msg_signature`; its plaintext is the answer.
+    pub encrypted_echo: bool,
+    /// The body that means "no reply" (`success`, or empty for WeCom).
+    pub no_reply_body: &'static str,
+}
+
 /// One account's callback endpoint logic.
 #[derive(Debug, Clone)]
 pub struct Callback {
     token: Secret,
     mode: Mode,
-    /// WeCom (app or Customer Service): every push is encrypted, the GET
-    /// echo is encrypted too, and "no reply" is an empty body.
-    wecom: bool,
+    dialect: Dialect,
     crypto: Option<Arc<MessageCrypto>>,
     previous_crypto: Option<Arc<MessageCrypto>>,
     window_secs: u64,
@@ -147,12 +160,12 @@ fn param<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, C
 }
 
 impl Callback {
-    /// Builds the pipeline for an account.
+    /// Builds the pipeline for an account, speaking its platform's dialect.
     pub fn new(account: &AccountConfig, window_secs: u64, clock: Arc<dyn Clock>) -> Self {
         Callback {
             token: account.token.clone(),
             mode: account.mode,
-            wecom: account.kind.is_wecom(),
+            dialect: super::dialect(&account.kind),
             crypto: account.crypto.clone().map(Arc::new),
             previous_crypto: account.previous_crypto.clone().map(Arc::new),
             window_secs,
@@ -180,16 +193,16 @@ impl Callback {
         Ok(())
     }
 
-    /// True for WeCom and Customer Service accounts.
-    pub fn is_wecom(&self) -> bool {
-        self.wecom
+    /// The platform dialect spoken.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     /// URL verification (GET): returns the `echostr` to send back, or for
     /// WeCom its decrypted plaintext (PROTOCOL §1.2).
     pub fn verify_url(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
-        if self.wecom {
-            return self.verify_wecom_url(q);
+        if self.dialect.encrypted_echo {
+            return self.verify_encrypted_echo(q);
         }
         let signature = param(&q.signature, "signature")?;
         let timestamp = param(&q.timestamp, "timestamp")?;
@@ -203,7 +216,7 @@ impl Callback {
 
     /// WeCom's verification: `msg_signature` covers the encrypted `echostr`,
     /// whose decrypted message is the answer.
-    fn verify_wecom_url(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
+    fn verify_encrypted_echo(&self, q: &CallbackQuery) -> Result<String, CallbackError> {
         let msg_signature = param(&q.msg_signature, "msg_signature")?;
         let timestamp = param(&q.timestamp, "timestamp")?;
         let nonce = param(&q.nonce, "nonce")?;
@@ -228,7 +241,7 @@ impl Callback {
         let timestamp = param(&q.timestamp, "timestamp")?;
         let nonce = param(&q.nonce, "nonce")?;
         // WeCom sends no encrypt_type: its pushes are always encrypted.
-        let encrypted = self.wecom
+        let encrypted = self.dialect.always_encrypted
             || q.encrypt_type
                 .as_deref()
                 .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
@@ -321,11 +334,7 @@ impl Callback {
     /// so a replayed answer is a fresh envelope.
     pub fn seal_rendered(&self, inbound: &Inbound, xml: Option<&str>) -> String {
         let Some(xml) = xml else {
-            return if self.wecom {
-                String::new()
-            } else {
-                "success".to_owned()
-            };
+            return self.dialect.no_reply_body.to_owned();
         };
         match &inbound.seal_with {
             None => xml.to_owned(),

@@ -26,6 +26,7 @@ pub use self::client::{ClientSettings, WechatClient, DEFAULT_BASE_URL};
 pub use self::error::{ErrCode, Remedy, WechatError};
 pub use self::types::{
     Article, CustomBody, CustomMessage, MediaContent, MusicContent, NewsContent, TextContent,
-    TokenSource, TypingCommand, VideoContent,
+    TypingCommand, VideoContent,
 };
 pub use self::wecom::{AppMessage, KfMessage, KfSendRequest, KfSyncRequest, KfSyncResponse};
+pub use crate::token::TokenSource;

@@ -1,10 +1,15 @@
-//! Delivery guarantees around the reply decision: WeChat's retries are
-//! deduplicated, every request is answered within the deadline, and excess
-//! load is answered at once instead of queued into WeChat's timeout.
+//! Conversations: what happens between a message arriving and its answer
+//! reaching the user, whatever the platform. The platform's retries are
+//! deduplicated, every push is answered within the deadline, excess load is
+//! answered at once instead of queued into the platform's timeout.
 //!
-//! The decision itself comes from a [`Responder`] (the rules, later an
-//! upstream agent); a result that arrives after the deadline goes to a
-//! [`LateDelivery`] hook instead of being lost.
+//! The decision itself comes from a [`Responder`] (the rules, or the agent
+//! bridge); a result that arrives after the deadline goes to the platform's
+//! [`LateDelivery`] channel instead of being lost. Everything here speaks
+//! the domain's [`Message`] and [`Reply`]: the platform renders, through the
+//! [`Render`] it passes in, and the store keeps what it rendered.
+//!
+//! Knows no XML, no HTTP and no platform.
 
 pub mod dedup;
 mod store_dedup;
@@ -14,13 +19,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::callback::{Callback, Inbound};
-use crate::message::{Message, Reply};
+use crate::domain::{Message, Reply};
 use crate::metrics::{KindLabel, Metrics};
-use crate::rules::RuleSet;
+pub use crate::rules::SharedRules;
 pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded};
 pub use store_dedup::StoreDedup;
 
@@ -55,8 +58,19 @@ pub trait Responder: Send + Sync {
     fn respond(&self, message: &Arc<Message>) -> Response;
 }
 
-/// The rules in force, swappable on reload.
-pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+/// How the platform renders a reply to the message being answered: what
+/// goes back to the platform and is recorded for its retries (`None` when
+/// nothing is answered, e.g. `success`).
+pub trait Render: Send + Sync {
+    /// Renders `reply`.
+    fn render(&self, reply: &Reply) -> Recorded;
+}
+
+impl<F: Fn(&Reply) -> Recorded + Send + Sync> Render for F {
+    fn render(&self, reply: &Reply) -> Recorded {
+        self(reply)
+    }
+}
 
 /// Answers from the keyword rules.
 pub struct RulesResponder {
@@ -202,12 +216,12 @@ impl Delivery {
         &self.dedup
     }
 
-    /// Decides the answer to an authenticated message. `started` is when the
-    /// request arrived; the deadline counts from then.
+    /// Decides the answer to an authenticated message, rendered by `render`.
+    /// `started` is when the request arrived; the deadline counts from then.
     pub async fn answer(
         &self,
-        callback: &Callback,
-        inbound: &Inbound,
+        message: &Arc<Message>,
+        render: &dyn Render,
         started: Instant,
     ) -> (Recorded, Outcome) {
         // Beyond the limit, answer at once: queueing would run into WeChat's
@@ -215,12 +229,9 @@ impl Delivery {
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.overload.inc();
             tracing::warn!("over the concurrency limit; overload reply sent");
-            return (
-                callback.render(inbound, &self.settings.overload),
-                Outcome::Overload,
-            );
+            return (render.render(&self.settings.overload), Outcome::Overload);
         };
-        let key = DedupKey::for_message(&inbound.message);
+        let key = DedupKey::for_message(message);
         let record = match self.dedup.claim(&key).await {
             Ok(Claim::First) => true,
             Ok(Claim::Done(answer)) => {
@@ -238,10 +249,7 @@ impl Delivery {
                     Some(answer) => (answer, Outcome::Duplicate),
                     None => {
                         self.metrics.deadline_fallbacks.inc();
-                        (
-                            callback.render(inbound, &self.settings.fallback),
-                            Outcome::Deadline,
-                        )
+                        (render.render(&self.settings.fallback), Outcome::Deadline)
                     }
                 };
             }
@@ -253,12 +261,12 @@ impl Delivery {
             }
         };
 
-        let (answer, outcome) = match self.responder.respond(&inbound.message) {
-            Response::Ready(reply) => Self::rendered(callback, inbound, &reply),
+        let (answer, outcome) = match self.responder.respond(message) {
+            Response::Ready(reply) => Self::rendered(render, &reply),
             Response::Pending(future) => {
                 let left = self.settings.deadline.saturating_sub(started.elapsed());
                 let fallback = self.settings.fallback.clone();
-                self.race(callback, inbound, future, left, Interim::Fallback(fallback))
+                self.race(message, render, future, left, Interim::Fallback(fallback))
                     .await
             }
             Response::Deferred(d) => {
@@ -268,8 +276,8 @@ impl Delivery {
                     .saturating_sub(started.elapsed())
                     .min(d.budget);
                 self.race(
-                    callback,
-                    inbound,
+                    message,
+                    render,
                     d.future,
                     left,
                     Interim::Upstream(d.interim),
@@ -286,8 +294,8 @@ impl Delivery {
         (answer, outcome)
     }
 
-    fn rendered(callback: &Callback, inbound: &Inbound, reply: &Reply) -> (Recorded, Outcome) {
-        let answer = callback.render(inbound, reply);
+    fn rendered(render: &dyn Render, reply: &Reply) -> (Recorded, Outcome) {
+        let answer = render.render(reply);
         let outcome = if answer.is_some() {
             Outcome::Replied
         } else {
@@ -301,21 +309,21 @@ impl Delivery {
     /// goes to the late-delivery hook.
     async fn race(
         &self,
-        callback: &Callback,
-        inbound: &Inbound,
+        message: &Arc<Message>,
+        render: &dyn Render,
         future: ReplyFuture,
         wait: Duration,
         interim: Interim,
     ) -> (Recorded, Outcome) {
         let (tx, mut rx) = oneshot::channel::<Reply>();
-        let message = inbound.message.clone();
+        let late_message = message.clone();
         let late = self.late.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let reply = future.await;
             if let Err(reply) = tx.send(reply) {
                 // WeChat has been answered already: deliver late.
-                let kind = match late.deliver(message, reply).await {
+                let kind = match late.deliver(late_message, reply).await {
                     Ok(()) => "delivered",
                     Err(e) => {
                         tracing::warn!(error = %e, "late reply not delivered");
@@ -332,17 +340,14 @@ impl Delivery {
             if matches!(interim, Interim::Upstream(_)) {
                 self.metrics.agent_delivery("passive");
             }
-            Self::rendered(callback, inbound, reply)
+            Self::rendered(render, reply)
         };
         match tokio::time::timeout(wait, &mut rx).await {
             Ok(Ok(reply)) => in_time(&reply),
             Ok(Err(_)) => {
                 // The task died (a panic in the responder): answer the fallback.
                 tracing::error!("responder task failed; fallback sent");
-                (
-                    callback.render(inbound, &self.settings.fallback),
-                    Outcome::Deadline,
-                )
+                (render.render(&self.settings.fallback), Outcome::Deadline)
             }
             Err(_) => {
                 // Close first so a result racing the timer is either taken here or delivered late.
@@ -350,7 +355,7 @@ impl Delivery {
                 if let Ok(reply) = rx.try_recv() {
                     return in_time(&reply);
                 }
-                self.late.waiting(&inbound.message);
+                self.late.waiting(message);
                 match interim {
                     Interim::Fallback(fallback) => {
                         self.metrics.deadline_fallbacks.inc();
@@ -358,14 +363,14 @@ impl Delivery {
                             deadline_ms = self.settings.deadline.as_millis() as u64,
                             "deadline passed; fallback sent"
                         );
-                        (callback.render(inbound, &fallback), Outcome::Deadline)
+                        (render.render(&fallback), Outcome::Deadline)
                     }
                     Interim::Upstream(reply) => {
                         tracing::info!(
                             waited_ms = wait.as_millis() as u64,
                             "upstream still working; interim answer sent, the result follows"
                         );
-                        (callback.render(inbound, &reply), Outcome::Deferred)
+                        (render.render(&reply), Outcome::Deferred)
                     }
                 }
             }

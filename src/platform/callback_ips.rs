@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::platform::wechat_api::WechatApi;
 use crate::security::{parse_net, Allowlist};
 use crate::store::{Namespace, Store};
-use crate::wechat_api::WechatApi;
 
 /// How often the list is fetched again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);

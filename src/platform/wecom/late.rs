@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::agent::{message_bodies, send_in_order, SendPolicy};
-use crate::delivery::{LateDelivery, LateFuture};
-use crate::message::{Message, Reply, MAX_ARTICLES};
+use crate::conversation::{LateDelivery, LateFuture};
+use crate::domain::{Message, Reply, MAX_ARTICLES};
 use crate::metrics::Metrics;
-use crate::wechat_api::{AppMessage, WechatApi};
+use crate::platform::send::{message_bodies, send_in_order, SendPolicy};
+use crate::platform::wechat_api::{AppMessage, WechatApi};
 
 /// Sends late replies as app messages from the account's AgentID.
 pub struct AppDelivery {
@@ -86,7 +86,7 @@ mod tests {
             serde_json::to_value(&text[0]).unwrap(),
             json!({"touser":"zhangsan","agentid":1000002,"msgtype":"text","text":{"content":"hi"}})
         );
-        let articles = vec![crate::message::Article::default(); 3];
+        let articles = vec![crate::domain::Article::default(); 3];
         let news = app_messages("u", 7, &Reply::News { articles }).unwrap();
         assert_eq!(
             serde_json::to_value(&news[0]).unwrap()["news"]["articles"]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::message::Message;
+use crate::domain::Message;
 
 /// What was answered: the plaintext reply XML, or `None` for `success`.
 pub type Recorded = Option<Arc<str>>;

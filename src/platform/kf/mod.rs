@@ -18,18 +18,43 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};
+
+use super::callback::Dialect;
+use crate::domain::{Capabilities, LateSend};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
-use crate::agent::{message_bodies, send_with_retry, SendPolicy};
 use crate::clock::Clock;
 use crate::config::KfSettings;
-use crate::delivery::{Responder, Response};
+use crate::conversation::{Responder, Response};
+use crate::domain::{Message, Reply};
 use crate::message::xml::push_cdata_element;
-use crate::message::{Message, MessageError, Reply};
+use crate::message::MessageError;
 use crate::metrics::Metrics;
+use crate::platform::send::{message_bodies, send_with_retry, SendPolicy};
+use crate::platform::wechat_api::{CallError, KfMessage, KfSendRequest, KfSyncRequest, WechatApi};
 use crate::store::{Namespace, Store, StoreError};
-use crate::wechat_api::{CallError, KfMessage, KfSendRequest, KfSyncRequest, WechatApi};
+
+/// 微信客服's callback speaks WeCom's dialect (it is a WeCom callback).
+pub const DIALECT: Dialect = super::wecom::DIALECT;
+
+/// What 微信客服 can do: nothing in the callback (it only says "there is
+/// news"); `kf/send_msg` up to 5 messages within 48 h of the customer's
+/// last message, text up to 2048 bytes (PROTOCOL §7).
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        passive_reply: None,
+        push_retries: None,
+        late_send: Some(LateSend {
+            max_text_bytes: crate::agent::split::MAX_TEXT_BYTES,
+            messages_per_turn: Some(5),
+            window: Some(Duration::from_secs(48 * 3600)),
+        }),
+        typing: false,
+        media_upload: true,
+        streaming: false,
+    }
+}
 
 /// `origin` of a message written by the customer.
 const ORIGIN_CUSTOMER: i64 = 3;
@@ -621,7 +646,7 @@ mod tests {
     #[test]
     fn news_become_text_for_customer_service() {
         let reply = kf_reply(Reply::News {
-            articles: vec![crate::message::Article {
+            articles: vec![crate::domain::Article {
                 title: "T".into(),
                 description: "D".into(),
                 pic_url: "P".into(),

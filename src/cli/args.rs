@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Mode;
-use crate::simulate::Kind;
+use crate::platform::simulate::Kind;
 
 /// wxgate: a WeChat callback gateway.
 #[derive(Debug, Parser)]

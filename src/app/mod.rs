@@ -1,0 +1,245 @@
+//! Building and running the server: bind first, serve later.
+//!
+//! - [`account`](self): one account assembled from its platform (token
+//!   machinery, responder, late channel, dedup, dialect, allowlist, probes);
+//! - `probes`, `tokens`, `error`, `overrides`: the parts it is built of;
+//! - [`shutdown`]: the signal that stops the server.
+
+mod account;
+mod error;
+mod overrides;
+mod probes;
+pub mod shutdown;
+mod tokens;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use error::StartupError;
+pub use overrides::{AccountOverrides, Overrides};
+use probes::StoreProbe;
+use tokens::open_store;
+pub use tokens::{fetch_access_token, TokenParts};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::conversation::SharedRules;
+use crate::metrics::Metrics;
+use crate::platform::callback_ips;
+use crate::platform::wechat_api::WechatApi;
+use crate::reload::Reloader;
+use crate::server::{self, AppState, Probe, RouterSettings, StateParts, TokenEndpoint};
+use crate::token::RefresherGuard;
+
+/// A bound, ready-to-run wxgate.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    addr: SocketAddr,
+    shutdown_grace: Duration,
+    /// Each account's API (same order as the accounts), when it has credentials.
+    apis: Vec<Option<WechatApi>>,
+    /// Stop the background token refreshers when the application goes.
+    _refreshers: Vec<RefresherGuard>,
+    /// Stop the callback IP refreshers when the application goes.
+    _ip_refreshers: Vec<callback_ips::RefreshGuard>,
+}
+
+impl Application {
+    /// Binds the listener and builds the state with the system clock.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        Application::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`] with an injected clock (tests, replays).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
+        Application::build_with(
+            config,
+            Overrides {
+                clock,
+                ..Overrides::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`Application::build`] with parts swapped in.
+    ///
+    /// Each account with an app id and secret gets its first access token
+    /// here and keeps it fresh in the background; the platform refusing the
+    /// credentials fails the build. Any other token problem (WeChat or Redis
+    /// unreachable) is logged and shows in `/readyz`.
+    pub async fn build_with(
+        config: Config,
+        overrides: Overrides,
+    ) -> Result<Application, StartupError> {
+        let Overrides {
+            clock,
+            listen,
+            responder,
+            late,
+            dedup,
+            mut accounts,
+        } = overrides;
+        if let Some(unknown) = accounts
+            .keys()
+            .find(|name| !config.accounts.iter().any(|a| &a.name == *name))
+        {
+            return Err(StartupError::NoAccount(format!(
+                "overrides name an account that is not configured: {unknown:?}"
+            )));
+        }
+        let mut primary = Some(AccountOverrides {
+            responder,
+            late,
+            dedup,
+        });
+        let store = open_store(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let shared = account::Shared {
+            config: &config,
+            store: &store,
+            metrics: &metrics,
+            clock: &clock,
+        };
+        let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
+        let mut refreshers = Vec::new();
+        let mut ip_refreshers = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut apis = Vec::new();
+        let mut token_endpoint = None;
+        for (index, entry) in config.accounts.iter().enumerate() {
+            // The unnamed overrides are the primary account's.
+            let overrides = accounts
+                .remove(&entry.name)
+                .or_else(|| primary.take().filter(|_| index == 0))
+                .unwrap_or_default();
+            let assembled = account::assemble(&shared, index, entry, overrides).await?;
+            if let (0, Some(tokens), Some(api_key)) = (
+                index,
+                &assembled.tokens,
+                config.token.internal_api_key.clone(),
+            ) {
+                token_endpoint = Some(TokenEndpoint {
+                    tokens: tokens.clone(),
+                    api_key,
+                    clock: clock.clone(),
+                });
+            }
+            probes.extend(assembled.probes);
+            refreshers.extend(assembled.refresher);
+            ip_refreshers.extend(assembled.ip_refresher);
+            endpoints.push(assembled.endpoint);
+            apis.push(assembled.api);
+        }
+        let reload_rules = endpoints
+            .iter()
+            .map(|e| (e.name.clone(), e.rules.clone()))
+            .collect();
+        let state = AppState::new(StateParts {
+            endpoints,
+            metrics,
+            trusted_proxies: config.security.trusted_proxies.clone(),
+            probes,
+            reloader: Some(Arc::new(Reloader::new(config.clone(), reload_rules))),
+            admin_key: config.admin_api_key.clone(),
+            token_endpoint,
+        });
+        let settings = RouterSettings {
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        let router = server::router(state.clone(), &settings);
+        let listen = listen.unwrap_or(config.server.listen);
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: listen,
+            source,
+        })?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+            addr,
+            shutdown_grace: config.delivery.shutdown_grace,
+            apis,
+            _refreshers: refreshers,
+            _ip_refreshers: ip_refreshers,
+        })
+    }
+
+    /// The primary account's WeChat API with the shared access token, when
+    /// it has credentials.
+    pub fn wechat_api(&self) -> Option<WechatApi> {
+        self.apis.first().cloned().flatten()
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The shared state (for reloads and tests).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The config reloader (SIGHUP handler).
+    pub fn reloader(&self) -> Option<Arc<Reloader>> {
+        self.state.reloader()
+    }
+
+    /// The primary account's rules in force (swap them to reload).
+    pub fn rules(&self) -> SharedRules {
+        self.state.primary().rules.clone()
+    }
+
+    /// Serves until `shutdown` completes: then stops accepting connections,
+    /// lets requests in flight finish, and gives up on stragglers after the
+    /// configured grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = fired_tx.send(true);
+        };
+        let grace = self.shutdown_grace;
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let deadline = async move {
+            let _ = fired_rx.wait_for(|fired| *fired).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+                Ok(())
+            }
+        }
+    }
+}

@@ -15,11 +15,9 @@
 
 mod history;
 mod moderation;
-pub mod openai;
 mod settings;
 pub mod split;
 mod upstream;
-pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,10 +33,12 @@ use crate::store::{Namespace, Store};
 pub use history::{ChatMessage, History};
 pub use moderation::Moderation;
 pub use settings::{
-    AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,
+    AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
     DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
 };
-pub use upstream::{Upstream, UpstreamError};
+pub use upstream::{
+    openai, webhook, CallFuture, Http, LocalFuture, Protocol, Upstream, UpstreamError,
+};
 
 /// What the responder needs besides the rules.
 pub struct AgentParts {
@@ -81,8 +81,10 @@ impl AgentResponder {
         let history = History::new(parts.store, parts.namespace, parts.metrics.clone());
         let mut upstreams = HashMap::new();
         for u in &parts.settings.upstreams {
-            let memory = matches!(u.protocol, Protocol::OpenAi(_)).then(|| history.clone());
-            upstreams.insert(u.name.clone(), Arc::new(Upstream::new(u.clone(), memory)?));
+            upstreams.insert(
+                u.name.clone(),
+                Arc::new(Upstream::new(u.clone(), history.clone())?),
+            );
         }
         let moderation = parts
             .settings
@@ -141,20 +143,8 @@ impl Responder for AgentResponder {
                 content: self.shared.settings.fallback_text.clone(),
             });
         };
-        if let (Protocol::OpenAi(openai), Some(text), Some(history)) = (
-            &upstream.settings.protocol,
-            openai::user_text(message),
-            &upstream.history,
-        ) {
-            if text.trim() == openai.reset_command {
-                let (history, openid) = (history.clone(), message.from_user.clone());
-                let content = openai.reset_reply.clone();
-                return self.deferred(async move {
-                    history.clear(&openid).await;
-                    tracing::info!("conversation history cleared on request");
-                    Reply::Text { content }
-                });
-            }
+        if let Some(local) = upstream.intercept(message) {
+            return self.deferred(local);
         }
         let Ok(permit) = upstream.permits.clone().try_acquire_owned() else {
             self.shared.metrics.agent_failure("overload");

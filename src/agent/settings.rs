@@ -54,12 +54,12 @@ pub struct UpstreamSettings {
     /// Answered when this upstream fails.
     pub fallback_text: String,
     /// How to talk to it.
-    pub protocol: Protocol,
+    pub protocol: ProtocolSettings,
 }
 
-/// The wire protocol of an upstream.
+/// The wire protocol of an upstream, with its own settings.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Protocol {
+pub enum ProtocolSettings {
     /// wxgate's JSON message in, a reply description out.
     Webhook {
         /// Signs each body (`X-Wxgate-Signature: sha256=<hex>`) when set.
@@ -69,12 +69,12 @@ pub enum Protocol {
     OpenAi(OpenAiSettings),
 }
 
-impl Protocol {
+impl ProtocolSettings {
     /// The name used in the config file.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Protocol::Webhook { .. } => "webhook",
-            Protocol::OpenAi(_) => "openai",
+            ProtocolSettings::Webhook { .. } => "webhook",
+            ProtocolSettings::OpenAi(_) => "openai",
         }
     }
 }

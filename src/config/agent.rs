@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::file::{AgentSection, UpstreamSection};
 use crate::agent::{
-    AgentSettings, ModerationSettings, OpenAiSettings, Protocol, UpstreamSettings,
+    AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
     DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
 };
 use crate::rules::RuleSet;
@@ -231,7 +231,7 @@ fn upstream(
             for (key, _) in openai_only.iter().filter(|(_, set)| *set) {
                 errors.push(format!("{key} only applies to protocol = \"openai\""));
             }
-            Some(Protocol::Webhook {
+            Some(ProtocolSettings::Webhook {
                 secret: secret(raw.secret_env, "secret_env", errors),
             })
         }
@@ -268,7 +268,7 @@ fn upstream(
             }
             let api_key = secret(raw.api_key_env, "api_key_env", errors);
             model.map(|model| {
-                Protocol::OpenAi(OpenAiSettings {
+                ProtocolSettings::OpenAi(OpenAiSettings {
                     model,
                     system_prompt: raw.system_prompt.filter(|p| !p.trim().is_empty()),
                     temperature: raw.temperature,
@@ -299,7 +299,9 @@ fn upstream(
     };
     let url = match protocol {
         // Base URLs (`http://127.0.0.1:11434/v1`) get the endpoint appended.
-        Protocol::OpenAi(_) if !url.trim_end_matches('/').ends_with("/chat/completions") => {
+        ProtocolSettings::OpenAi(_)
+            if !url.trim_end_matches('/').ends_with("/chat/completions") =>
+        {
             format!("{}/chat/completions", url.trim_end_matches('/'))
         }
         _ => url,

@@ -746,7 +746,7 @@ upstream = "llm"
         );
         assert_eq!(llm.url, "http://127.0.0.1:11434/v1/chat/completions");
         assert_eq!(llm.fallback_text, "稍后再试");
-        let crate::agent::Protocol::OpenAi(o) = &llm.protocol else {
+        let crate::agent::ProtocolSettings::OpenAi(o) = &llm.protocol else {
             panic!("openai expected")
         };
         assert_eq!(

@@ -1,11 +1,14 @@
 //! `protocol = "openai"`: an OpenAI-compatible chat-completions endpoint
-//! (OpenAI, Ollama, vLLM, llama.cpp, …), with per-user memory.
+//! (OpenAI, Ollama, vLLM, llama.cpp, …), with per-user memory and a reset
+//! command that clears it.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::ChatMessage;
-use super::settings::OpenAiSettings;
-use super::upstream::{Upstream, UpstreamError};
+use super::protocol::{CallFuture, Http, LocalFuture, Protocol, UpstreamError};
+use crate::agent::history::{ChatMessage, History};
+use crate::agent::settings::OpenAiSettings;
 use crate::domain::{Message, MessageKind, Reply};
 
 #[derive(Serialize)]
@@ -70,48 +73,92 @@ pub fn parse_answer(body: &[u8]) -> Result<String, UpstreamError> {
     Ok(content.to_owned())
 }
 
-pub(super) async fn call(
-    upstream: &Upstream,
-    settings: &OpenAiSettings,
-    message: &Message,
-) -> Result<Reply, UpstreamError> {
-    let Some(text) = user_text(message) else {
-        tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text only; answering success");
-        return Ok(Reply::Success);
-    };
-    let openid = &message.from_user;
-    let mut history = match (&upstream.history, settings.history_turns) {
-        (Some(h), turns) if turns > 0 => h.load(openid).await,
-        _ => Vec::new(),
-    };
-    let mut messages = Vec::with_capacity(history.len() + 2);
-    if let Some(prompt) = &settings.system_prompt {
-        messages.push(ChatMessage::new("system", prompt.as_str()));
+/// The chat-completions protocol, with the users' history.
+pub struct OpenAi {
+    settings: OpenAiSettings,
+    history: History,
+}
+
+impl OpenAi {
+    /// Keeps each user's conversation in `history`.
+    pub fn new(settings: OpenAiSettings, history: History) -> Self {
+        OpenAi { settings, history }
     }
-    messages.extend(history.iter().cloned());
-    messages.push(ChatMessage::new("user", text));
-    let mut request = upstream
-        .http
-        .post(&upstream.settings.url)
-        .json(&ChatRequest {
+
+    async fn exchange(&self, http: &Http, message: &Message) -> Result<Reply, UpstreamError> {
+        let settings = &self.settings;
+        let Some(text) = user_text(message) else {
+            tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text only; answering success");
+            return Ok(Reply::Success);
+        };
+        let openid = &message.from_user;
+        let remember = settings.history_turns > 0;
+        let mut history = if remember {
+            self.history.load(openid).await
+        } else {
+            Vec::new()
+        };
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        if let Some(prompt) = &settings.system_prompt {
+            messages.push(ChatMessage::new("system", prompt.as_str()));
+        }
+        messages.extend(history.iter().cloned());
+        messages.push(ChatMessage::new("user", text));
+        let mut request = http.post().json(&ChatRequest {
             model: &settings.model,
             messages: &messages,
             temperature: settings.temperature,
             stream: false,
         });
-    if let Some(key) = &settings.api_key {
-        request = request.bearer_auth(key.expose());
-    }
-    let (_, body) = upstream.send(request).await?;
-    let answer = parse_answer(&body)?;
-    if let (Some(h), turns) = (&upstream.history, settings.history_turns) {
-        if turns > 0 {
+        if let Some(key) = &settings.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let (_, body) = http.send(request).await?;
+        let answer = parse_answer(&body)?;
+        if remember {
             history.push(ChatMessage::new("user", text));
             history.push(ChatMessage::new("assistant", answer.as_str()));
-            h.save(openid, history, turns, settings.history_ttl).await;
+            self.history
+                .save(
+                    openid,
+                    history,
+                    settings.history_turns,
+                    settings.history_ttl,
+                )
+                .await;
         }
+        Ok(Reply::Text { content: answer })
     }
-    Ok(Reply::Text { content: answer })
+}
+
+impl Protocol for OpenAi {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    /// The reset command clears the user's history and is answered at once.
+    fn intercept(&self, message: &Arc<Message>) -> Option<LocalFuture> {
+        let text = user_text(message)?;
+        if text.trim() != self.settings.reset_command {
+            return None;
+        }
+        let (history, openid) = (self.history.clone(), message.from_user.clone());
+        let content = self.settings.reset_reply.clone();
+        Some(Box::pin(async move {
+            history.clear(&openid).await;
+            tracing::info!("conversation history cleared on request");
+            Reply::Text { content }
+        }))
+    }
+
+    fn call<'a>(
+        &'a self,
+        http: &'a Http,
+        message: &'a Message,
+        _app_id: &'a str,
+    ) -> CallFuture<'a> {
+        Box::pin(self.exchange(http, message))
+    }
 }
 
 #[cfg(test)]

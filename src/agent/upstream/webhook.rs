@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::upstream::{Upstream, UpstreamError};
+use super::protocol::{CallFuture, Http, Protocol, UpstreamError};
 use crate::domain::{Message, MessageKind, Reply};
 use crate::rules::{build_reply, ReplySpec};
 use crate::secret::Secret;
@@ -169,23 +169,44 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Reply, UpstreamError> {
     build_reply(spec).map_err(UpstreamError::Malformed)
 }
 
-pub(super) async fn call(
-    upstream: &Upstream,
-    secret: Option<&Secret>,
-    message: &Message,
-    app_id: &str,
-) -> Result<Reply, UpstreamError> {
-    let body = serde_json::to_vec(&WebhookMessage::new(message, app_id))
-        .map_err(|e| UpstreamError::Transport(format!("cannot encode the message: {e}")))?;
-    let mut request = upstream
-        .http
-        .post(&upstream.settings.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some(secret) = secret {
-        request = request.header(SIGNATURE_HEADER, signature(secret.expose(), &body));
+/// The webhook protocol, with its optional signing secret.
+pub struct Webhook {
+    secret: Option<Secret>,
+}
+
+impl Webhook {
+    /// Signs bodies with `secret` when set.
+    pub fn new(secret: Option<Secret>) -> Self {
+        Webhook { secret }
     }
-    let (status, answer) = upstream.send(request.body(body)).await?;
-    parse_answer(status, &answer)
+
+    async fn exchange(
+        &self,
+        http: &Http,
+        message: &Message,
+        app_id: &str,
+    ) -> Result<Reply, UpstreamError> {
+        let body = serde_json::to_vec(&WebhookMessage::new(message, app_id))
+            .map_err(|e| UpstreamError::Transport(format!("cannot encode the message: {e}")))?;
+        let mut request = http
+            .post()
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &self.secret {
+            request = request.header(SIGNATURE_HEADER, signature(secret.expose(), &body));
+        }
+        let (status, answer) = http.send(request.body(body)).await?;
+        parse_answer(status, &answer)
+    }
+}
+
+impl Protocol for Webhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn call<'a>(&'a self, http: &'a Http, message: &'a Message, app_id: &'a str) -> CallFuture<'a> {
+        Box::pin(self.exchange(http, message, app_id))
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,42 @@
-//! One upstream: its HTTP client, its concurrency cap, and the call.
+//! What every upstream protocol shares: the [`Protocol`] trait each one
+//! implements, the bounded HTTP exchange it calls through, and the error
+//! it fails with. The protocols know this file only; the upstream in
+//! `mod.rs` knows them.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
 
-use super::history::History;
-use super::settings::{Protocol, UpstreamSettings};
-use super::{openai, webhook};
 use crate::domain::{Message, Reply};
 
 /// Upstream answers are small JSON documents; anything bigger is refused.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// A protocol's answer to come.
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send + 'a>>;
+
+/// A reply computed without calling the upstream (e.g. a reset command).
+pub type LocalFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// One wire protocol an upstream speaks: how a message becomes a request
+/// and an answer becomes a reply. Each protocol owns its settings (and, for
+/// `openai`, the conversation history and the reset command).
+pub trait Protocol: Send + Sync {
+    /// The name used in the config file.
+    fn name(&self) -> &'static str;
+
+    /// Answers `message` without calling the upstream, when the protocol
+    /// handles it itself. Runs before the concurrency cap. `None` by default.
+    fn intercept(&self, _message: &Arc<Message>) -> Option<LocalFuture> {
+        None
+    }
+
+    /// Asks the upstream for the reply to `message`.
+    fn call<'a>(&'a self, http: &'a Http, message: &'a Message, app_id: &'a str) -> CallFuture<'a>;
+}
 
 /// Why an upstream gave no usable answer. Never carries a secret.
 #[derive(Debug, Error)]
@@ -43,62 +67,39 @@ impl UpstreamError {
     }
 }
 
-/// A configured upstream, ready to call.
-pub struct Upstream {
-    pub(super) settings: UpstreamSettings,
-    pub(super) http: reqwest::Client,
-    pub(super) permits: Arc<Semaphore>,
-    /// Conversation memory (`openai` only).
-    pub(super) history: Option<History>,
+/// The HTTP side of one upstream: its client, URL and timeout.
+pub struct Http {
+    pub(super) client: reqwest::Client,
+    pub(super) url: String,
+    pub(super) timeout: Duration,
 }
 
-impl Upstream {
-    /// Builds the client; `history` is required for `openai` upstreams.
-    pub fn new(
-        settings: UpstreamSettings,
-        history: Option<History>,
-    ) -> Result<Upstream, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+impl Http {
+    /// A client bounded by `timeout`.
+    pub fn new(url: String, timeout: Duration) -> Result<Http, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Upstream {
-            permits: Arc::new(Semaphore::new(settings.max_concurrency)),
-            settings,
-            http,
-            history,
+        Ok(Http {
+            client,
+            url,
+            timeout,
         })
     }
 
-    /// The configured name.
-    pub fn name(&self) -> &str {
-        &self.settings.name
-    }
-
-    /// Asks the upstream for the reply to `message`.
-    pub async fn call(&self, message: &Message, app_id: &str) -> Result<Reply, UpstreamError> {
-        let timeout = self.settings.timeout;
-        let call = async {
-            match &self.settings.protocol {
-                Protocol::Webhook { secret } => {
-                    webhook::call(self, secret.as_ref(), message, app_id).await
-                }
-                Protocol::OpenAi(openai) => openai::call(self, openai, message).await,
-            }
-        };
-        // reqwest's timeout covers the body too; this also bounds the store.
-        tokio::time::timeout(timeout + Duration::from_millis(50), call)
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout(timeout)))
+    /// A POST to the upstream's URL.
+    pub fn post(&self) -> reqwest::RequestBuilder {
+        self.client.post(&self.url)
     }
 
     /// Sends a request and reads a bounded body: `(status, body)`.
-    pub(super) async fn send(
+    pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), UpstreamError> {
-        let timeout = self.settings.timeout;
+        let timeout = self.timeout;
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 UpstreamError::Timeout(timeout)

@@ -6,10 +6,60 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AccountSection, KfSection};
+use serde::Deserialize;
+
 use super::{Mode, Secret};
 use crate::crypto::{AesKey, MessageCrypto};
 use crate::rules::RuleSet;
+use crate::rules::{ReplySpec, RuleSpec};
+
+/// `[account]` and each `[[accounts]]` entry. `name`, `path`, `rules` and
+/// `default_reply` only belong to `[[accounts]]` (the single account uses
+/// `server.path` and the top-level rules); validation says so.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccountSection {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    /// `official` (default), `wecom` (a WeCom self-built app) or `kf`
+    /// (WeChat Customer Service).
+    pub kind: Option<String>,
+    pub app_id: Option<String>,
+    pub token: Option<String>,
+    pub encoding_aes_key: Option<String>,
+    /// The previous key, accepted while WeChat switches over after a rotation.
+    pub previous_encoding_aes_key: Option<String>,
+    pub app_secret: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    pub corp_id: Option<String>,
+    pub corp_secret: Option<String>,
+    pub agent_id: Option<i64>,
+    /// Where this account's outbound API lives (a fake in tests).
+    pub api_base_url: Option<String>,
+    pub kf: Option<KfSection>,
+    pub default_reply: Option<ReplySpec>,
+    pub rules: Option<Vec<RuleSpec>>,
+}
+
+/// `[accounts.kf]`: how WeChat Customer Service messages are pulled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct KfSection {
+    pub max_message_age_secs: u64,
+    pub sync_limit: u32,
+    pub lock_ttl_secs: u64,
+}
+
+impl Default for KfSection {
+    fn default() -> Self {
+        KfSection {
+            max_message_age_secs: 600,
+            sync_limit: 100,
+            lock_ttl_secs: 60,
+        }
+    }
+}
 
 /// Where the WeChat (Official Account) API lives.
 pub const WECHAT_BASE_URL: &str = "https://api.weixin.qq.com";
@@ -142,6 +192,37 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks `[account]` and every `[[accounts]]` entry, then that no two
+/// collide. `false` when an account could not be built (already reported).
+pub(super) fn validate_all(
+    single: Option<AccountSection>,
+    sections: Vec<AccountSection>,
+    ctx: &Context<'_>,
+    problems: &mut Vec<String>,
+) -> (Vec<AccountEntry>, bool) {
+    // Without [[accounts]], [account] is required (its absence is reported
+    // as a missing token).
+    let primary = match (single, sections.is_empty()) {
+        (Some(a), _) => Some(a),
+        (None, true) => Some(AccountSection::default()),
+        (None, false) => None,
+    };
+    let mut accounts = Vec::new();
+    let mut accounts_ok = true;
+    for (index, section) in primary
+        .map(|a| (None, a))
+        .into_iter()
+        .chain(sections.into_iter().enumerate().map(|(i, a)| (Some(i), a)))
+    {
+        match validate(section, index, ctx, problems) {
+            Some(entry) => accounts.push(entry),
+            None => accounts_ok = false,
+        }
+    }
+    check_unique(&accounts, problems);
+    (accounts, accounts_ok)
 }
 
 /// Validates `[account]` (`index = None`) or `accounts[index]`.
@@ -356,7 +437,7 @@ pub(super) fn validate(
     let api_base_url = match raw.api_base_url {
         Some(url) => {
             let base = url.trim_end_matches('/').to_owned();
-            if !super::valid_base_url(&base) {
+            if !super::token::valid_base_url(&base) {
                 errors.push(format!(
                     "api_base_url {url:?} is not an http(s) URL like {WECOM_BASE_URL}"
                 ));

@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{AgentSection, UpstreamSection};
+use serde::Deserialize;
+
 use crate::agent::{
     AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
     DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
@@ -20,6 +21,43 @@ const DEFAULT_HISTORY_TURNS: usize = 10;
 const DEFAULT_HISTORY_TTL_SECS: u64 = 1800;
 const DEFAULT_RESET_COMMAND: &str = "/reset";
 const DEFAULT_MODERATION_TIMEOUT_MS: u64 = 3000;
+
+/// `[agent]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AgentSection {
+    pub passive_budget_ms: Option<u64>,
+    pub interim_text: Option<String>,
+    pub fallback_text: Option<String>,
+    pub typing: Option<bool>,
+    pub moderation_url: Option<String>,
+    pub moderation_template: Option<String>,
+    pub moderation_timeout_ms: Option<u64>,
+}
+
+/// Every key of every protocol, so that a key of the wrong protocol gets a
+/// message naming the protocol instead of "unknown field".
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpstreamSection {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub protocol: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrency: Option<usize>,
+    pub fallback_text: Option<String>,
+    // webhook
+    pub secret_env: Option<String>,
+    // openai
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub api_key_env: Option<String>,
+    pub history_turns: Option<usize>,
+    pub history_ttl_secs: Option<u64>,
+    pub reset_command: Option<String>,
+    pub reset_reply: Option<String>,
+}
 
 /// Checks `[agent]` and `[[upstreams]]`, and that every upstream a rule
 /// names exists. `env` resolves `secret_env` and `api_key_env`.

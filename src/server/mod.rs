@@ -1,21 +1,21 @@
 //! The HTTP face of wxgate: routes, extractors, status codes, the layer stack.
 //!
-//! Knows axum and [`crate::platform::callback`]; never AES or XML internals.
+//! Two routers: the public one, built from each account's callback route
+//! ([`callback`](self) handlers over the platform's dialect), and the
+//! [`operator`] one (health, metrics, admin, internal). [`router`] joins
+//! them behind one layer stack. Knows axum and the platforms' callback
+//! dialect; never AES or XML internals.
 
-mod admin;
+mod callback;
 mod client_ip;
 mod error;
-mod health;
-mod internal;
-mod weixin;
+pub mod operator;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Extension, Router};
 use ipnet::IpNet;
@@ -30,8 +30,7 @@ use crate::rules::RuleSet;
 use crate::security::Allowlist;
 use crate::token::TokenManager;
 pub use error::ApiError;
-pub use health::{Probe, ProbeFuture};
-pub use internal::TokenEndpoint;
+pub use operator::{Probe, ProbeFuture, TokenEndpoint};
 
 /// One account's callback endpoint: what its handlers need.
 pub struct Endpoint {
@@ -156,33 +155,31 @@ pub struct RouterSettings {
     pub max_body_bytes: usize,
 }
 
-/// The application router. Tests drive it with `oneshot`; the server binds it.
+/// The public router: each account's callback route. Each account's
+/// handlers get its endpoint as an extension: one `Arc` clone per request,
+/// no lookup by path.
+pub fn public_router(state: &AppState) -> Router<AppState> {
+    let mut routes = Router::new();
+    for endpoint in state.endpoints() {
+        routes = routes.route(
+            &endpoint.path,
+            get(callback::verify)
+                .post(callback::receive)
+                .layer(Extension(Arc::clone(endpoint))),
+        );
+    }
+    routes
+}
+
+/// The application router: the public and operator routes on one listener.
+/// Tests drive it with `oneshot`; the server binds it.
 ///
 /// Layers, outermost first: the access log (at `debug` also a span, so every
 /// log line of a request is inside it, including rejections), then the body
 /// limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
-    let mut routes = Router::new();
-    for endpoint in state.endpoints() {
-        // Each account's handlers get its endpoint as an extension: one
-        // `Arc` clone per request, no lookup by path.
-        routes = routes.route(
-            &endpoint.path,
-            get(weixin::verify)
-                .post(weixin::receive)
-                .layer(Extension(Arc::clone(endpoint))),
-        );
-    }
-    let mut routes = routes
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics))
-        .route("/admin/reload", axum::routing::post(admin::reload));
-    if state.inner.token_endpoint.is_some() {
-        // Without a key the route does not exist: 404, like any unknown path.
-        routes = routes.route("/internal/access_token", get(internal::access_token));
-    }
-    routes
+    public_router(&state)
+        .merge(operator::router(&state))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {
@@ -219,23 +216,6 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
             },
         ))
         .with_state(state)
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let (fetches, failures) = state
-        .endpoints()
-        .iter()
-        .filter_map(|e| e.tokens.as_ref())
-        .map(|t| t.status())
-        .fold((0, 0), |(f, e), s| (f + s.fetches, e + s.failures));
-    state.metrics().sync_token_counts(fetches, failures);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics().render(),
-    )
 }
 
 /// The request id for log lines: the proxy's `X-Request-Id` when it sent a

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::AppState;
+use crate::server::AppState;
 
 /// What a readiness probe returns: a short status on success, a reason on failure.
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;

@@ -6,15 +6,15 @@
 //! the token is never logged.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::bearer::{Authorized, Internal};
 use crate::clock::Clock;
 use crate::secret::Secret;
+use crate::server::AppState;
 use crate::token::{TokenError, TokenManager};
 
 /// What the endpoint needs: the tokens, the key guarding them, the clock.
@@ -37,8 +37,6 @@ struct TokenBody<'a> {
 
 /// Why the endpoint did not answer with a token.
 enum InternalError {
-    /// Missing or wrong bearer key (401).
-    Unauthorized,
     /// No token could be had (503).
     Unavailable(TokenError),
 }
@@ -46,12 +44,6 @@ enum InternalError {
 impl IntoResponse for InternalError {
     fn into_response(self) -> Response {
         match self {
-            InternalError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(serde_json::json!({ "error": "unauthorized" })),
-            )
-                .into_response(),
             InternalError::Unavailable(e) => {
                 tracing::error!(error = %e, "no access token for /internal/access_token");
                 (
@@ -71,17 +63,13 @@ pub(super) struct Which {
 }
 
 pub(super) async fn access_token(
+    _: Authorized<Internal>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(which): Query<Which>,
 ) -> Response {
     let Some(endpoint) = state.inner.token_endpoint.as_ref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if !authorized(&headers, &endpoint.api_key) {
-        tracing::debug!("internal access token request with a missing or wrong bearer key");
-        return InternalError::Unauthorized.into_response();
-    }
     let tokens = match which.account.as_deref() {
         None => &endpoint.tokens,
         Some(name) => match state
@@ -112,36 +100,4 @@ pub(super) async fn access_token(
         expires_in: token.expires_in(endpoint.clock.now_unix()),
     };
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
-}
-
-/// `Authorization: Bearer <key>`, compared in constant time.
-fn authorized(headers: &HeaderMap, key: &Secret) -> bool {
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    bool::from(presented.trim().as_bytes().ct_eq(key.expose().as_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_exact_bearer_key_is_accepted() {
-        let key = Secret::new("0123456789abcdef");
-        let with = |v: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, v.parse().unwrap());
-            h
-        };
-        assert!(authorized(&with("Bearer 0123456789abcdef"), &key));
-        assert!(!authorized(&with("Bearer 0123456789abcdeX"), &key));
-        assert!(!authorized(&with("Bearer 0123456789abcde"), &key));
-        assert!(!authorized(&with("Basic 0123456789abcdef"), &key));
-        assert!(!authorized(&HeaderMap::new(), &key));
-    }
 }

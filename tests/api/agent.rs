@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use wxgate::message::xml::parse_str;
 use wxgate::Config;
 
-use crate::fake_upstream::{eventually, Behaviour, FakeUpstream};
-use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
+use crate::support::{eventually, Behaviour, FakeUpstream};
+use crate::support::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
 use crate::helpers::{text_xml, TestApp, ACCOUNT};
 
 const NOW: i64 = 1_750_000_000;

@@ -11,10 +11,10 @@ use serde_json::Value;
 use wxgate::crypto::{AesKey, MessageCrypto};
 use wxgate::Config;
 
-use crate::fake_upstream::eventually;
-use crate::fake_wechat::{kf_event, kf_text, FakeWechat, CORP_ID, KF_SECRET};
+use crate::support::eventually;
+use crate::support::fake_wechat::{kf_event, kf_text, FakeWechat, CORP_ID, KF_SECRET};
 use crate::helpers::{start_binary, TestApp};
-use crate::redis_server::RedisServer;
+use crate::support::RedisServer;
 use crate::wecom::wecom_request;
 
 const KF_TOKEN: &str = "kfCallbackToken";

@@ -7,9 +7,9 @@ use std::time::Duration;
 use wxgate::startup::Overrides;
 
 use crate::delivery::{content_of, SlowResponder};
-use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
+use crate::support::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
 use crate::helpers::{config_text, encrypted_request, text_xml, TestApp};
-use crate::redis_server::RedisServer;
+use crate::support::RedisServer;
 
 const NOW: i64 = 1_750_000_000;
 

@@ -16,8 +16,8 @@ use wxgate::wechat_api::{
 };
 use wxgate::{Application, Config};
 
-use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
-use crate::redis_server::RedisServer;
+use crate::support::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
+use crate::support::RedisServer;
 
 const LOCK_KEY: &str = "wxgate:wxfake0123456789:access_token:lock";
 

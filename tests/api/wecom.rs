@@ -10,8 +10,8 @@ use wxgate::crypto::{self, AesKey, MessageCrypto};
 use wxgate::message::{envelope, xml::parse_str};
 use wxgate::Config;
 
-use crate::fake_upstream::{eventually, Behaviour, FakeUpstream};
-use crate::fake_wechat::{FakeWechat, AGENT_ID, CORP_ID, CORP_SECRET};
+use crate::support::{eventually, Behaviour, FakeUpstream};
+use crate::support::fake_wechat::{FakeWechat, AGENT_ID, CORP_ID, CORP_SECRET};
 use crate::helpers::{text_xml, TestApp, ACCOUNT};
 
 const NOW: i64 = 1_750_000_000;
@@ -410,7 +410,7 @@ async fn every_recorded_wecom_push_is_answered_through_the_server() {
 
 #[tokio::test]
 async fn the_internal_token_endpoint_serves_each_account() {
-    use crate::fake_wechat::{APP_ID, APP_SECRET};
+    use crate::support::fake_wechat::{APP_ID, APP_SECRET};
     let wechat = FakeWechat::start().await;
     let key = "internal-key-0123456789abcdef";
     let text = format!(

@@ -10,7 +10,7 @@ use serde_json::Value;
 use wxgate::crypto::{self, AesKey, CryptoError, MessageCrypto};
 use wxgate::message::{envelope, xml, Event, Message, MessageKind};
 
-use crate::fake_wechat::{AGENT_ID, CORP_ID};
+use crate::support::fake_wechat::{AGENT_ID, CORP_ID};
 use crate::helpers::fixtures_dir;
 
 /// The WeCom fixture account (tests/fixtures/wecom/account.json).
@@ -374,7 +374,7 @@ fn the_get_verification_case() {
 #[tokio::test]
 async fn a_notification_built_for_the_fake_reads_back() {
     // What a core test does: take a Token from the fake, push the notification.
-    let fake = crate::fake_wechat::FakeWechat::start().await;
+    let fake = crate::support::fake_wechat::FakeWechat::start().await;
     let a = &*WECOM_ACCOUNT;
     let token = fake.kf_notification_token(&a.open_kfid);
     let (query, body) = wecom_encrypted_post(

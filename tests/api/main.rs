@@ -8,7 +8,6 @@ mod cli;
 mod delivery;
 mod errors;
 mod fixtures;
-mod helpers;
 mod kf;
 mod multinode;
 mod operator;

@@ -2,7 +2,6 @@
 //! refresh, errcode handling, Redis outages, dead lock holders, the internal
 //! endpoint and `wxgate token`, all against the local fake WeChat.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,8 @@ use wxgate::wechat_api::{
 };
 use wxgate::{Application, Config};
 
-use crate::support::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
-use crate::support::RedisServer;
+use crate::support::fake_wechat::{APP_ID, APP_SECRET};
+use crate::support::{AccountSpec, FakeWechat, RedisServer, TestConfig};
 
 const LOCK_KEY: &str = "wxgate:wxfake0123456789:access_token:lock";
 
@@ -396,22 +395,23 @@ async fn a_host_outside_the_ip_whitelist_gets_an_error_naming_the_setting() {
     );
 }
 
-fn config_text(fake: &FakeWechat, secret: &str, extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[account]\ntoken = \"abc\"\napp_id = \"{APP_ID}\"\napp_secret = \"{secret}\"\n\
-         [token]\napi_base_url = \"{}\"\ntimeout_secs = 2\nlock_ttl_ms = 3000\n{extra}",
-        fake.base_url()
-    )
+/// An account with the fake's app id and `secret`, its API the fake.
+fn token_config(fake: &FakeWechat, secret: &str) -> TestConfig {
+    TestConfig::new()
+        .account(AccountSpec::official_api("abc").set("app_secret", secret))
+        .token_api(fake)
+        .set("token.timeout_secs", 2)
+        .set("token.lock_ttl_ms", 3000)
 }
 
-fn config(text: &str) -> Config {
-    Config::from_toml(text, Path::new("test.toml"), |_| None).unwrap()
+fn config(config: TestConfig) -> Config {
+    config.build()
 }
 
 #[tokio::test]
 async fn wrong_credentials_fail_start_up_with_a_configuration_error() {
     let fake = FakeWechat::start().await;
-    let err = match Application::build(config(&config_text(&fake, "wrong-secret", ""))).await {
+    let err = match Application::build(config(token_config(&fake, "wrong-secret"))).await {
         Ok(_) => panic!("started with a wrong app secret"),
         Err(e) => e,
     };
@@ -424,8 +424,8 @@ async fn wrong_credentials_fail_start_up_with_a_configuration_error() {
     );
     assert!(!text.contains("wrong-secret"), "the secret leaked: {text}");
 
-    let bad_id = config_text(&fake, APP_SECRET, "").replace(APP_ID, "wxnotmyapp");
-    let Err(err) = Application::build(config(&bad_id)).await else {
+    let bad_id = token_config(&fake, APP_SECRET).set("account.app_id", "wxnotmyapp");
+    let Err(err) = Application::build(config(bad_id)).await else {
         panic!("started with a wrong app id")
     };
     assert!(
@@ -436,7 +436,7 @@ async fn wrong_credentials_fail_start_up_with_a_configuration_error() {
 
 #[tokio::test]
 async fn the_default_config_needs_no_network_and_no_redis() {
-    let text = "[server]\nlisten = \"127.0.0.1:0\"\n[account]\ntoken = \"abc\"\n";
+    let text = TestConfig::new().account(AccountSpec::token_only("abc"));
     let app = Application::build(config(text)).await.unwrap();
     assert!(app.wechat_api().is_none());
     let port = app.port();
@@ -465,11 +465,9 @@ async fn the_default_config_needs_no_network_and_no_redis() {
 async fn the_internal_endpoint_serves_the_token_to_holders_of_the_key() {
     let fake = FakeWechat::start().await;
     let key = "internal-key-0123456789abcdef";
-    let app = Application::build(config(&config_text(
-        &fake,
-        APP_SECRET,
-        &format!("internal_api_key = \"{key}\"\n"),
-    )))
+    let app = Application::build(config(
+        token_config(&fake, APP_SECRET).set("token.internal_api_key", key),
+    ))
     .await
     .unwrap();
     let port = app.port();
@@ -516,12 +514,8 @@ async fn readyz(http: &reqwest::Client, port: u16) -> (u16, serde_json::Value) {
 async fn a_redis_outage_gives_clear_errors_and_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let fake = FakeWechat::start().await;
-    let text = config_text(
-        &fake,
-        APP_SECRET,
-        &format!("[store]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url()),
-    );
-    let app = Application::build(config(&text)).await.unwrap();
+    let text = token_config(&fake, APP_SECRET).redis(&redis.url());
+    let app = Application::build(config(text)).await.unwrap();
     let api = app.wechat_api().unwrap();
     let port = app.port();
     let _server = tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -681,7 +675,7 @@ async fn wxgate_token_prints_the_token() {
     let fake = FakeWechat::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxgate.toml");
-    std::fs::write(&path, config_text(&fake, APP_SECRET, "")).unwrap();
+    token_config(&fake, APP_SECRET).write(&path);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxgate"))
         .args(["token", "--config"])
         .arg(&path)
@@ -701,7 +695,7 @@ async fn wxgate_token_prints_the_token() {
     );
 
     // Wrong secret: exit 78 (configuration), a message naming the setting.
-    std::fs::write(&path, config_text(&fake, "nope", "")).unwrap();
+    token_config(&fake, "nope").write(&path);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxgate"))
         .args(["token", "--config"])
         .arg(&path)

@@ -61,12 +61,6 @@ impl TestAppBuilder {
         self
     }
 
-    /// Parts swapped in (the clock is replaced by the test clock).
-    pub fn overrides(mut self, overrides: Overrides) -> Self {
-        self.overrides = overrides;
-        self
-    }
-
     /// The reply decision instead of the rules.
     pub fn responder(mut self, responder: Arc<dyn Responder>) -> Self {
         self.overrides.responder = Some(responder);
@@ -157,12 +151,7 @@ impl TestApp {
 
     /// Signals a graceful shutdown; the server task, to await its end.
     pub fn stop(&self) -> JoinHandle<std::io::Result<()>> {
-        let (stop, task) = self
-            .running
-            .lock()
-            .unwrap()
-            .take()
-            .expect("stopped once");
+        let (stop, task) = self.running.lock().unwrap().take().expect("stopped once");
         stop.send(()).expect("the server is running");
         task
     }

@@ -114,27 +114,41 @@ impl CallbackClient {
         )
     }
 
-    /// Query and body of a request in the account's own form: plain or
-    /// encrypted after its mode, always encrypted for WeCom.
-    pub fn request(&self, xml: &str, now: i64) -> (String, String) {
-        if self.account.kind.is_wecom() || self.account.mode != wxgate::config::Mode::Plain {
-            self.encrypted(xml, now)
-        } else {
-            self.plain(xml, now)
-        }
+    /// `{path}?signature=…&timestamp=…&nonce=…` at `now` (Official Account).
+    pub fn signed_query(&self, now: i64) -> String {
+        let ts = now.to_string();
+        let sig = crypto::signature(self.token(), &ts, PLAIN_NONCE);
+        format!(
+            "{}?signature={sig}&timestamp={ts}&nonce={PLAIN_NONCE}",
+            self.path
+        )
     }
 
     /// Query and body of a signed plaintext request (Official Account).
     pub fn plain(&self, xml: &str, now: i64) -> (String, String) {
-        let ts = now.to_string();
-        let sig = crypto::signature(self.token(), &ts, PLAIN_NONCE);
         let [openid] = fields(xml, ["FromUserName"]);
         (
+            format!("{}&openid={openid}", self.signed_query(now)),
+            xml.to_owned(),
+        )
+    }
+
+    /// Query and body carrying the ciphertext `encrypt` as is, correctly
+    /// signed (Official Account safe form, `<Encrypt>` alone in the body):
+    /// for ciphertexts the client would never make.
+    pub fn seal(&self, encrypt: &str, now: i64) -> (String, String) {
+        let ts = now.to_string();
+        let sig = crypto::signature(self.token(), &ts, ENCRYPTED_NONCE);
+        let msg_sig = crypto::msg_signature(self.token(), &ts, ENCRYPTED_NONCE, encrypt);
+        let mut body = String::from("<xml>");
+        push_cdata_element(&mut body, "Encrypt", encrypt);
+        body.push_str("</xml>");
+        (
             format!(
-                "{}?signature={sig}&timestamp={ts}&nonce={PLAIN_NONCE}&openid={openid}",
+                "{}?signature={sig}&timestamp={ts}&nonce={ENCRYPTED_NONCE}&encrypt_type=aes&msg_signature={msg_sig}",
                 self.path
             ),
-            xml.to_owned(),
+            body,
         )
     }
 
@@ -197,7 +211,8 @@ impl CallbackClient {
 
 /// Top-level texts of `xml` (empty when absent or not XML).
 fn fields<const N: usize>(xml: &str, names: [&str; N]) -> [String; N] {
-    let found = xml::top_level_texts(xml.as_bytes(), names).unwrap_or_else(|_| [(); N].map(|_| None));
+    let found =
+        xml::top_level_texts(xml.as_bytes(), names).unwrap_or_else(|_| [(); N].map(|_| None));
     found.map(Option::unwrap_or_default)
 }
 

@@ -225,7 +225,10 @@ impl AccountSpec {
 
     /// One more rule of this account.
     pub fn rule(mut self, rule: Table) -> AccountSpec {
-        merge(&mut self.0, table([("rules", vec![Value::from(rule)].into())]));
+        merge(
+            &mut self.0,
+            table([("rules", vec![Value::from(rule)].into())]),
+        );
         self
     }
 }
@@ -252,6 +255,18 @@ impl TestConfig {
         TestConfig {
             root,
             source: PathBuf::from("test.toml"),
+            env: HashMap::new(),
+        }
+    }
+
+    /// A configuration file as it is (e.g. a shipped example), to change
+    /// with [`TestConfig::set`].
+    pub fn from_file(path: &Path) -> TestConfig {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TestConfig {
+            root: parse(&text),
+            source: path.to_owned(),
             env: HashMap::new(),
         }
     }
@@ -293,7 +308,10 @@ impl TestConfig {
 
     /// One more top-level rule.
     pub fn rule(mut self, rule: Table) -> TestConfig {
-        merge(&mut self.root, table([("rules", vec![Value::from(rule)].into())]));
+        merge(
+            &mut self.root,
+            table([("rules", vec![Value::from(rule)].into())]),
+        );
         self
     }
 

@@ -28,14 +28,6 @@ pub static ACCOUNT: LazyLock<Account> = LazyLock::new(|| {
     serde_json::from_str(&text).expect("account.json parses")
 });
 
-/// The fixture account's crypto: receive id = app id.
-pub fn account_crypto() -> MessageCrypto {
-    MessageCrypto::new(
-        AesKey::from_encoding_aes_key(&ACCOUNT.encoding_aes_key).unwrap(),
-        ACCOUNT.app_id.clone(),
-    )
-}
-
 fn vectors_dir() -> PathBuf {
     std::env::var_os("WXGATE_VECTORS_DIR")
         .map(PathBuf::from)

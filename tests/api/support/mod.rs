@@ -1,14 +1,14 @@
 //! The shared harness of the API tests.
 //!
-//! - [`app`]: [`TestApp`] (the app in-process on a free port, one builder)
-//!   and [`BinaryServer`] (the real binary);
-//! - [`config`]: [`TestConfig`], configurations built as TOML values;
-//! - [`client`]: [`CallbackClient`], the one WeChat client (Official
-//!   Account plain / compatible / safe, WeCom, 微信客服);
-//! - [`messages`]: the XML WeChat pushes;
-//! - [`fake_wechat`], [`fake_upstream`], [`redis_server`]: the outside world;
-//! - [`fixtures`]: the recorded fixtures and the shared vectors;
-//! - [`responders`]: reply decisions and late-delivery hooks to swap in.
+//! - `app`: [`TestApp`], the app in-process on a free port (one builder),
+//!   and [`BinaryServer`], the real binary;
+//! - `config`: [`TestConfig`], configurations built as TOML values;
+//! - `client`: [`CallbackClient`], the one WeChat client (Official Account
+//!   plain / compatible / safe, WeCom, 微信客服);
+//! - `messages`: the XML WeChat pushes;
+//! - `fake_wechat`, `fake_upstream`, `redis_server`: the outside world;
+//! - `fixtures`: the recorded fixtures and the shared vectors;
+//! - `responders`: reply decisions and late-delivery hooks to swap in.
 
 pub mod app;
 pub mod client;

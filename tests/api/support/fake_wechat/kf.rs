@@ -63,7 +63,6 @@ impl Default for Kf {
 }
 
 impl FakeWechat {
-
     /// Appends sync_msg message objects (see [`kf_text`], [`kf_event`]) to the
     /// queue of `open_kfid`.
     pub fn kf_push(&self, open_kfid: &str, msgs: Vec<Value>) {
@@ -210,7 +209,6 @@ pub fn kf_event(msgid: &str, external_userid: &str, open_kfid: &str, send_time: 
         },
     })
 }
-
 
 /// Ties a cursor to its open_kfid, so one account's cursor fails on another.
 fn kf_tag(open_kfid: &str) -> u64 {

@@ -328,4 +328,3 @@ fn check_call(
     count_call(&mut i, endpoint, token);
     authorize(&mut i, host, token)
 }
-

@@ -271,4 +271,3 @@ async fn typing(
         _ => error(45072),
     }
 }
-

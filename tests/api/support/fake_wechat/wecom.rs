@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use super::{check_call, token_scripted, Fake, FakeWechat, Host, Inner, TokenQuery};
 
-
 /// The WeCom corp (CorpID); the WeCom fixtures are encrypted for the same id.
 pub const CORP_ID: &str = "ww5d3c1b9a7e2f4086";
 /// Secret of the self-built app [`AGENT_ID`] (43 characters, like WeCom's).
@@ -89,7 +88,6 @@ pub(super) fn wecom_fail(code: i64, message: &str) -> Json<Value> {
 }
 
 impl FakeWechat {
-
     /// The WeCom secret `token` was issued for ([`CORP_SECRET`] or
     /// [`KF_SECRET`]); `None` for Official Account tokens and unknown ones.
     pub fn token_secret(&self, token: &str) -> Option<String> {
@@ -105,7 +103,6 @@ impl FakeWechat {
     pub fn wecom_sends(&self) -> Vec<Value> {
         self.outbox_of("/cgi-bin/message/send")
     }
-
 }
 
 #[derive(Deserialize)]
@@ -207,4 +204,3 @@ async fn wecom_send(
     let msgid = i.next_msgid("FAKE_WECOM_MSGID_");
     Json(json!({ "errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": msgid }))
 }
-

@@ -14,6 +14,7 @@ mod operator;
 mod props;
 mod support;
 mod token;
+mod token_app;
 mod vectors;
 mod webhook;
 mod wecom;

@@ -6,75 +6,77 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use toml::Table;
 use wxgate::message::xml::parse_str;
-use wxgate::Config;
 
-use crate::fake_upstream::{eventually, Behaviour, FakeUpstream};
-use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
-use crate::helpers::{text_xml, TestApp, ACCOUNT};
+use crate::support::fake_wechat::APP_ID;
+use crate::support::{
+    eventually, table, text_reply, text_xml, AccountSpec, Behaviour, FakeUpstream, FakeWechat,
+    TestApp, TestConfig, ACCOUNT,
+};
 
 const NOW: i64 = 1_750_000_000;
 const HOOK_SECRET: &str = "hook-secret-0123456789";
 const LLM_KEY: &str = "sk-local-test-key";
 const INTERIM: &str = "正在思考…";
 
-/// A plain-mode account with API credentials against `wechat`, an agent
-/// section with a short passive budget, and `upstreams` (TOML) as the
-/// default reply's target `agent`.
-fn agent_config(wechat: &FakeWechat, upstreams: &str, delivery: &str) -> Config {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[account]
-token = "{token}"
-app_id = "{APP_ID}"
-app_secret = "{APP_SECRET}"
-[token]
-api_base_url = "{api}"
-timeout_secs = 2
-lock_ttl_ms = 3000
-[delivery]
-{delivery}
-[agent]
-passive_budget_ms = 400
-interim_text = "{INTERIM}"
-fallback_text = "暂时无法回答"
-
-{upstreams}
-
+/// A static rule, and the upstream `agent` answering everything else.
+const RULES: &str = r#"
 [[rules]]
 name = "static"
-match = {{ text = "菜单" }}
-reply = {{ type = "text", content = "static menu" }}
+match = { text = "菜单" }
+reply = { type = "text", content = "static menu" }
 
 [default_reply]
 type = "upstream"
 upstream = "agent"
-"#,
-        token = ACCOUNT.token,
-        api = wechat.base_url(),
-    );
-    Config::from_toml(&text, Path::new("agent.toml"), |name| match name {
-        "HOOK_SECRET" => Some(HOOK_SECRET.to_owned()),
-        "LLM_KEY" => Some(LLM_KEY.to_owned()),
-        _ => None,
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+"#;
+
+/// A plain-mode account with API credentials against `wechat`, an agent
+/// section with a short passive budget, and `upstream` as the default
+/// reply's target `agent`.
+fn agent_config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
+    TestConfig::new()
+        .account(AccountSpec::official_api(&ACCOUNT.token))
+        .token_api(wechat)
+        .set("token.timeout_secs", 2)
+        .set("token.lock_ttl_ms", 3000)
+        .set("agent.passive_budget_ms", 400)
+        .set("agent.interim_text", INTERIM)
+        .set("agent.fallback_text", "暂时无法回答")
+        .upstream(upstream)
+        .rules(RULES)
+        .env("HOOK_SECRET", HOOK_SECRET)
+        .env("LLM_KEY", LLM_KEY)
+        .source("agent.toml")
 }
 
-fn webhook(upstream: &FakeUpstream, extra: &str) -> String {
-    format!(
-        "[[upstreams]]\nname = \"agent\"\nprotocol = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 5000\nsecret_env = \"HOOK_SECRET\"\n{extra}",
-        upstream.hook_url()
-    )
+/// The app serving `config` at [`NOW`].
+async fn spawn(config: TestConfig) -> TestApp {
+    TestApp::builder().config(config).now(NOW).spawn().await
 }
 
-fn openai(upstream: &FakeUpstream) -> String {
-    format!(
-        "[[upstreams]]\nname = \"agent\"\nprotocol = \"openai\"\nurl = \"{}\"\nmodel = \"test-model\"\nsystem_prompt = \"你是客服\"\napi_key_env = \"LLM_KEY\"\nhistory_turns = 2\ntimeout_ms = 5000\n",
-        upstream.openai_base()
-    )
+fn webhook(upstream: &FakeUpstream) -> Table {
+    table([
+        ("name", "agent".into()),
+        ("protocol", "webhook".into()),
+        ("url", upstream.hook_url().into()),
+        ("timeout_ms", 5000.into()),
+        ("secret_env", "HOOK_SECRET".into()),
+    ])
+}
+
+fn openai(upstream: &FakeUpstream) -> Table {
+    table([
+        ("name", "agent".into()),
+        ("protocol", "openai".into()),
+        ("url", upstream.openai_base().into()),
+        ("model", "test-model".into()),
+        ("system_prompt", "你是客服".into()),
+        ("api_key_env", "LLM_KEY".into()),
+        ("history_turns", 2.into()),
+        ("timeout_ms", 5000.into()),
+    ])
 }
 
 /// The `Content` of a plain reply (panics on `success`).
@@ -102,7 +104,7 @@ fn text_of(json: &str) -> Value {
 async fn a_fast_answer_is_the_passive_reply_and_the_request_is_signed() {
     let wechat = FakeWechat::start().await;
     let hook = FakeUpstream::start(Behaviour::Reply(text_of("你好，我是助手"))).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
 
     let (status, body) = app
         .post_plain(&text_xml("在吗", NOW, 4561255354251345929))
@@ -147,7 +149,7 @@ async fn a_fast_answer_is_the_passive_reply_and_the_request_is_signed() {
 async fn no_reply_answers_success() {
     let wechat = FakeWechat::start().await;
     let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "success"}))).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
     assert_eq!(
         app.post_plain(&text_xml("a", NOW, 1)).await,
         (200, "success".into())
@@ -169,7 +171,7 @@ async fn a_slow_answer_gets_the_interim_reply_then_ordered_custom_messages() {
     assert!(long.len() > 4000);
     let hook =
         FakeUpstream::start(Behaviour::Slow(Duration::from_millis(1200), text_of(&long))).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
 
     let started = Instant::now();
     let (status, body) = app.post_plain(&text_xml("讲个长故事", NOW, 7)).await;
@@ -235,7 +237,7 @@ async fn late_media_and_news_use_their_custom_forms() {
             {"title": "T2", "url": "https://example.com/2"}]}),
     ))
     .await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
     app.post_plain(&text_xml("news please", NOW, 1)).await;
     assert!(eventually(Duration::from_secs(4), || wechat.custom_sends().len() == 1).await);
     assert_eq!(
@@ -263,8 +265,7 @@ async fn wechat_retries_of_a_slow_message_start_one_upstream_call_and_one_delive
         text_of("慢慢的回答"),
     ))
     .await;
-    let app =
-        Arc::new(TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await);
+    let app = Arc::new(spawn(agent_config(&wechat, webhook(&hook))).await);
     let xml = text_xml("重试我", NOW, 99);
     // The first delivery, a retry while it is in flight, two after it was answered.
     let first = {
@@ -290,7 +291,7 @@ async fn wechat_retries_of_a_slow_message_start_one_upstream_call_and_one_delive
 async fn history_carries_across_turns_and_resets_on_the_command() {
     let wechat = FakeWechat::start().await;
     let llm = FakeUpstream::start(Behaviour::NoContent).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &openai(&llm), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, openai(&llm))).await;
 
     let (_, a1) = app.post_plain(&text_xml("第一问", NOW, 1)).await;
     assert_eq!(content(&a1), "answer 1: 第一问");
@@ -366,7 +367,7 @@ async fn a_slow_model_answers_late_and_its_answer_joins_the_history() {
     let wechat = FakeWechat::start().await;
     let llm = FakeUpstream::start(Behaviour::NoContent).await;
     llm.set_chat_delay(Duration::from_millis(800));
-    let app = TestApp::spawn_with(agent_config(&wechat, &openai(&llm), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, openai(&llm))).await;
     let (_, body) = app.post_plain(&text_xml("慢问题", NOW, 1)).await;
     assert_eq!(content(&body), INTERIM);
     assert!(
@@ -390,7 +391,7 @@ async fn a_slow_model_answers_late_and_its_answer_joins_the_history() {
 async fn history_keeps_only_the_configured_turns() {
     let wechat = FakeWechat::start().await;
     let llm = FakeUpstream::start(Behaviour::NoContent).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &openai(&llm), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, openai(&llm))).await;
     for i in 1..=4 {
         app.post_plain(&text_xml(&format!("q{i}"), NOW, i)).await;
     }
@@ -411,15 +412,9 @@ async fn history_keeps_only_the_configured_turns() {
 async fn upstream_failures_answer_the_fallback_text() {
     let wechat = FakeWechat::start().await;
     let hook = FakeUpstream::start(Behaviour::Fail(500)).await;
-    let app = TestApp::spawn_with(
-        agent_config(
-            &wechat,
-            &webhook(&hook, "").replace("timeout_ms = 5000", "timeout_ms = 200"),
-            "",
-        ),
-        NOW,
-    )
-    .await;
+    let mut upstream = webhook(&hook);
+    upstream.insert("timeout_ms".into(), 200.into());
+    let app = spawn(agent_config(&wechat, upstream)).await;
     let (_, body) = app.post_plain(&text_xml("a", NOW, 1)).await;
     assert_eq!(content(&body), "暂时无法回答");
     hook.set_behaviour(Behaviour::Malformed);
@@ -451,7 +446,7 @@ async fn upstream_failures_answer_the_fallback_text() {
 async fn a_late_failure_is_delivered_as_the_fallback_text() {
     let wechat = FakeWechat::start().await;
     let hook = FakeUpstream::start(Behaviour::Fail(502)).await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
     // An upstream that takes long to fail: slow, then not a reply.
     hook.set_behaviour(Behaviour::Slow(
         Duration::from_millis(700),
@@ -475,7 +470,7 @@ async fn out_of_window_and_quota_spent_are_never_retried() {
             text_of(&"很长的句子。".repeat(400)),
         ))
         .await;
-        let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+        let app = spawn(agent_config(&wechat, webhook(&hook))).await;
         wechat.fail_next_sends(&[code]);
         app.post_plain(&text_xml("late", NOW, 1)).await;
         let failed = format!("wxgate_agent_failures_total{{kind=\"{kind}\"}} 1");
@@ -508,7 +503,7 @@ async fn busy_and_stale_tokens_on_send_are_retried_a_bounded_number_of_times() {
         text_of("终于到了"),
     ))
     .await;
-    let app = TestApp::spawn_with(agent_config(&wechat, &webhook(&hook, ""), ""), NOW).await;
+    let app = spawn(agent_config(&wechat, webhook(&hook))).await;
     // Busy once, then the token is refused once: both are recovered from.
     wechat.fail_next_sends(&[-1, 40001]);
     app.post_plain(&text_xml("late", NOW, 1)).await;
@@ -528,17 +523,11 @@ async fn beyond_the_concurrency_cap_the_overload_reply_applies_at_once() {
         text_of("done"),
     ))
     .await;
-    let app = Arc::new(
-        TestApp::spawn_with(
-            agent_config(
-                &wechat,
-                &webhook(&hook, "max_concurrency = 1"),
-                "overload_reply = { type = \"text\", content = \"客服稍等\" }",
-            ),
-            NOW,
-        )
-        .await,
-    );
+    let mut upstream = webhook(&hook);
+    upstream.insert("max_concurrency".into(), 1.into());
+    let config =
+        agent_config(&wechat, upstream).set("delivery.overload_reply", text_reply("客服稍等"));
+    let app = Arc::new(spawn(config).await);
     let first = {
         let app = app.clone();
         tokio::spawn(async move { app.post_plain(&text_xml("one", NOW, 1)).await })
@@ -567,13 +556,13 @@ async fn flagged_answers_are_replaced_by_the_moderation_template() {
     let hook = FakeUpstream::start(Behaviour::Reply(text_of("不该说的话"))).await;
     // The moderation endpoint: another fake webhook answering {"flagged": …}.
     let moderation = FakeUpstream::start(Behaviour::Reply(json!({"flagged": true}))).await;
-    let mut config = agent_config(&wechat, &webhook(&hook, ""), "");
+    let mut config = agent_config(&wechat, webhook(&hook)).build();
     config.agent.moderation = Some(wxgate::agent::ModerationSettings {
         url: moderation.hook_url(),
         template: "这个问题我无法回答".into(),
         timeout: Duration::from_secs(2),
     });
-    let app = TestApp::spawn_with(config, NOW).await;
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
     let (_, body) = app.post_plain(&text_xml("x", NOW, 1)).await;
     assert_eq!(content(&body), "这个问题我无法回答");
     assert_eq!(

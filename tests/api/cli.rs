@@ -1,10 +1,11 @@
 //! The real binary: the README's quick start and the exit codes.
 
-use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wxgate::crypto;
+use crate::support::{
+    now_unix, rule, table, text_reply, AccountSpec, BinaryServer, CallbackClient, TestConfig,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
 
@@ -33,12 +34,13 @@ fn check_config_accepts_the_example() {
 
 #[test]
 fn invalid_config_exits_78_naming_file_and_rule() {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    writeln!(
-        file,
-        "[account]\ntoken = \"t\"\n[[rules]]\nname = \"broken\"\nmatch = {{ regex = \"(\" }}\nreply = {{ type = \"text\", content = \"x\" }}"
-    )
-    .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let mut broken = rule(table([("regex", "(".into())]), text_reply("x"));
+    broken.insert("name".into(), "broken".into());
+    TestConfig::new()
+        .account(AccountSpec::token_only("t"))
+        .rule(broken)
+        .write(file.path());
     for args in [vec!["check-config"], vec!["serve"]] {
         let out = Command::new(BIN)
             .args(&args)
@@ -60,30 +62,25 @@ fn invalid_config_exits_78_naming_file_and_rule() {
 
 #[tokio::test]
 async fn example_config_serves_verification_and_a_text_message() {
-    let server = crate::helpers::start_binary(&example_config()).await;
+    let server = BinaryServer::start(&example_config()).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let sig = crypto::signature("wxgatedev", &now, "42");
+    let config = wxgate::Config::load(&example_config()).unwrap();
+    let wechat = CallbackClient::for_entry(config.primary());
+    assert_eq!(wechat.token(), "wxgatedev");
+    let now = now_unix();
     let res = client
-        .get(format!(
-            "{base}/weixin?signature={sig}&timestamp={now}&nonce=42&echostr=hello123"
-        ))
+        .get(format!("{base}{}", wechat.verify_query(now, "hello123")))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "hello123");
     let xml = format!("<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[o_user]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[微博]]></Content><MsgId>1</MsgId></xml>");
+    let (query, body) = wechat.plain(&xml, now);
     let res = client
-        .post(format!(
-            "{base}/weixin?signature={sig}&timestamp={now}&nonce=42&openid=o_user"
-        ))
-        .body(xml)
+        .post(format!("{base}{query}"))
+        .body(body)
         .send()
         .await
         .unwrap();
@@ -97,7 +94,7 @@ async fn example_config_serves_verification_and_a_text_message() {
 
 #[tokio::test]
 async fn sigterm_stops_the_binary_cleanly() {
-    let mut server = crate::helpers::start_binary(&example_config()).await;
+    let mut server = BinaryServer::start(&example_config()).await;
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

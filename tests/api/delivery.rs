@@ -1,98 +1,28 @@
 //! Delivery guarantees: retries, deadlines, overload, forged callers, shutdown, metrics.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wxgate::app::Overrides;
-use wxgate::conversation::{LateDelivery, LateFuture, Responder, Response};
-use wxgate::message::xml::parse_str;
-use wxgate::message::{Message, Reply};
+use wxgate::message::Reply;
 
-use crate::helpers::{
-    config, config_text, encrypted_request, open_reply, text_xml, TestApp, ACCOUNT,
-};
+use crate::support::responders::{RecordingLate, SlowResponder};
+use crate::support::{content_of, text_reply, text_xml, TestApp, TestConfig, ACCOUNT};
 
 const NOW: i64 = 1_750_000_000;
-
-/// Answers "slow:<content>" after `delay`, counting its calls.
-pub struct SlowResponder {
-    delay: Duration,
-    calls: AtomicUsize,
-}
-
-impl SlowResponder {
-    pub fn new(delay: Duration) -> Arc<Self> {
-        Arc::new(SlowResponder {
-            delay,
-            calls: AtomicUsize::new(0),
-        })
-    }
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Responder for SlowResponder {
-    fn respond(&self, message: &Arc<Message>) -> Response {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let delay = self.delay;
-        let content = format!("slow:{}", message.text().unwrap_or_default());
-        Response::Pending(Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            Reply::Text { content }
-        }))
-    }
-}
-
-/// Records late replies.
-#[derive(Default)]
-struct RecordingLate(Mutex<Vec<(String, Reply)>>);
-
-impl LateDelivery for RecordingLate {
-    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
-        self.0
-            .lock()
-            .unwrap()
-            .push((message.from_user.clone(), reply));
-        Box::pin(async { Ok(()) })
-    }
-}
-
-fn delivery_config(mode: &str, delivery: &str) -> wxgate::Config {
-    let text = config_text(mode, "").replacen(
-        "[account]",
-        &format!("[delivery]\n{delivery}\n[account]"),
-        1,
-    );
-    wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap()
-}
-
-pub fn content_of(body: &str) -> String {
-    let xml = open_reply(body);
-    parse_str(&xml)
-        .unwrap()
-        .child_text("Content")
-        .unwrap_or_default()
-        .to_owned()
-}
 
 #[tokio::test]
 async fn retries_are_handled_once_and_answered_identically() {
     let slow = SlowResponder::new(Duration::from_millis(400));
     let app = Arc::new(
-        TestApp::spawn_custom(
-            delivery_config("safe", "dedup_window_secs = 2"),
-            NOW,
-            Overrides {
-                responder: Some(slow.clone()),
-                ..Overrides::default()
-            },
-        )
-        .await,
+        TestApp::builder()
+            .config(TestConfig::fixture("safe").set("delivery.dedup_window_secs", 2))
+            .now(NOW)
+            .responder(slow.clone())
+            .spawn()
+            .await,
     );
     let xml = text_xml("retry me", NOW, 4242);
-    let (query, body) = encrypted_request(&xml, NOW);
+    let (query, body) = app.wechat.encrypted(&xml, NOW);
 
     // First delivery and a retry while it is in flight.
     let first = {
@@ -135,7 +65,7 @@ async fn retries_are_handled_once_and_answered_identically() {
 
 #[tokio::test]
 async fn events_are_deduplicated_by_sender_time_and_event() {
-    let app = TestApp::spawn("plain", NOW).await;
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
     let event = |key: &str| {
         format!(
             "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{NOW}</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>",
@@ -160,19 +90,16 @@ async fn events_are_deduplicated_by_sender_time_and_event() {
 async fn slow_handler_is_cut_at_the_deadline_and_delivered_late() {
     let slow = SlowResponder::new(Duration::from_millis(1500));
     let late = Arc::new(RecordingLate::default());
-    let app = TestApp::spawn_custom(
-        delivery_config(
-            "safe",
-            "deadline_ms = 300\nfallback_reply = { type = \"text\", content = \"正在思考…\" }",
-        ),
-        NOW,
-        Overrides {
-            responder: Some(slow.clone()),
-            late: Some(late.clone()),
-            ..Overrides::default()
-        },
-    )
-    .await;
+    let config = TestConfig::fixture("safe")
+        .set("delivery.deadline_ms", 300)
+        .set("delivery.fallback_reply", text_reply("正在思考…"));
+    let app = TestApp::builder()
+        .config(config)
+        .now(NOW)
+        .responder(slow.clone())
+        .late(late.clone())
+        .spawn()
+        .await;
     let started = Instant::now();
     let (status, body) = app.post_encrypted(&text_xml("think hard", NOW, 77)).await;
     let took = started.elapsed();
@@ -217,18 +144,16 @@ async fn slow_handler_is_cut_at_the_deadline_and_delivered_late() {
 async fn overload_is_answered_at_once_and_recovers() {
     let slow = SlowResponder::new(Duration::from_millis(800));
     let app = Arc::new(
-        TestApp::spawn_custom(
-            delivery_config(
-                "safe",
-                "max_in_flight = 2\noverload_reply = { type = \"text\", content = \"客服稍等\" }",
-            ),
-            NOW,
-            Overrides {
-                responder: Some(slow.clone()),
-                ..Overrides::default()
-            },
-        )
-        .await,
+        TestApp::builder()
+            .config(
+                TestConfig::fixture("safe")
+                    .set("delivery.max_in_flight", 2)
+                    .set("delivery.overload_reply", text_reply("客服稍等")),
+            )
+            .now(NOW)
+            .responder(slow.clone())
+            .spawn()
+            .await,
     );
     let busy: Vec<_> = (0..2)
         .map(|i| {
@@ -260,26 +185,26 @@ async fn overload_is_answered_at_once_and_recovers() {
         .contains("wxgate_overload_replies_total 1"));
 }
 
-fn allowlist_config() -> wxgate::Config {
-    let text = config_text("plain", "").replacen(
-        "[account]",
-        "[security]\ntrusted_proxies = [\"127.0.0.1\"]\nip_allowlist = \"static\"\nextra_allowed_ips = [\"203.0.113.0/24\"]\n[account]",
-        1,
-    );
-    wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap()
+fn allowlist_config() -> TestConfig {
+    TestConfig::fixture("plain")
+        .set("security.trusted_proxies", vec!["127.0.0.1"])
+        .set("security.ip_allowlist", "static")
+        .set("security.extra_allowed_ips", vec!["203.0.113.0/24"])
 }
 
 #[tokio::test]
 async fn forged_forwarding_headers_from_untrusted_peers_are_refused() {
-    let app = TestApp::spawn_with(allowlist_config(), NOW).await;
+    let app = TestApp::builder()
+        .config(allowlist_config())
+        .now(NOW)
+        .spawn()
+        .await;
     let xml = text_xml("hello wxgate", NOW, 1);
-    let ts = NOW.to_string();
-    let sig = wxgate::crypto::signature(&ACCOUNT.token, &ts, "9");
-    let url = format!("{}/weixin?signature={sig}&timestamp={ts}&nonce=9", app.base);
+    let url = format!("{}{}", app.base, app.wechat.signed_query(NOW));
 
     // Through the trusted proxy (127.0.0.1) for an allowlisted client: accepted.
     let via_proxy = |xff: &'static str| {
-        app.client
+        app.http
             .post(&url)
             .header("X-Forwarded-For", xff)
             .body(xml.clone())
@@ -297,7 +222,7 @@ async fn forged_forwarding_headers_from_untrusted_peers_are_refused() {
         403
     );
     let res = app
-        .client
+        .http
         .post(&url)
         .header("X-Real-IP", "203.0.113.9")
         .body(xml.clone())
@@ -326,16 +251,14 @@ async fn forged_forwarding_headers_from_untrusted_peers_are_refused() {
 #[tokio::test]
 async fn shutdown_lets_every_accepted_request_finish() {
     let slow = SlowResponder::new(Duration::from_millis(600));
-    let (app, stop, task) = TestApp::spawn_task(
-        config("safe", ""),
-        NOW,
-        Overrides {
-            responder: Some(slow.clone()),
-            ..Overrides::default()
-        },
-    )
-    .await;
-    let app = Arc::new(app);
+    let app = Arc::new(
+        TestApp::builder()
+            .mode("safe")
+            .now(NOW)
+            .responder(slow.clone())
+            .spawn()
+            .await,
+    );
     let burst: Vec<_> = (0..20)
         .map(|i| {
             let app = app.clone();
@@ -348,7 +271,7 @@ async fn shutdown_lets_every_accepted_request_finish() {
         assert!(Instant::now() < deadline, "burst not accepted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.send(()).unwrap();
+    let task = app.stop();
     for request in burst {
         let (status, body) = request.await.unwrap();
         assert_eq!((status, content_of(&body).as_str()), (200, "slow:drain"));
@@ -360,7 +283,7 @@ async fn shutdown_lets_every_accepted_request_finish() {
         .unwrap();
     // No new connections after shutdown.
     assert!(app
-        .client
+        .http
         .get(format!("{}/healthz", app.base))
         .send()
         .await
@@ -369,9 +292,9 @@ async fn shutdown_lets_every_accepted_request_finish() {
 
 #[tokio::test]
 async fn metrics_endpoint_counts_outcomes_and_failures() {
-    let app = TestApp::spawn("safe", NOW).await;
+    let app = TestApp::builder().mode("safe").now(NOW).spawn().await;
     app.post_encrypted(&text_xml("hello wxgate", NOW, 1)).await;
-    let (query, body) = encrypted_request(&text_xml("x", NOW, 2), NOW);
+    let (query, body) = app.wechat.encrypted(&text_xml("x", NOW, 2), NOW);
     app.post(&query.replace("msg_signature=", "msg_signature=0"), body)
         .await;
     let (status, text) = app.get("/metrics").await;

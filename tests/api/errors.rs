@@ -1,21 +1,13 @@
 //! Every refusal has an honest status, and the server keeps serving after it.
 
-use wxgate::crypto;
-
-use crate::helpers::{encrypted_request, fixtures_dir, text_xml, verify_query, TestApp, ACCOUNT};
+use crate::support::{fixtures_dir, text_xml, AccountSpec, CallbackClient, TestApp, TestConfig};
 
 const NOW: i64 = 1_750_000_000;
 
-fn plain_query(ts: i64, nonce: &str) -> String {
-    let ts = ts.to_string();
-    let sig = crypto::signature(&ACCOUNT.token, &ts, nonce);
-    format!("/weixin?signature={sig}&timestamp={ts}&nonce={nonce}")
-}
-
 #[tokio::test]
 async fn get_refusals() {
-    let app = TestApp::spawn("plain", NOW).await;
-    let full = verify_query(NOW, "e1");
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
+    let full = app.wechat.verify_query(NOW, "e1");
     for drop in ["signature", "timestamp", "nonce", "echostr"] {
         let query: Vec<&str> = full
             .trim_start_matches("/weixin?")
@@ -33,18 +25,18 @@ async fn get_refusals() {
     let (status, _) = app.get(&full.replace("signature=", "signature=0")).await;
     assert_eq!(status, 403, "bad signature");
     app.assert_still_serving().await;
-    let (status, _) = app.get(&verify_query(NOW - 301, "e2")).await;
+    let (status, _) = app.get(&app.wechat.verify_query(NOW - 301, "e2")).await;
     assert_eq!(status, 403, "stale timestamp");
-    let (status, _) = app.get(&verify_query(NOW + 301, "e3")).await;
+    let (status, _) = app.get(&app.wechat.verify_query(NOW + 301, "e3")).await;
     assert_eq!(status, 403, "timestamp from the future");
-    let (status, _) = app.get(&verify_query(NOW - 299, "e4")).await;
+    let (status, _) = app.get(&app.wechat.verify_query(NOW - 299, "e4")).await;
     assert_eq!(status, 200, "inside the window");
     app.assert_still_serving().await;
 }
 
 #[tokio::test]
 async fn plain_post_refusals() {
-    let app = TestApp::spawn("plain", NOW).await;
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
     let xml = text_xml("hello", NOW, 1);
     let (status, _) = app.post("/weixin?timestamp=1&nonce=2", xml.clone()).await;
     assert_eq!(status, 400, "missing signature");
@@ -57,14 +49,18 @@ async fn plain_post_refusals() {
     assert_eq!(status, 400, "missing timestamp");
     let (status, _) = app
         .post(
-            &plain_query(NOW, "1").replace("nonce=1", "nonce="),
+            &app.wechat
+                .signed_query(NOW)
+                .replace("nonce=31415926", "nonce="),
             xml.clone(),
         )
         .await;
     assert_eq!(status, 400, "empty nonce");
     let (status, _) = app
         .post(
-            &plain_query(NOW, "1").replace("timestamp=", "timestamp=x"),
+            &app.wechat
+                .signed_query(NOW)
+                .replace("timestamp=", "timestamp=x"),
             xml.clone(),
         )
         .await;
@@ -74,12 +70,16 @@ async fn plain_post_refusals() {
     );
     let (status, _) = app
         .post(
-            &plain_query(NOW, "1").replace("signature=", "signature=f"),
+            &app.wechat
+                .signed_query(NOW)
+                .replace("signature=", "signature=f"),
             xml.clone(),
         )
         .await;
     assert_eq!(status, 403, "bad signature");
-    let (status, _) = app.post(&plain_query(NOW - 1000, "1"), xml.clone()).await;
+    let (status, _) = app
+        .post(&app.wechat.signed_query(NOW - 1000), xml.clone())
+        .await;
     assert_eq!(status, 403, "replayed timestamp");
     let (status, _) = app
         .post(
@@ -95,7 +95,7 @@ async fn plain_post_refusals() {
 
 #[tokio::test]
 async fn malformed_bodies_are_400() {
-    let app = TestApp::spawn("plain", NOW).await;
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
     let bad = fixtures_dir().join("xml/bad");
     let mut seen = 0;
     for entry in std::fs::read_dir(&bad).unwrap() {
@@ -104,7 +104,7 @@ async fn malformed_bodies_are_400() {
             continue;
         }
         let body = std::fs::read(&path).unwrap();
-        let (status, text) = app.post(&plain_query(NOW, "77"), body).await;
+        let (status, text) = app.post(&app.wechat.signed_query(NOW), body).await;
         assert_eq!(status, 400, "{}: {text}", path.display());
         seen += 1;
         app.assert_still_serving().await;
@@ -112,7 +112,7 @@ async fn malformed_bodies_are_400() {
     assert!(seen >= 8, "all bad fixtures were sent");
     // Not UTF-8 at all.
     let (status, _) = app
-        .post(&plain_query(NOW, "78"), vec![0xffu8, 0xfe, 0x00])
+        .post(&app.wechat.signed_query(NOW), vec![0xffu8, 0xfe, 0x00])
         .await;
     assert_eq!(status, 400);
     app.assert_still_serving().await;
@@ -120,9 +120,9 @@ async fn malformed_bodies_are_400() {
 
 #[tokio::test]
 async fn encrypted_refusals() {
-    let app = TestApp::spawn("safe", NOW).await;
+    let app = TestApp::builder().mode("safe").now(NOW).spawn().await;
     let xml = text_xml("hello", NOW, 9);
-    let (query, body) = encrypted_request(&xml, NOW);
+    let (query, body) = app.wechat.encrypted(&xml, NOW);
 
     // No msg_signature: safe mode never falls back to `signature`.
     let without: String = query
@@ -139,35 +139,25 @@ async fn encrypted_refusals() {
     assert_eq!(status, 403, "tampered ciphertext");
 
     // Correctly signed garbage: decryption fails.
-    let ts = NOW.to_string();
     for garbage in [
         "bm90IGEgY2lwaGVydGV4dA==",
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         "!!!",
     ] {
-        let sig = crypto::msg_signature(&ACCOUNT.token, &ts, "5", garbage);
-        let (status, _) = app
-            .post(
-                &format!("/weixin?timestamp={ts}&nonce=5&encrypt_type=aes&msg_signature={sig}"),
-                format!("<xml><Encrypt><![CDATA[{garbage}]]></Encrypt></xml>"),
-            )
-            .await;
+        let (query, body) = app.wechat.seal(garbage, NOW);
+        let (status, _) = app.post(&query, body).await;
         assert_eq!(status, 403, "undecryptable {garbage}");
     }
 
     // Encrypted for another app id with the same key.
-    let other = wxgate::crypto::MessageCrypto::new(
-        wxgate::crypto::AesKey::from_encoding_aes_key(&ACCOUNT.encoding_aes_key).unwrap(),
-        "wx0000000000000000",
+    let other = CallbackClient::for_entry(
+        TestConfig::new()
+            .account(AccountSpec::fixture("safe").set("app_id", "wx0000000000000000"))
+            .build()
+            .primary(),
     );
-    let encrypt = other.encrypt(&xml);
-    let sig = crypto::msg_signature(&ACCOUNT.token, &ts, "6", &encrypt);
-    let (status, _) = app
-        .post(
-            &format!("/weixin?timestamp={ts}&nonce=6&encrypt_type=aes&msg_signature={sig}"),
-            format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
-        )
-        .await;
+    let (other_query, other_body) = other.encrypted(&xml, NOW);
+    let (status, _) = app.post(&other_query, other_body).await;
     assert_eq!(status, 403, "wrong app id");
 
     // No <Encrypt> at all.
@@ -193,8 +183,8 @@ async fn encrypted_refusals() {
 
 #[tokio::test]
 async fn encrypted_request_to_plain_account_is_400() {
-    let app = TestApp::spawn("plain", NOW).await;
-    let (query, body) = encrypted_request(&text_xml("x", NOW, 1), NOW);
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
+    let (query, body) = app.wechat.encrypted(&text_xml("x", NOW, 1), NOW);
     let (status, text) = app.post(&query, body).await;
     assert_eq!(status, 400);
     assert!(text.contains("plain mode"), "{text}");
@@ -203,8 +193,8 @@ async fn encrypted_request_to_plain_account_is_400() {
 
 #[tokio::test]
 async fn oversized_body_is_413() {
-    let config = crate::helpers::config("plain", "max_body_bytes = 4096");
-    let app = TestApp::spawn_with(config, NOW).await;
+    let config = TestConfig::fixture("plain").set("server.max_body_bytes", 4096);
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
     let big = text_xml(&"x".repeat(5000), NOW, 1);
     let (status, _) = app.post_plain(&big).await;
     assert_eq!(status, 413);
@@ -215,7 +205,7 @@ async fn oversized_body_is_413() {
 
 #[tokio::test]
 async fn default_limit_is_64_kib() {
-    let app = TestApp::spawn("plain", NOW).await;
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
     let (status, _) = app
         .post_plain(&text_xml(&"x".repeat(70 * 1024), NOW, 1))
         .await;
@@ -225,14 +215,14 @@ async fn default_limit_is_64_kib() {
 
 #[tokio::test]
 async fn other_methods_are_405_and_unknown_paths_404() {
-    let app = TestApp::spawn("plain", NOW).await;
+    let app = TestApp::builder().mode("plain").now(NOW).spawn().await;
     for method in [
         reqwest::Method::PUT,
         reqwest::Method::DELETE,
         reqwest::Method::PATCH,
     ] {
         let res = app
-            .client
+            .http
             .request(method.clone(), format!("{}/weixin", app.base))
             .send()
             .await

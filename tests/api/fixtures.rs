@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use wxgate::message::xml::{parse_str, Element};
 
-use crate::helpers::{fixtures_dir, open_reply, TestApp, ACCOUNT};
+use crate::support::{fixtures_dir, TestApp, ACCOUNT};
 
 #[derive(serde::Deserialize)]
 struct Manifest {
@@ -29,7 +29,7 @@ fn read(mode: &str, name: &str, ext: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// What the rules in `helpers::RULES` answer to each fixture: reply MsgType
+/// What the rules in `support::RULES` answer to each fixture: reply MsgType
 /// (`None` = `success`) and, for text, the content.
 fn expected(name: &str, kind: &Kind) -> (Option<&'static str>, Option<String>) {
     let content = kind
@@ -124,7 +124,7 @@ async fn run_mode(mode: &str) {
         manifest.kinds.len() >= 29,
         "every message and event kind has a fixture"
     );
-    let app = TestApp::spawn(mode, 0).await;
+    let app = TestApp::builder().mode(mode).now(0).spawn().await;
     for (name, kind) in &manifest.kinds {
         app.clock.set(kind.create_time);
         let query = read(mode, name, "query");
@@ -139,7 +139,7 @@ async fn run_mode(mode: &str) {
         let xml = if mode == "plain" {
             reply
         } else {
-            open_reply(&reply)
+            app.wechat.open_reply(&reply)
         };
         let doc = parse_str(&xml)
             .unwrap_or_else(|e| panic!("{mode}/{name}: reply is not XML ({e}): {xml}"));

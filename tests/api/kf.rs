@@ -3,87 +3,57 @@
 //! node or several on one real Redis, and across a crash mid-pull.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use wxgate::crypto::{AesKey, MessageCrypto};
-use wxgate::Config;
 
-use crate::fake_upstream::eventually;
-use crate::fake_wechat::{kf_event, kf_text, FakeWechat, CORP_ID, KF_SECRET};
-use crate::helpers::{start_binary, TestApp};
-use crate::redis_server::RedisServer;
-use crate::wecom::wecom_request;
+use crate::support::fake_wechat::{kf_event, kf_text, CORP_ID, KF_SECRET};
+use crate::support::{
+    eventually, kf_notification_xml, now_unix, AccountSpec, BinaryServer, CallbackClient,
+    FakeWechat, RedisServer, TestApp, TestConfig,
+};
 
 const KF_TOKEN: &str = "kfCallbackToken";
 const KF_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 const OPEN_KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A Customer Service account at `/kf` against the fake API, with a rule,
-/// a default reply echoing the text, and `store` (TOML) for shared state.
-fn kf_config_text(wechat: &FakeWechat, store: &str, listen: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "{listen}"
-{store}
-[[accounts]]
-name = "service"
-kind = "kf"
-path = "/kf"
-corp_id = "{CORP_ID}"
-corp_secret = "{KF_SECRET}"
-token = "{KF_TOKEN}"
-encoding_aes_key = "{KF_KEY}"
-api_base_url = "{api}"
-[accounts.kf]
-max_message_age_secs = 600
-sync_limit = 1000
-lock_ttl_secs = 5
-[[accounts.rules]]
-match = {{ text = "价格" }}
-reply = {{ type = "text", content = "价格表见官网" }}
-[accounts.default_reply]
+/// The Customer Service account's rule and default reply (echoing the text).
+const RULES: &str = r#"
+[[rules]]
+match = { text = "价格" }
+reply = { type = "text", content = "价格表见官网" }
+[default_reply]
 type = "text"
-content = "收到：{{content}}"
-"#,
-        api = wechat.base_url(),
-    )
+content = "收到：{content}"
+"#;
+
+/// A Customer Service account at `/kf` against the fake API, with a rule
+/// and a default reply echoing the text.
+fn kf_config(wechat: &FakeWechat) -> TestConfig {
+    TestConfig::new()
+        .add_account(
+            AccountSpec::kf(KF_TOKEN, KF_KEY, CORP_ID, KF_SECRET)
+                .name("service")
+                .set("path", "/kf")
+                .api(wechat)
+                .set("kf.max_message_age_secs", 600)
+                .set("kf.sync_limit", 1000)
+                .set("kf.lock_ttl_secs", 5)
+                .rules(RULES),
+        )
+        .source("kf.toml")
 }
 
-fn kf_config(wechat: &FakeWechat, store: &str) -> Config {
-    Config::from_toml(
-        &kf_config_text(wechat, store, "127.0.0.1:0"),
-        Path::new("kf.toml"),
-        |_| None,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn redis_store(redis: &RedisServer) -> String {
-    format!("[store]\nbackend = \"redis\"\nurl = \"{}\"", redis.url())
-}
-
-fn crypto() -> MessageCrypto {
-    MessageCrypto::new(AesKey::from_encoding_aes_key(KF_KEY).unwrap(), CORP_ID)
+async fn spawn(config: TestConfig, now: i64) -> TestApp {
+    TestApp::builder().config(config).now(now).spawn().await
 }
 
 /// The encrypted `kf_msg_or_event` push announcing new messages.
 fn notification(wechat: &FakeWechat, now: i64) -> (String, String) {
     let token = wechat.kf_notification_token(OPEN_KFID);
-    let xml = format!(
-        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{OPEN_KFID}]]></OpenKfId></xml>"
-    );
-    wecom_request("/kf", KF_TOKEN, &crypto(), &xml, now, None)
+    CallbackClient::kf(KF_TOKEN, KF_KEY, CORP_ID)
+        .encrypted(&kf_notification_xml(&token, OPEN_KFID, now), now)
 }
 
 /// Sends a fresh notification to a server at `base`; the HTTP status.
@@ -165,7 +135,7 @@ async fn a_notification_pulls_every_page_and_answers_each_customer_message() {
         "价格",
     ));
     wechat.kf_push(OPEN_KFID, messages);
-    let app = TestApp::spawn_with(kf_config(&wechat, ""), now).await;
+    let app = spawn(kf_config(&wechat), now).await;
 
     let (query, body) = notification(&wechat, now);
     let (status, reply) = app.post(&query, body).await;
@@ -240,8 +210,8 @@ async fn two_nodes_on_one_redis_answer_each_customer_message_once() {
     let now = now_unix();
     wechat.set_kf_page_size(3);
     wechat.kf_push(OPEN_KFID, customer_messages(1, 10, now, 2));
-    let a = Arc::new(TestApp::spawn_with(kf_config(&wechat, &redis_store(&redis)), now).await);
-    let b = Arc::new(TestApp::spawn_with(kf_config(&wechat, &redis_store(&redis)), now).await);
+    let a = Arc::new(spawn(kf_config(&wechat).redis(&redis.url()), now).await);
+    let b = Arc::new(spawn(kf_config(&wechat).redis(&redis.url()), now).await);
 
     // Both nodes hear of the messages at the same moment, and again while
     // they pull (as WeChat's retries and new messages would).
@@ -278,16 +248,12 @@ async fn a_node_killed_mid_pull_is_resumed_from_the_saved_cursor_after_a_restart
     wechat.kf_push(OPEN_KFID, customer_messages(1, 6, now, 2));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kf.toml");
-    std::fs::write(
-        &path,
-        kf_config_text(&wechat, &redis_store(&redis), "127.0.0.1:0"),
-    )
-    .unwrap();
+    kf_config(&wechat).redis(&redis.url()).write(&path);
 
     // The first node handles page 1, then hangs inside the call for page 2
     // and is killed there, as a crash would.
     wechat.hold_syncs_after(1);
-    let first = start_binary(&path).await;
+    let first = BinaryServer::start(&path).await;
     assert_eq!(notify_binary(&wechat, &first.base).await, 200);
     assert!(
         eventually(Duration::from_secs(10), || wechat.kf_sends().len() == 2
@@ -304,7 +270,7 @@ async fn a_node_killed_mid_pull_is_resumed_from_the_saved_cursor_after_a_restart
 
     // A new node, on the same Redis, hears of the messages and takes over
     // once the dead node's lock has expired.
-    let second = start_binary(&path).await;
+    let second = BinaryServer::start(&path).await;
     assert_eq!(notify_binary(&wechat, &second.base).await, 200);
     assert!(
         eventually(Duration::from_secs(15), || wechat.kf_sends().len() >= 6).await,

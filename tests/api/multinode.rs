@@ -4,26 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wxgate::app::Overrides;
-
-use crate::delivery::{content_of, SlowResponder};
-use crate::fake_wechat::{FakeWechat, APP_ID, APP_SECRET};
-use crate::helpers::{config_text, encrypted_request, text_xml, TestApp};
-use crate::redis_server::RedisServer;
+use crate::support::fake_wechat::APP_ID;
+use crate::support::responders::SlowResponder;
+use crate::support::{
+    content_of, text_xml, AccountSpec, CallbackClient, FakeWechat, RedisServer, TestApp, TestConfig,
+};
 
 const NOW: i64 = 1_750_000_000;
-
-fn redis_config(redis: &RedisServer) -> wxgate::Config {
-    let text = config_text("safe", "").replacen(
-        "[account]",
-        &format!(
-            "[store]\nbackend = \"redis\"\nurl = \"{}\"\n[account]",
-            redis.url()
-        ),
-        1,
-    );
-    wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap()
-}
 
 #[tokio::test]
 async fn two_nodes_on_one_redis_handle_each_message_once() {
@@ -31,20 +18,18 @@ async fn two_nodes_on_one_redis_handle_each_message_once() {
     // One responder behind both nodes, so its call count spans the cluster.
     let slow = SlowResponder::new(Duration::from_millis(300));
     let node = |responder: Arc<SlowResponder>| {
-        TestApp::spawn_custom(
-            redis_config(&redis),
-            NOW,
-            Overrides {
-                responder: Some(responder),
-                ..Overrides::default()
-            },
-        )
+        TestApp::builder()
+            .config(TestConfig::fixture("safe").redis(&redis.url()))
+            .now(NOW)
+            .responder(responder)
+            .spawn()
     };
     let a = Arc::new(node(slow.clone()).await);
     let b = Arc::new(node(slow.clone()).await);
 
+    let wechat = CallbackClient::fixture("safe");
     for round in 0..5u64 {
-        let (query, body) = encrypted_request(
+        let (query, body) = wechat.encrypted(
             &text_xml(&format!("cluster {round}"), NOW, 9000 + round),
             NOW,
         );
@@ -83,17 +68,13 @@ async fn two_nodes_on_one_redis_handle_each_message_once() {
 async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
     let fake = FakeWechat::start().await;
     let redis = RedisServer::start();
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[account]\ntoken = \"abc\"\napp_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\n\
-         [token]\napi_base_url = \"{}\"\ntimeout_secs = 2\n\
-         [store]\nbackend = \"redis\"\nurl = \"{}\"\n\
-         [security]\nip_allowlist = \"wechat\"\n",
-        fake.base_url(),
-        redis.url()
-    );
-    let config =
-        wxgate::Config::from_toml(&text, std::path::Path::new("t.toml"), |_| None).unwrap();
-    let app = TestApp::spawn_with(config, NOW).await;
+    let config = TestConfig::new()
+        .account(AccountSpec::official_api("abc"))
+        .token_api(&fake)
+        .set("token.timeout_secs", 2)
+        .redis(&redis.url())
+        .set("security.ip_allowlist", "wechat");
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
     // The fake publishes 127.0.0.1, 127.0.0.2 and 101.226.103.0/25.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -108,12 +89,7 @@ async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ts = NOW.to_string();
-    let sig = wxgate::crypto::signature("abc", &ts, "1");
-    let url = format!(
-        "{}/weixin?signature={sig}&timestamp={ts}&nonce=1&echostr=ok",
-        app.base
-    );
+    let url = format!("{}{}", app.base, app.wechat.verify_query(NOW, "ok"));
     assert_eq!(
         reqwest::get(&url).await.unwrap().status(),
         200,

@@ -3,26 +3,27 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-
-use crate::helpers::{start_binary, BinaryServer};
 use std::time::{Duration, Instant};
+
+use crate::support::{BinaryServer, TestConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxgate");
 const ADMIN_KEY: &str = "operator-test-admin-key-0123";
 
-/// The example config switched to safe mode, so the simulator encrypts.
+/// The example config switched to safe mode, so the simulator encrypts,
+/// with an admin key.
 fn safe_config(dir: &Path) -> std::path::PathBuf {
-    let example =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wxgate.toml"))
-            .unwrap();
-    let text = example
-        .replace(
-            "mode = \"plain\"",
-            "mode = \"safe\"\napp_id = \"wx0123456789abcdef\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"",
-        )
-        .replacen("[log]", &format!("[admin]\napi_key = \"{ADMIN_KEY}\"\n\n[log]"), 1);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wxgate.toml");
     let path = dir.join("wxgate.toml");
-    std::fs::write(&path, text).unwrap();
+    TestConfig::from_file(&example)
+        .set("account.mode", "safe")
+        .set("account.app_id", "wx0123456789abcdef")
+        .set(
+            "account.encoding_aes_key",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        )
+        .set("admin.api_key", ADMIN_KEY)
+        .write(&path);
     path
 }
 
@@ -40,7 +41,7 @@ fn stdout(out: &Output) -> String {
 }
 
 async fn start(config: &Path) -> (BinaryServer, String) {
-    let server = start_binary(config).await;
+    let server = BinaryServer::start(config).await;
     let base = server.base.clone();
     (server, base)
 }

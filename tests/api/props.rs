@@ -14,7 +14,7 @@ use wxgate::platform::callback::Callback;
 use wxgate::security::Allowlist;
 use wxgate::server::{router, AppState, Endpoint, RouterSettings, StateParts};
 
-use crate::helpers::{config, encrypted_request, text_xml};
+use crate::support::{text_xml, CallbackClient, TestConfig};
 
 const NOW: i64 = 1_750_000_000;
 
@@ -26,7 +26,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 fn app(mode: &str) -> axum::Router {
-    let config = config(mode, "");
+    let config = TestConfig::fixture(mode).build();
     let callback = Callback::new(
         &config.primary().account,
         300,
@@ -132,9 +132,8 @@ proptest! {
     fn arbitrary_xml_like_bodies_with_a_valid_signature_get_4xx_or_200(
         body in "(<xml>|<[A-Za-z]{1,6}>|</[A-Za-z]{1,6}>|<!\\[CDATA\\[|\\]\\]>|<!DOCTYPE|&[a-z]{1,4};|[ -~]{0,10}|</xml>){0,24}",
     ) {
-        let ts = NOW.to_string();
-        let sig = wxgate::crypto::signature(&crate::helpers::ACCOUNT.token, &ts, "1");
-        let status = status_of(&app("plain"), "POST", &format!("/weixin?signature={sig}&timestamp={ts}&nonce=1"), body.into_bytes());
+        let query = CallbackClient::fixture("plain").signed_query(NOW);
+        let status = status_of(&app("plain"), "POST", &query, body.into_bytes());
         prop_assert!(status == 200 || (400..500).contains(&status), "status {status}");
     }
 
@@ -143,7 +142,7 @@ proptest! {
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         mode in prop_oneof![Just("compatible"), Just("safe")],
     ) {
-        let (query, body) = encrypted_request(&text_xml("hello", NOW, 1), NOW);
+        let (query, body) = CallbackClient::fixture("safe").encrypted(&text_xml("hello", NOW, 1), NOW);
         let mut bytes = body.clone().into_bytes();
         for (index, byte) in &flips {
             let i = index.index(bytes.len());

@@ -2,30 +2,11 @@
 //! crypto module. The vectors live outside the repository, in `shared/vectors`
 //! beside it (or where `WXGATE_VECTORS_DIR` points); a missing directory fails.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use wxgate::crypto::{self, AesKey, CryptoError, MessageCrypto};
 use wxgate::message::envelope;
 
-fn vectors_dir() -> PathBuf {
-    std::env::var_os("WXGATE_VECTORS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"))
-}
-
-/// The `vectors` array of a file in the shared vector set; panics when it is missing.
-pub fn load(file: &str) -> Vec<Value> {
-    let path = vectors_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "test vectors not found at {} ({e}); set WXGATE_VECTORS_DIR",
-            path.display()
-        )
-    });
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["vectors"].as_array().unwrap().clone()
-}
+use crate::support::fixtures::load_vectors as load;
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]

@@ -2,17 +2,17 @@
 //! over HTTP, WeCom's own events, late answers through the app message
 //! API, and several accounts side by side in one process.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wxgate::crypto::{self, AesKey, MessageCrypto};
-use wxgate::message::{envelope, xml::parse_str};
-use wxgate::Config;
+use wxgate::message::xml::parse_str;
 
-use crate::fake_upstream::{eventually, Behaviour, FakeUpstream};
-use crate::fake_wechat::{FakeWechat, AGENT_ID, CORP_ID, CORP_SECRET};
-use crate::helpers::{text_xml, TestApp, ACCOUNT};
+use crate::support::fake_wechat::{AGENT_ID, CORP_ID, CORP_SECRET};
+use crate::support::fixtures::load_vectors;
+use crate::support::{
+    eventually, rule, table, text_reply, text_xml, wecom_text, AccountSpec, Behaviour,
+    CallbackClient, FakeUpstream, FakeWechat, TestApp, TestConfig,
+};
 
 const NOW: i64 = 1_750_000_000;
 /// The WeCom test app (separate from the Official Account fixture).
@@ -27,20 +27,20 @@ fn vectors() -> Vec<Value> {
         "wechatpy_test_vectors.json",
     ]
     .into_iter()
-    .flat_map(crate::vectors::load)
+    .flat_map(load_vectors)
     .filter(|v| v["kind"] == "wecom")
     .collect()
 }
 
-fn wecom_config(token: &str, key: &str, corp_id: &str, extra: &str) -> Config {
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[account]\nkind = \"wecom\"\ncorp_id = \"{corp_id}\"\nagent_id = {AGENT_ID}\ntoken = \"{token}\"\nencoding_aes_key = \"{key}\"\n{extra}"
-    );
-    Config::from_toml(&text, Path::new("wecom.toml"), |_| None).unwrap_or_else(|e| panic!("{e}"))
+/// A WeCom app as the only account.
+fn wecom_config(token: &str, key: &str, corp_id: &str) -> TestConfig {
+    TestConfig::new()
+        .account(AccountSpec::wecom(token, key, corp_id))
+        .source("wecom.toml")
 }
 
-fn crypto_of(key: &str, corp_id: &str) -> MessageCrypto {
-    MessageCrypto::new(AesKey::from_encoding_aes_key(key).unwrap(), corp_id)
+async fn spawn(config: TestConfig, now: i64) -> TestApp {
+    TestApp::builder().config(config).now(now).spawn().await
 }
 
 /// Percent-encodes base64 as WeChat does (`+`, `/`, `=`).
@@ -48,54 +48,6 @@ fn enc(s: &str) -> String {
     s.replace('+', "%2B")
         .replace('/', "%2F")
         .replace('=', "%3D")
-}
-
-/// A WeCom push of `xml` to `path`: msg_signature only, always encrypted,
-/// AgentID beside the ciphertext.
-pub fn wecom_request(
-    path: &str,
-    token: &str,
-    crypto: &MessageCrypto,
-    xml: &str,
-    now: i64,
-    agent_id: Option<i64>,
-) -> (String, String) {
-    let encrypt = crypto.encrypt(xml);
-    let ts = now.to_string();
-    let nonce = "2718281828";
-    let sig = crypto::msg_signature(token, &ts, nonce, &encrypt);
-    let agent = agent_id
-        .map(|id| format!("<AgentID><![CDATA[{id}]]></AgentID>"))
-        .unwrap_or_default();
-    (
-        format!("{path}?msg_signature={sig}&timestamp={ts}&nonce={nonce}"),
-        format!(
-            "<xml><ToUserName><![CDATA[{}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>{agent}</xml>",
-            crypto.receive_id()
-        ),
-    )
-}
-
-/// Verifies and decrypts an encrypted reply envelope.
-pub fn open_wecom_reply(token: &str, crypto: &MessageCrypto, body: &str) -> String {
-    let env = envelope::parse_encrypted_reply(body.as_bytes())
-        .unwrap()
-        .unwrap_or_else(|| panic!("not an envelope: {body:?}"));
-    crypto::verify_msg_signature(
-        token,
-        &env.timestamp,
-        &env.nonce,
-        &env.encrypt,
-        &env.msg_signature,
-    )
-    .expect("reply signature");
-    crypto.decrypt(&env.encrypt).expect("reply decrypts")
-}
-
-fn wecom_text(content: &str, now: i64, msg_id: u64) -> String {
-    format!(
-        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>"
-    )
 }
 
 #[tokio::test]
@@ -120,7 +72,7 @@ async fn every_wecom_vector_verifies_and_decrypts_through_the_server() {
             // Replies: covered by the crypto vectors (random prefix fixed there).
             continue;
         }
-        let app = TestApp::spawn_with(wecom_config(&token, &key, &corp, ""), now).await;
+        let app = spawn(wecom_config(&token, &key, &corp), now).await;
         let base = format!("/weixin?msg_signature={sig}&timestamp={ts}&nonce={nonce}");
         let echo = s("echostr").or_else(|| {
             s("expected_msg")
@@ -142,9 +94,7 @@ async fn every_wecom_vector_verifies_and_decrypts_through_the_server() {
             // No rules: WeCom's "no reply" is 200 with an empty body.
             assert_eq!((status, body.as_str()), (200, ""), "{name}");
             // The same push to an account with another corp id is refused.
-            let other =
-                TestApp::spawn_with(wecom_config(&token, &key, "ww0000000000000000", ""), now)
-                    .await;
+            let other = spawn(wecom_config(&token, &key, "ww0000000000000000"), now).await;
             let (status, _) = other.post(&base, post_body).await;
             assert_eq!(status, 403, "{name}: receive id must be checked");
             checked += 1;
@@ -169,17 +119,15 @@ name = "menu"
 match = { event = "click", key = "K1" }
 reply = { type = "news", articles = [{ title = "A", url = "https://example.com/a" }, { title = "B", url = "https://example.com/b" }] }
 "#;
-    let app = TestApp::spawn_with(wecom_config(WC_TOKEN, WC_KEY, CORP_ID, rules), NOW).await;
-    let crypto = crypto_of(WC_KEY, CORP_ID);
+    let app = spawn(wecom_config(WC_TOKEN, WC_KEY, CORP_ID).rules(rules), NOW).await;
     let post = |xml: String| {
-        let (q, b) = wecom_request("/weixin", WC_TOKEN, &crypto, &xml, NOW, Some(AGENT_ID));
         let app = &app;
-        async move { app.post(&q, b).await }
+        async move { app.post_encrypted(&xml).await }
     };
 
     let (status, body) = post(wecom_text("你好", NOW, 1)).await;
     assert_eq!(status, 200);
-    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    let reply = parse_str(&app.wechat.open_reply(&body)).unwrap();
     assert_eq!(reply.child_text("Content"), Some("hi zhangsan"));
     assert_eq!(reply.child_text("ToUserName"), Some("zhangsan"));
     assert_eq!(reply.child_text("FromUserName"), Some(CORP_ID));
@@ -188,11 +136,11 @@ reply = { type = "news", articles = [{ title = "A", url = "https://example.com/a
         format!("<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName><CreateTime>{NOW}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{name}]]></Event>{extra}<AgentID>{AGENT_ID}</AgentID></xml>")
     };
     let (_, body) = post(event("enter_agent", "<EventKey><![CDATA[]]></EventKey>")).await;
-    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    let reply = parse_str(&app.wechat.open_reply(&body)).unwrap();
     assert_eq!(reply.child_text("Content"), Some("欢迎使用"));
 
     let (_, body) = post(event("click", "<EventKey><![CDATA[K1]]></EventKey>")).await;
-    let reply = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    let reply = parse_str(&app.wechat.open_reply(&body)).unwrap();
     assert_eq!(reply.child_text("ArticleCount"), Some("2"));
 
     // WeCom's own events without a rule: parsed, answered with nothing.
@@ -206,23 +154,23 @@ reply = { type = "news", articles = [{ title = "A", url = "https://example.com/a
     assert_eq!((status, body.as_str()), (200, ""));
 
     // An Official Account style request (signature + encrypt_type) is not WeCom's.
-    let sig = crypto::signature(WC_TOKEN, &NOW.to_string(), "1");
+    let official = CallbackClient::for_entry(
+        TestConfig::new()
+            .account(AccountSpec::token_only(WC_TOKEN))
+            .build()
+            .primary(),
+    );
     let (status, _) = app
         .post(
-            &format!("/weixin?signature={sig}&timestamp={NOW}&nonce=1&encrypt_type=aes"),
+            &format!("{}&encrypt_type=aes", official.signed_query(NOW)),
             wecom_text("x", NOW, 3),
         )
         .await;
     assert_eq!(status, 400, "missing msg_signature");
     // A stale timestamp is refused like on an Official Account.
-    let (q, b) = wecom_request(
-        "/weixin",
-        WC_TOKEN,
-        &crypto,
-        &wecom_text("你好", NOW, 4),
-        NOW - 3600,
-        Some(AGENT_ID),
-    );
+    let (q, b) = app
+        .wechat
+        .encrypted(&wecom_text("你好", NOW, 4), NOW - 3600);
     assert_eq!(app.post(&q, b).await.0, 403);
 }
 
@@ -235,24 +183,29 @@ async fn a_slow_wecom_answer_arrives_as_an_app_message() {
         json!({ "type": "text", "content": long }),
     ))
     .await;
-    let extra = format!(
-        "corp_secret = \"{CORP_SECRET}\"\napi_base_url = \"{}\"\n[agent]\npassive_budget_ms = 300\ninterim_text = \"稍等\"\n[[upstreams]]\nname = \"agent\"\nprotocol = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 5000\n[default_reply]\ntype = \"upstream\"\nupstream = \"agent\"\n",
-        wechat.base_url(),
-        hook.hook_url()
-    );
-    let app = TestApp::spawn_with(wecom_config(WC_TOKEN, WC_KEY, CORP_ID, &extra), NOW).await;
-    let crypto = crypto_of(WC_KEY, CORP_ID);
-    let (q, b) = wecom_request(
-        "/weixin",
-        WC_TOKEN,
-        &crypto,
-        &wecom_text("讲讲", NOW, 11),
-        NOW,
-        Some(AGENT_ID),
-    );
+    let config = TestConfig::new()
+        .account(
+            AccountSpec::wecom(WC_TOKEN, WC_KEY, CORP_ID)
+                .set("corp_secret", CORP_SECRET)
+                .api(&wechat),
+        )
+        .set("agent.passive_budget_ms", 300)
+        .set("agent.interim_text", "稍等")
+        .upstream(table([
+            ("name", "agent".into()),
+            ("protocol", "webhook".into()),
+            ("url", hook.hook_url().into()),
+            ("timeout_ms", 5000.into()),
+        ]))
+        .set(
+            "default_reply",
+            table([("type", "upstream".into()), ("upstream", "agent".into())]),
+        );
+    let app = spawn(config, NOW).await;
+    let (q, b) = app.wechat.encrypted(&wecom_text("讲讲", NOW, 11), NOW);
     let (status, body) = app.post(&q, b).await;
     assert_eq!(status, 200);
-    let interim = parse_str(&open_wecom_reply(WC_TOKEN, &crypto, &body)).unwrap();
+    let interim = parse_str(&app.wechat.open_reply(&body)).unwrap();
     assert_eq!(interim.child_text("Content"), Some("稍等"));
 
     let texts = || -> Vec<String> {
@@ -279,64 +232,35 @@ async fn a_slow_wecom_answer_arrives_as_an_app_message() {
 
 #[tokio::test]
 async fn accounts_are_served_side_by_side_with_their_own_rules() {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[account]
-app_id = "{app_id}"
-token = "{token}"
-encoding_aes_key = "{key}"
-mode = "plain"
-[[rules]]
-match = {{ text = "hello" }}
-reply = {{ type = "text", content = "from the official account" }}
-
-[[accounts]]
-name = "corp"
-kind = "wecom"
-corp_id = "{CORP_ID}"
-agent_id = {AGENT_ID}
-token = "{WC_TOKEN}"
-encoding_aes_key = "{WC_KEY}"
-[[accounts.rules]]
-match = {{ text = "hello" }}
-reply = {{ type = "text", content = "from the wecom app" }}
-"#,
-        app_id = ACCOUNT.app_id,
-        token = ACCOUNT.token,
-        key = ACCOUNT.encoding_aes_key,
-    );
-    let config = Config::from_toml(&text, Path::new("multi.toml"), |_| None).unwrap();
-    let app = TestApp::spawn_with(config, NOW).await;
-    let crypto = crypto_of(WC_KEY, CORP_ID);
+    let hello = || table([("text", "hello".into())]);
+    let config = TestConfig::new()
+        .account(AccountSpec::fixture("plain"))
+        .rule(rule(hello(), text_reply("from the official account")))
+        .add_account(
+            AccountSpec::wecom(WC_TOKEN, WC_KEY, CORP_ID)
+                .name("corp")
+                .rule(rule(hello(), text_reply("from the wecom app"))),
+        )
+        .source("multi.toml");
+    let app = spawn(config, NOW).await;
+    let corp = app.wechat_for("corp");
 
     let (status, body) = app.post_plain(&text_xml("hello", NOW, 77)).await;
     assert_eq!(status, 200);
     assert!(body.contains("from the official account"), "{body}");
 
     // The same MsgId on the other account is another message.
-    let (q, b) = wecom_request(
-        "/weixin/corp",
-        WC_TOKEN,
-        &crypto,
-        &wecom_text("hello", NOW, 77),
-        NOW,
-        Some(AGENT_ID),
-    );
+    let (q, b) = corp.encrypted(&wecom_text("hello", NOW, 77), NOW);
     let (status, body) = app.post(&q, b.clone()).await;
     assert_eq!(status, 200);
-    let reply = open_wecom_reply(WC_TOKEN, &crypto, &body);
+    let reply = corp.open_reply(&body);
     assert!(reply.contains("from the wecom app"), "{reply}");
 
     // Each path speaks for its own account only.
     let official_path = q.replacen("/weixin/corp", "/weixin", 1);
     assert_eq!(app.post(&official_path, b).await.0, 400);
-    let verify = |path: &str| {
-        let ts = NOW.to_string();
-        let sig = crypto::signature(&ACCOUNT.token, &ts, "5");
-        format!("{path}?signature={sig}&timestamp={ts}&nonce=5&echostr=ok")
-    };
+    // Signed with the Official Account's token, sent to each path.
+    let verify = |path: &str| app.wechat.clone().at(path).verify_query(NOW, "ok");
     assert_eq!(app.get(&verify("/weixin")).await, (200, "ok".to_owned()));
     assert_eq!(app.get(&verify("/weixin/corp")).await.0, 400);
     assert_eq!(app.get(&verify("/weixin/other")).await.0, 404);
@@ -355,33 +279,26 @@ reply = {{ type = "text", content = "from the wecom app" }}
 
 #[tokio::test]
 async fn every_recorded_wecom_push_is_answered_through_the_server() {
-    use crate::wecom_fixtures::{read, wecom_crypto, wecom_manifest, WECOM_ACCOUNT};
+    use crate::support::fixtures::{read_wecom, wecom_manifest, WECOM_ACCOUNT};
     let a = &*WECOM_ACCOUNT;
     // A rule for every event (events get no default reply) and a default
     // reply for messages: each push gets a reply naming its type.
     let manifest = wecom_manifest();
-    let reply =
-        "reply = { type = \"text\", content = \"got {msg_type} {event} from {from_user}\" }";
-    let mut rules: String = manifest
-        .kinds
-        .values()
-        .filter_map(|k| k.event.as_deref())
-        .map(|e| format!("[[rules]]\nmatch = {{ event = \"{e}\" }}\n{reply}\n"))
-        .collect();
-    rules.push_str(
-        "[default_reply]\ntype = \"text\"\ncontent = \"got {msg_type} {event} from {from_user}\"\n",
-    );
-    let config = wecom_config(&a.token, &a.encoding_aes_key, &a.corp_id, &rules);
+    let answer = "got {msg_type} {event} from {from_user}";
+    let mut config = wecom_config(&a.token, &a.encoding_aes_key, &a.corp_id);
+    for event in manifest.kinds.values().filter_map(|k| k.event.as_deref()) {
+        config = config.rule(rule(table([("event", event.into())]), text_reply(answer)));
+    }
+    let config = config.set("default_reply", text_reply(answer));
     let verify = &manifest.verify;
-    let app = TestApp::spawn_with(config, verify.timestamp.parse().unwrap()).await;
+    let app = spawn(config, verify.timestamp.parse().unwrap()).await;
     assert_eq!(
         app.get(&format!("/weixin?{}", verify.get_query)).await,
         (200, verify.expected_response_body.clone())
     );
-    let crypto = wecom_crypto();
     for (name, kind) in &manifest.kinds {
         app.clock.set(kind.query.timestamp.parse().unwrap());
-        let body = read(&format!("encrypted/{name}.xml"));
+        let body = read_wecom(&format!("encrypted/{name}.xml"));
         let (status, reply) = app
             .post(&format!("/weixin?{}", kind.query.to_query_string()), body)
             .await;
@@ -392,7 +309,7 @@ async fn every_recorded_wecom_push_is_answered_through_the_server() {
             assert_eq!(reply, "", "{name}");
             continue;
         }
-        let xml = parse_str(&open_wecom_reply(&a.token, &crypto, &reply)).unwrap();
+        let xml = parse_str(&app.wechat.open_reply(&reply)).unwrap();
         let expected = format!(
             "got {} {} from {from}",
             kind.msg_type,
@@ -410,37 +327,23 @@ async fn every_recorded_wecom_push_is_answered_through_the_server() {
 
 #[tokio::test]
 async fn the_internal_token_endpoint_serves_each_account() {
-    use crate::fake_wechat::{APP_ID, APP_SECRET};
     let wechat = FakeWechat::start().await;
     let key = "internal-key-0123456789abcdef";
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[token]
-api_base_url = "{api}"
-internal_api_key = "{key}"
-[account]
-token = "t"
-app_id = "{APP_ID}"
-app_secret = "{APP_SECRET}"
-[[accounts]]
-name = "corp"
-kind = "wecom"
-corp_id = "{CORP_ID}"
-agent_id = {AGENT_ID}
-corp_secret = "{CORP_SECRET}"
-api_base_url = "{api}"
-token = "{WC_TOKEN}"
-encoding_aes_key = "{WC_KEY}"
-"#,
-        api = wechat.base_url()
-    );
-    let config = Config::from_toml(&text, Path::new("t.toml"), |_| None).unwrap();
-    let app = TestApp::spawn_with(config, NOW).await;
+    let config = TestConfig::new()
+        .token_api(&wechat)
+        .set("token.internal_api_key", key)
+        .account(AccountSpec::official_api("t"))
+        .add_account(
+            AccountSpec::wecom(WC_TOKEN, WC_KEY, CORP_ID)
+                .name("corp")
+                .set("corp_secret", CORP_SECRET)
+                .api(&wechat),
+        )
+        .source("t.toml");
+    let app = spawn(config, NOW).await;
     let get = |query: &str| {
         let request = app
-            .client
+            .http
             .get(format!("{}/internal/access_token{query}", app.base))
             .bearer_auth(key);
         async move {

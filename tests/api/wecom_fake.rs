@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fake_wechat::{
+use crate::support::fake_wechat::{
     kf_event, kf_text, FakeWechat, AGENT_ID, APP_ID, APP_SECRET, CORP_ID, CORP_SECRET, KF_SECRET,
 };
 

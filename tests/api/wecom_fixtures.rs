@@ -4,121 +4,16 @@
 //! re-encrypting with the recorded prefix gives the recorded bytes back.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use serde_json::Value;
 use wxgate::crypto::{self, AesKey, CryptoError, MessageCrypto};
 use wxgate::message::{envelope, xml, Event, Message, MessageKind};
 
-use crate::fake_wechat::{AGENT_ID, CORP_ID};
-use crate::helpers::fixtures_dir;
-
-/// The WeCom fixture account (tests/fixtures/wecom/account.json).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct WecomAccount {
-    pub token: String,
-    pub encoding_aes_key: String,
-    pub corp_id: String,
-    pub agent_id: i64,
-    pub user_id: String,
-    pub open_kfid: String,
-}
-
-pub static WECOM_ACCOUNT: LazyLock<WecomAccount> = LazyLock::new(|| {
-    serde_json::from_str(&read("account.json")).expect("wecom/account.json parses")
-});
-
-/// tests/fixtures/wecom/manifest.json.
-#[derive(Debug, serde::Deserialize)]
-pub struct WecomManifest {
-    pub kinds: BTreeMap<String, WecomKind>,
-    pub verify: WecomVerify,
-}
-
-/// One push: `plain/NAME.xml`, `encrypted/NAME.xml` and how it was sent.
-#[derive(Debug, serde::Deserialize)]
-pub struct WecomKind {
-    pub create_time: i64,
-    pub msg_type: String,
-    pub event: Option<String>,
-    pub msg_id: Option<String>,
-    pub agent_id: Option<i64>,
-    pub fields: BTreeMap<String, String>,
-    pub query: WecomQuery,
-    pub random16: String,
-}
-
-/// The POST query of a push.
-#[derive(Debug, serde::Deserialize)]
-pub struct WecomQuery {
-    pub msg_signature: String,
-    pub timestamp: String,
-    pub nonce: String,
-}
-
-impl WecomQuery {
-    /// `?msg_signature=…&timestamp=…&nonce=…` (nothing in it needs encoding).
-    pub fn to_query_string(&self) -> String {
-        format!(
-            "msg_signature={}&timestamp={}&nonce={}",
-            self.msg_signature, self.timestamp, self.nonce
-        )
-    }
-}
-
-/// The GET URL verification case.
-#[derive(Debug, serde::Deserialize)]
-pub struct WecomVerify {
-    pub timestamp: String,
-    pub nonce: String,
-    pub echostr: String,
-    pub msg_signature: String,
-    pub random16: String,
-    pub get_query: String,
-    pub expected_response_body: String,
-}
-
-/// A file under tests/fixtures/wecom/; panics when it is missing.
-pub fn read(rel: &str) -> String {
-    let path = fixtures_dir().join("wecom").join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-pub fn wecom_manifest() -> WecomManifest {
-    serde_json::from_str(&read("manifest.json")).expect("wecom/manifest.json parses")
-}
-
-/// The fixture account's crypto: receive id = corp id.
-pub fn wecom_crypto() -> MessageCrypto {
-    MessageCrypto::new(
-        AesKey::from_encoding_aes_key(&WECOM_ACCOUNT.encoding_aes_key).unwrap(),
-        WECOM_ACCOUNT.corp_id.clone(),
-    )
-}
-
-/// A WeCom push of `xml` as WeCom sends it, stamped `now`: the query
-/// (`msg_signature=…&timestamp=…&nonce=…`, no path) and the body, with
-/// `<AgentID>` when `agent_id` is given.
-pub fn wecom_encrypted_post(xml: &str, now: i64, agent_id: Option<i64>) -> (String, String) {
-    let (query, body) = crate::wecom::wecom_request(
-        "",
-        &WECOM_ACCOUNT.token,
-        &wecom_crypto(),
-        xml,
-        now,
-        agent_id,
-    );
-    (query.trim_start_matches('?').to_owned(), body)
-}
-
-/// The 微信客服 notification carrying `token` (e.g. one from
-/// `FakeWechat::kf_notification_token`) for `open_kfid`.
-pub fn kf_notification_xml(token: &str, open_kfid: &str, now: i64) -> String {
-    format!(
-        "<xml><ToUserName><![CDATA[{}]]></ToUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>",
-        WECOM_ACCOUNT.corp_id
-    )
-}
+use crate::support::fake_wechat::{AGENT_ID, CORP_ID};
+use crate::support::fixtures::{
+    load_vectors, read_wecom as read, wecom_crypto, wecom_manifest, WECOM_ACCOUNT,
+};
+use crate::support::{kf_notification_xml, CallbackClient};
 
 /// The query pairs of a URL query, each decoded exactly once.
 fn query_pairs(query: &str) -> BTreeMap<String, String> {
@@ -374,15 +269,15 @@ fn the_get_verification_case() {
 #[tokio::test]
 async fn a_notification_built_for_the_fake_reads_back() {
     // What a core test does: take a Token from the fake, push the notification.
-    let fake = crate::fake_wechat::FakeWechat::start().await;
+    let fake = crate::support::FakeWechat::start().await;
     let a = &*WECOM_ACCOUNT;
     let token = fake.kf_notification_token(&a.open_kfid);
-    let (query, body) = wecom_encrypted_post(
+    let kf = CallbackClient::kf(&a.token, &a.encoding_aes_key, &a.corp_id);
+    let (query, body) = kf.encrypted(
         &kf_notification_xml(&token, &a.open_kfid, 1_700_100_500),
         1_700_100_500,
-        None,
     );
-    let q = query_pairs(&query);
+    let q = query_pairs(query.split_once('?').unwrap().1);
     let encrypt = envelope::parse_encrypted(body.as_bytes())
         .unwrap()
         .unwrap()
@@ -402,7 +297,8 @@ async fn a_notification_built_for_the_fake_reads_back() {
         .unwrap()
         .child_text("AgentID")
         .is_none());
-    let (_, with_agent) = wecom_encrypted_post("<xml/>", 0, Some(AGENT_ID));
+    let app = CallbackClient::wecom(&a.token, &a.encoding_aes_key, &a.corp_id);
+    let (_, with_agent) = app.encrypted("<xml/>", 0);
     assert!(with_agent.contains("<AgentID><![CDATA[1000002]]></AgentID>"));
 }
 
@@ -582,7 +478,7 @@ fn every_shared_wecom_vector_verifies_decrypts_and_reencrypts() {
         "generated_vectors.json",
         "wechatpy_test_vectors.json",
     ] {
-        for v in crate::vectors::load(file) {
+        for v in load_vectors(file) {
             let name = s(&v, "name");
             if v["kind"] == "wecom" || name.contains("wecom") {
                 seen.push(name.to_owned());

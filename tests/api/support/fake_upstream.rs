@@ -9,7 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -176,18 +176,4 @@ async fn chat(
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("answer {n}: {last}")}, "finish_reason": "stop"}],
     }))
     .into_response()
-}
-
-/// Polls `done` every 20 ms until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

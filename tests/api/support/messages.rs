@@ -1,0 +1,33 @@
+//! Messages as WeChat pushes them (plaintext; the client signs and encrypts).
+
+use wxgate::message::xml::push_cdata_element;
+
+use super::fake_wechat::{AGENT_ID, CORP_ID};
+use super::fixtures::ACCOUNT;
+
+/// A plain text message from the fixture user to the fixture account.
+pub fn text_xml(content: &str, now: i64, msg_id: u64) -> String {
+    let mut xml = String::from("<xml>");
+    push_cdata_element(&mut xml, "ToUserName", &ACCOUNT.original_id);
+    push_cdata_element(&mut xml, "FromUserName", &ACCOUNT.openid);
+    xml.push_str(&format!("<CreateTime>{now}</CreateTime>"));
+    push_cdata_element(&mut xml, "MsgType", "text");
+    push_cdata_element(&mut xml, "Content", content);
+    xml.push_str(&format!("<MsgId>{msg_id}</MsgId></xml>"));
+    xml
+}
+
+/// A WeCom text message from `zhangsan` to the app [`AGENT_ID`] of [`CORP_ID`].
+pub fn wecom_text(content: &str, now: i64, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>"
+    )
+}
+
+/// The 微信客服 notification (`kf_msg_or_event`) carrying `token` (e.g. one
+/// from `FakeWechat::kf_notification_token`) for `open_kfid`.
+pub fn kf_notification_xml(token: &str, open_kfid: &str, now: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event><Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>"
+    )
+}

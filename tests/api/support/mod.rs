@@ -1,0 +1,54 @@
+//! The shared harness of the API tests.
+//!
+//! - `app`: [`TestApp`], the app in-process on a free port (one builder),
+//!   and [`BinaryServer`], the real binary;
+//! - `config`: [`TestConfig`], configurations built as TOML values;
+//! - `client`: [`CallbackClient`], the one WeChat client (Official Account
+//!   plain / compatible / safe, WeCom, 微信客服);
+//! - `messages`: the XML WeChat pushes;
+//! - `fake_wechat`, `fake_upstream`, `redis_server`: the outside world;
+//! - `fixtures`: the recorded fixtures and the shared vectors;
+//! - `responders`: reply decisions and late-delivery hooks to swap in.
+
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod fake_upstream;
+pub mod fake_wechat;
+pub mod fixtures;
+pub mod messages;
+pub mod redis_server;
+pub mod responders;
+
+use std::time::{Duration, Instant};
+
+pub use app::{BinaryServer, TestApp};
+pub use client::{content_of, CallbackClient};
+pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
+pub use fake_upstream::{Behaviour, FakeUpstream};
+pub use fake_wechat::FakeWechat;
+pub use fixtures::{fixtures_dir, ACCOUNT};
+pub use messages::{kf_notification_xml, text_xml, wecom_text};
+pub use redis_server::RedisServer;
+
+/// Polls `done` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The wall clock, in Unix seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

@@ -1,0 +1,52 @@
+//! Reply decisions and late-delivery hooks swapped into the app.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wxgate::conversation::{LateDelivery, LateFuture, Responder, Response};
+use wxgate::message::{Message, Reply};
+
+/// Answers "slow:<content>" after `delay`, counting its calls.
+pub struct SlowResponder {
+    delay: Duration,
+    calls: AtomicUsize,
+}
+
+impl SlowResponder {
+    pub fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(SlowResponder {
+            delay,
+            calls: AtomicUsize::new(0),
+        })
+    }
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Responder for SlowResponder {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay;
+        let content = format!("slow:{}", message.text().unwrap_or_default());
+        Response::Pending(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Reply::Text { content }
+        }))
+    }
+}
+
+/// Records late replies: (recipient, reply).
+#[derive(Default)]
+pub struct RecordingLate(pub Mutex<Vec<(String, Reply)>>);
+
+impl LateDelivery for RecordingLate {
+    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
+        self.0
+            .lock()
+            .unwrap()
+            .push((message.from_user.clone(), reply));
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,27 +1,23 @@
-//! wxgate: a WeChat Official Account callback gateway.
+//! wxgate: a callback gateway for WeChat Official Accounts, WeCom apps and
+//! WeChat Customer Service.
 //!
-//! The crate is layered; each module owns one thing and dependencies point
-//! one way (`server → callback → {crypto, message, rules}`; `rules → message`):
+//! The crate is layered, bottom to top; a module uses its own layer or those
+//! below, never above (`tests/layering.rs` checks it, `docs/architecture.md`
+//! draws it):
 //!
-//! - [`crypto`]: signatures and the AES envelope, byte for byte as WeChat does
-//!   them. Bytes in, bytes out; no HTTP, no XML.
-//! - [`message`]: XML parsing (DTDs refused), typed inbound messages and
-//!   events, reply rendering. No crypto, no HTTP.
-//! - [`rules`]: the TOML keyword rule engine. Knows messages only.
-//! - [`callback`]: the HTTP-free pipeline joining the three above.
-//! - [`delivery`]: retries deduplicated, the deadline, overload replies, late results.
-//! - [`agent`]: the agent bridge: rules hand messages to upstreams (webhook or
-//!   OpenAI-compatible); answers come passively or late through the
-//!   customer-service API (`agent → {rules, store, wechat_api, delivery}`).
-//! - [`security`]: the callback IP allowlist. [`metrics`]: Prometheus counters.
-//! - [`store`]: the shared key/value store (memory, or Redis for several nodes).
-//! - [`token`]: the access token, cached, refreshed early, refreshed once across nodes.
-//! - [`wechat_api`]: the outbound WeChat API; refreshes tokens through [`token`]'s
-//!   `TokenFetcher` seam, so `wechat_api → token → store`.
-//! - [`config`]: the configuration file, validated once at start-up.
-//! - [`server`]: axum routes, status codes and the layer stack.
-//! - [`startup`]: binds the listener and wires everything together.
-//! - [`clock`], [`secret`], [`shutdown`], [`telemetry`], [`cli`]: the small parts.
+//! 1. [`domain`], [`clock`], [`secret`]: the platform-neutral vocabulary
+//!    (messages, replies, conversation keys, capabilities) and small seams.
+//! 2. [`crypto`], [`message`]: the WeChat wire codec, bytes and strings only.
+//! 3. [`rules`], [`security`]: keyword rules over domain messages; the IP allowlist.
+//! 4. [`store`], [`metrics`], [`token`]: shared state, counters, access tokens.
+//! 5. [`conversation`]: dedup, the deadline race, overload, late results.
+//! 6. [`agent`]: rules hand messages to upstream protocols (webhook, OpenAI).
+//! 7. [`config`], [`telemetry`], [`reload`]: the validated configuration,
+//!    logging, all-at-once rule reloads.
+//! 8. [`platform`]: each platform's dialect, capabilities, API and late channel.
+//! 9. [`server`]: the public and operator routers.
+//! 10. [`app`]: assembles each account from its platform; binds and runs.
+//! 11. [`cli`]: the subcommands; the binary only calls [`cli::run`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

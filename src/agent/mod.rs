@@ -7,7 +7,7 @@
 //!   machinery answers passively when the call beats `passive_budget_ms`,
 //!   else with the interim text, and the result goes to the late hook.
 //! - Protocols: [`webhook`] (wxgate's JSON, optional HMAC) and [`openai`]
-//!   (chat completions with per-user [`history`] in the shared store).
+//!   (chat completions with per-user history in the shared store).
 //!
 //! Depends on the domain, the rules, the conversation layer's traits, the
 //! store and metrics; knows nothing of platforms, HTTP or crypto. Answers

@@ -165,7 +165,7 @@ pub enum KindCommand {
         #[arg(long, default_value = "https://example.com/")]
         url: String,
     },
-    /// An event: subscribe [KEY], unsubscribe, click KEY, view URL, scan KEY, location, …
+    /// An event: subscribe `[KEY]`, unsubscribe, click KEY, view URL, scan KEY, location, …
     Event {
         /// Event name.
         name: String,

@@ -15,7 +15,7 @@ use crate::domain::Reply;
 use crate::metrics::Metrics;
 
 /// How hard to try to send one customer-service message. Token refreshes
-/// (40001/42001) are the [`WechatApi`]'s business and happen underneath.
+/// (40001/42001) are the [`WechatApi`](super::wechat_api::WechatApi)'s business and happen underneath.
 #[derive(Debug, Clone)]
 pub struct SendPolicy {
     /// Attempts per message, the first included.

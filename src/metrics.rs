@@ -82,6 +82,14 @@ pub struct Metrics {
     /// WeChat Customer Service messages pulled (`kind` = answered | stale |
     /// not_customer | duplicate | failed).
     pub kf_messages: Family<KindLabel, Counter>,
+    /// Answers kept for the user's next message (`kind` = queued |
+    /// delivered | expired: queued answers whose TTL ran out are counted
+    /// when found gone, answers that could go nowhere at once).
+    pub pending_answers: Family<KindLabel, Counter>,
+    /// Slow conversation turns running on this node now.
+    pub turns_in_flight: prometheus_client::metrics::gauge::Gauge,
+    /// Messages whose handler's lease lapsed and that another delivery took over.
+    pub lease_takeovers: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -197,8 +205,29 @@ impl Metrics {
             "WeChat Customer Service messages pulled, by what became of them",
             kf_messages.clone(),
         );
+        let pending_answers = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "pending_answers",
+            "Answers kept for the user's next message: queued, delivered, expired",
+            pending_answers.clone(),
+        );
+        let turns_in_flight = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "turns_in_flight",
+            "Slow conversation turns running on this node",
+            turns_in_flight.clone(),
+        );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "lease_takeovers",
+            "Messages taken over from a handler whose lease lapsed",
+            lease_takeovers.clone(),
+        );
         Metrics {
             registry,
+            pending_answers,
+            turns_in_flight,
+            lease_takeovers,
             token_seen: std::sync::Mutex::new((0, 0)),
             requests,
             latency,
@@ -217,6 +246,13 @@ impl Metrics {
             agent_failures,
             kf_messages,
         }
+    }
+
+    /// Counts what became of a pending answer.
+    pub fn pending(&self, kind: &'static str) {
+        self.pending_answers
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     /// Counts one request.

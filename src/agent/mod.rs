@@ -16,7 +16,7 @@
 mod history;
 mod moderation;
 mod settings;
-pub mod split;
+
 mod upstream;
 
 use std::collections::HashMap;

@@ -27,6 +27,9 @@ pub struct AgentSettings {
     pub moderation: Option<ModerationSettings>,
     /// The upstreams, in file order.
     pub upstreams: Vec<UpstreamSettings>,
+    /// How slow answers reach the user (`delivery`, the pending queue, the
+    /// fetch word, the rate limit).
+    pub conversation: crate::conversation::ConversationOptions,
 }
 
 /// `[agent] moderation_url`: `{"input": text}` in, `{"flagged": bool}` out.

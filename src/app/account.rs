@@ -6,17 +6,19 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::probes::{suffixed, AllowlistProbe, TokenProbe};
+use super::probes::{suffixed, AllowlistProbe, DeliveryProbe, TokenProbe};
 use super::tokens::TokenParts;
 use super::{AccountOverrides, StartupError};
 use crate::agent::{AgentParts, AgentResponder};
 use crate::clock::Clock;
 use crate::config::{AccountEntry, AccountKind, Config, StoreConfig};
 use crate::conversation::{
-    Dedup, Delivery, LateDelivery, MemoryDedup, NoLateDelivery, Responder, RulesResponder,
-    SharedRules, StoreDedup,
+    Conversations, Dedup, Delivery, LateDelivery, MemoryDedup, NoLateDelivery, Responder,
+    RulesResponder, SharedRules, StoreDedup,
 };
+use crate::domain::split::MAX_TEXT_BYTES;
 use crate::metrics::Metrics;
+use crate::platform;
 use crate::platform::callback::Callback;
 use crate::platform::callback_ips;
 use crate::platform::kf::{KfParts, KfPuller, KfResponder};
@@ -133,13 +135,42 @@ pub(super) async fn assemble(
             config.delivery.dedup_window,
         )),
     };
-    let delivery = Delivery::new(
+    let mut delivery = Delivery::new(
         dedup,
         responder,
         late,
         config.delivery.settings.clone(),
         metrics.clone(),
     );
+    // Slow (agent) answers go by the delivery strategy the platform allows.
+    // 微信客服 answers are sent by its puller, which waits for them itself.
+    if !config.agent.upstreams.is_empty() && !matches!(entry.account.kind, AccountKind::Kf(_)) {
+        let caps = platform::capabilities(&entry.account, config.agent.typing);
+        let max_text = caps
+            .late_send
+            .map_or(MAX_TEXT_BYTES, |l| l.max_text_bytes)
+            .min(MAX_TEXT_BYTES);
+        let settings = config
+            .agent
+            .conversation
+            .resolve(&caps, entry.delivery, max_text);
+        tracing::info!(
+            account = %entry.name,
+            strategy = settings.strategy.as_str(),
+            "delivery strategy for answers slower than the passive budget"
+        );
+        let conversations = Arc::new(Conversations::new(
+            store.clone(),
+            namespace.clone(),
+            settings,
+            metrics.clone(),
+        ));
+        probes.push(Arc::new(DeliveryProbe {
+            name: suffixed("delivery", index, &entry.name),
+            conversations: conversations.clone(),
+        }));
+        delivery = delivery.with_conversations(conversations);
+    }
     let callback = Callback::new(
         &entry.account,
         config.server.timestamp_window_secs,

@@ -234,12 +234,31 @@ impl Application {
             let _ = fired_rx.wait_for(|fired| *fired).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = serve => result,
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
                 Ok(())
             }
+        };
+        // The slow turns (upstream calls, late sends) still running behind
+        // the answered requests get a grace period of their own.
+        let until = tokio::time::Instant::now() + grace;
+        let mut unfinished = 0;
+        for endpoint in self.state.endpoints() {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            unfinished += endpoint.delivery.drain(left).await;
         }
+        if unfinished > 0 {
+            self.state.metrics().agent_delivery("expired");
+            tracing::error!(
+                unfinished,
+                grace_secs = grace.as_secs(),
+                "conversation turns still running at the end of the grace period; their messages are answered by the node that gets WeChat's next retry, or not at all"
+            );
+        } else {
+            tracing::info!("no conversation turn left running");
+        }
+        result
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::conversation::Conversations;
 use crate::security::Allowlist;
 use crate::server::{Probe, ProbeFuture};
 use crate::store::Store;
@@ -88,5 +89,23 @@ pub(super) fn suffixed(what: &str, index: usize, name: &str) -> String {
         what.to_owned()
     } else {
         format!("{what}:{name}")
+    }
+}
+
+/// The delivery strategy of an account's slow answers, as `/readyz` shows
+/// it: always ready; the status names the strategy in force (and says when
+/// a 48001 moved late sends to the next message).
+pub(super) struct DeliveryProbe {
+    /// `delivery`, or `delivery:{account}` after the first account.
+    pub(super) name: String,
+    pub(super) conversations: Arc<Conversations>,
+}
+
+impl Probe for DeliveryProbe {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn check(&self) -> ProbeFuture<'_> {
+        Box::pin(async move { Ok(self.conversations.describe().await) })
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Mode, Secret};
+use crate::conversation::Strategy;
 use crate::crypto::{AesKey, MessageCrypto};
 use crate::rules::RuleSet;
 use crate::rules::{ReplySpec, RuleSpec};
@@ -19,6 +20,8 @@ use crate::rules::{ReplySpec, RuleSpec};
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AccountSection {
+    /// How this account's slow answers are delivered (overrides `[agent]`).
+    pub delivery: Option<String>,
     pub name: Option<String>,
     pub path: Option<String>,
     /// `official` (default), `wecom` (a WeCom self-built app) or `kf`
@@ -155,6 +158,8 @@ pub struct AccountEntry {
     pub account: AccountConfig,
     /// Its rules.
     pub rules: Arc<RuleSet>,
+    /// `delivery` of this account (`None`: `[agent] delivery`, or `auto`).
+    pub delivery: Option<Strategy>,
     /// The store namespace id: every node serving this account derives the
     /// same one, and no two accounts share one.
     pub namespace: String,
@@ -238,6 +243,13 @@ pub(super) fn validate(
         (Some(i), None) => format!("accounts[{i}]"),
     };
     let mut errors: Vec<String> = Vec::new();
+    let delivery = match raw.delivery.as_deref() {
+        None | Some("auto") => None,
+        Some(other) => other
+            .parse::<Strategy>()
+            .map_err(|e| errors.push(format!("delivery {e}")))
+            .ok(),
+    };
     let name = match (index, &raw.name) {
         (None, None) => PRIMARY_NAME.to_owned(),
         (None, Some(_)) => {
@@ -487,6 +499,7 @@ pub(super) fn validate(
             api_base_url,
         },
         rules: rules?,
+        delivery,
         namespace,
     })
 }

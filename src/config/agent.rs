@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::conversation::{ConversationOptions, Strategy, DEFAULT_RATE_LIMITED};
+
 use crate::agent::{
     AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
     DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
@@ -26,6 +28,15 @@ const DEFAULT_MODERATION_TIMEOUT_MS: u64 = 3000;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AgentSection {
+    pub delivery: Option<String>,
+    pub pending_ttl_secs: Option<u64>,
+    pub pending_marker: Option<String>,
+    pub more_marker: Option<String>,
+    pub fetch_word: Option<String>,
+    pub nothing_pending_text: Option<String>,
+    pub rate_limit_per_minute: Option<u32>,
+    pub rate_limited_text: Option<String>,
+    pub proxy_margin_ms: Option<u64>,
     pub passive_budget_ms: Option<u64>,
     pub interim_text: Option<String>,
     pub fallback_text: Option<String>,
@@ -69,6 +80,7 @@ pub(super) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> AgentSettings {
+    let conversation = conversation_options(&agent, problems);
     let passive_budget_ms = match agent.passive_budget_ms {
         Some(ms) => {
             if ms < 50 || ms >= deadline_ms {
@@ -184,7 +196,70 @@ pub(super) fn validate(
         typing: agent.typing.unwrap_or(true),
         moderation,
         upstreams,
+        conversation,
     }
+}
+
+/// The delivery options of `[agent]`: `delivery`, the pending queue, the
+/// fetch word and the rate limit.
+fn conversation_options(agent: &AgentSection, problems: &mut Vec<String>) -> ConversationOptions {
+    let mut o = ConversationOptions::default();
+    match agent.delivery.as_deref() {
+        None | Some("auto") => {}
+        Some(other) => match other.parse::<Strategy>() {
+            Ok(s) => o.delivery = Some(s),
+            Err(e) => problems.push(format!("agent.delivery {e}")),
+        },
+    }
+    if let Some(secs) = agent.pending_ttl_secs {
+        if !(60..=7 * 86_400).contains(&secs) {
+            problems.push(format!(
+                "agent.pending_ttl_secs must be between 60 and 604800 (7 days), not {secs}"
+            ));
+        }
+        o.pending_ttl = Duration::from_secs(secs);
+    }
+    let mut text = |value: &Option<String>, what: &str, into: &mut String| {
+        if let Some(v) = value {
+            if v.trim().is_empty() {
+                problems.push(format!(
+                    "agent.{what} must not be empty (leave it out instead)"
+                ));
+            } else {
+                *into = v.clone();
+            }
+        }
+    };
+    text(
+        &agent.pending_marker,
+        "pending_marker",
+        &mut o.pending_marker,
+    );
+    text(&agent.more_marker, "more_marker", &mut o.more_marker);
+    text(
+        &agent.nothing_pending_text,
+        "nothing_pending_text",
+        &mut o.nothing_pending,
+    );
+    // An empty fetch word turns the fetch word off.
+    if let Some(word) = &agent.fetch_word {
+        o.fetch_word = Some(word.trim().to_owned()).filter(|w| !w.is_empty());
+    }
+    let mut limited = DEFAULT_RATE_LIMITED.to_owned();
+    text(&agent.rate_limited_text, "rate_limited_text", &mut limited);
+    match agent.rate_limit_per_minute {
+        None | Some(0) => {}
+        Some(n) => o.rate_limit = Some((n, limited)),
+    }
+    if let Some(ms) = agent.proxy_margin_ms {
+        if ms > 2000 {
+            problems.push(format!(
+                "agent.proxy_margin_ms must be at most 2000 (WeChat gives up at 5000), not {ms}"
+            ));
+        }
+        o.proxy_margin = Duration::from_millis(ms);
+    }
+    o
 }
 
 /// One upstream; `None` when it cannot be used (the reasons are in `errors`).

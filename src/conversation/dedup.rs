@@ -72,12 +72,33 @@ impl DedupKey {
 
 /// The outcome of claiming a key.
 pub enum Claim {
-    /// First arrival: handle it, then [`Dedup::complete`].
-    First,
+    /// Nobody is handling it: handle it, then [`Dedup::complete`]. `push`
+    /// counts this message's deliveries, this one included: above 1, an
+    /// earlier delivery's handler is gone (a node died) and this one takes
+    /// over.
+    First {
+        /// 1 for the first delivery.
+        push: u32,
+    },
     /// Seen before and answered: answer the same.
     Done(Recorded),
     /// Seen before and still being handled: [`Dedup::wait`] for it.
-    InFlight,
+    InFlight {
+        /// This delivery's number (2 for WeChat's first retry).
+        push: u32,
+    },
+}
+
+/// What [`Dedup::wait`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waited {
+    /// The message was answered.
+    Answer(Recorded),
+    /// Its handler is gone (its lease ran out): the waiter now holds the
+    /// claim and must handle the message itself.
+    TakeOver,
+    /// Still unanswered when the time was up (or the claim was abandoned).
+    TimedOut,
 }
 
 /// A failure of the backing store; callers fail open (handle the message).
@@ -96,14 +117,21 @@ pub trait Dedup: Send + Sync {
         key: &'a DedupKey,
         answer: Recorded,
     ) -> DedupFuture<'a, Result<(), DedupError>>;
-    /// Forgets an unanswered claim, so that the next retry is handled afresh.
-    fn abandon<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()>;
-    /// Waits until `key` is answered or `timeout` passes (`None`).
-    fn wait<'a>(
+    /// Records `answer` only while `key` is still unanswered: of several
+    /// deliveries racing to answer one message, the first wins; `true` for
+    /// it. A slow answer and the last retry giving up settle this way.
+    fn settle<'a>(
         &'a self,
         key: &'a DedupKey,
-        timeout: Duration,
-    ) -> DedupFuture<'a, Option<Recorded>>;
+        answer: Recorded,
+    ) -> DedupFuture<'a, Result<bool, DedupError>>;
+    /// Keeps this node's claim on `key` alive while it is being handled (a
+    /// claim not renewed lapses, so that another node can take over).
+    fn renew<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()>;
+    /// Forgets an unanswered claim, so that the next retry is handled afresh.
+    fn abandon<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()>;
+    /// Waits until `key` is answered, its handler is gone, or `timeout` passes.
+    fn wait<'a>(&'a self, key: &'a DedupKey, timeout: Duration) -> DedupFuture<'a, Waited>;
     /// Short description for readiness (`memory`, `redis`).
     fn describe(&self) -> &'static str;
 }
@@ -118,6 +146,8 @@ enum State {
 struct Entry {
     state: State,
     at: Instant,
+    /// Deliveries of this message so far.
+    pushes: u32,
 }
 
 struct Inner {
@@ -192,14 +222,17 @@ impl Dedup for MemoryDedup {
             let fresh = Entry {
                 state: State::InFlight(None),
                 at: now,
+                pushes: 1,
             };
             // One lookup for both the check and the insertion.
             match inner.entries.entry(key.clone()) {
                 hash_map::Entry::Occupied(mut seen) => {
                     if now.duration_since(seen.get().at) < self.window {
-                        return Ok(match &seen.get().state {
+                        let entry = seen.get_mut();
+                        entry.pushes = entry.pushes.saturating_add(1);
+                        return Ok(match &entry.state {
                             State::Done(answer) => Claim::Done(answer.clone()),
-                            State::InFlight(_) => Claim::InFlight,
+                            State::InFlight(_) => Claim::InFlight { push: entry.pushes },
                         });
                     }
                     // Remembered past its window: a new delivery.
@@ -211,7 +244,7 @@ impl Dedup for MemoryDedup {
             }
             inner.order.push_back((key.clone(), now));
             self.evict(&mut inner, now);
-            Ok(Claim::First)
+            Ok(Claim::First { push: 1 })
         })
     }
 
@@ -232,6 +265,31 @@ impl Dedup for MemoryDedup {
         })
     }
 
+    fn settle<'a>(
+        &'a self,
+        key: &'a DedupKey,
+        answer: Recorded,
+    ) -> DedupFuture<'a, Result<bool, DedupError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            match inner.entries.get_mut(key) {
+                Some(entry) if matches!(entry.state, State::InFlight(_)) => {
+                    if let State::InFlight(Some(tx)) = &entry.state {
+                        tx.send_replace(Some(answer.clone()));
+                    }
+                    entry.state = State::Done(answer);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
+    fn renew<'a>(&'a self, _key: &'a DedupKey) -> DedupFuture<'a, ()> {
+        // One process: a claim lives as long as the handler that holds it.
+        Box::pin(std::future::ready(()))
+    }
+
     fn abandon<'a>(&'a self, key: &'a DedupKey) -> DedupFuture<'a, ()> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -246,26 +304,25 @@ impl Dedup for MemoryDedup {
         })
     }
 
-    fn wait<'a>(
-        &'a self,
-        key: &'a DedupKey,
-        timeout: Duration,
-    ) -> DedupFuture<'a, Option<Recorded>> {
+    fn wait<'a>(&'a self, key: &'a DedupKey, timeout: Duration) -> DedupFuture<'a, Waited> {
         Box::pin(async move {
             let mut rx = {
                 let mut inner = self.lock();
                 match inner.entries.get_mut(key).map(|e| &mut e.state) {
-                    Some(State::Done(answer)) => return Some(answer.clone()),
+                    Some(State::Done(answer)) => return Waited::Answer(answer.clone()),
                     Some(State::InFlight(tx)) => {
                         tx.get_or_insert_with(|| watch::channel(None).0).subscribe()
                     }
-                    None => return None,
+                    None => return Waited::TimedOut,
                 }
             };
             let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
             match waited {
-                Ok(Ok(value)) => value.clone(),
-                _ => None,
+                Ok(Ok(value)) => match value.clone() {
+                    Some(answer) => Waited::Answer(answer),
+                    None => Waited::TimedOut,
+                },
+                _ => Waited::TimedOut,
             }
         })
     }
@@ -286,8 +343,14 @@ mod tests {
     #[tokio::test]
     async fn first_then_in_flight_then_done() {
         let d = MemoryDedup::new(Duration::from_secs(300), 100);
-        assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::First));
-        assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::InFlight));
+        assert!(matches!(
+            d.claim(&key(1)).await.unwrap(),
+            Claim::First { .. }
+        ));
+        assert!(matches!(
+            d.claim(&key(1)).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
         let answer: Recorded = Some(Arc::from("<xml/>"));
         d.complete(&key(1), answer.clone()).await.unwrap();
         assert!(matches!(d.claim(&key(1)).await.unwrap(), Claim::Done(a) if a == answer));
@@ -296,50 +359,101 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_answer_when_it_arrives() {
         let d = Arc::new(MemoryDedup::new(Duration::from_secs(300), 100));
-        assert!(matches!(d.claim(&key(2)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(2)).await.unwrap(),
+            Claim::First { .. }
+        ));
         let waiter = {
             let d = d.clone();
             tokio::spawn(async move { d.wait(&key(2), Duration::from_secs(5)).await })
         };
         tokio::task::yield_now().await;
         d.complete(&key(2), None).await.unwrap();
-        assert_eq!(waiter.await.unwrap(), Some(None));
+        assert_eq!(waiter.await.unwrap(), Waited::Answer(None));
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_counted_and_the_first_settler_wins() {
+        let d = MemoryDedup::new(Duration::from_secs(300), 100);
+        assert!(matches!(
+            d.claim(&key(7)).await.unwrap(),
+            Claim::First { push: 1 }
+        ));
+        assert!(matches!(
+            d.claim(&key(7)).await.unwrap(),
+            Claim::InFlight { push: 2 }
+        ));
+        assert!(matches!(
+            d.claim(&key(7)).await.unwrap(),
+            Claim::InFlight { push: 3 }
+        ));
+        let marker: Recorded = Some(Arc::from("<xml>marker</xml>"));
+        assert!(d.settle(&key(7), marker.clone()).await.unwrap());
+        assert!(!d.settle(&key(7), Some(Arc::from("late"))).await.unwrap());
+        assert!(matches!(d.claim(&key(7)).await.unwrap(), Claim::Done(a) if a == marker));
     }
 
     #[tokio::test]
     async fn abandoned_claims_can_be_claimed_again() {
         let d = MemoryDedup::new(Duration::from_secs(300), 100);
-        assert!(matches!(d.claim(&key(3)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(3)).await.unwrap(),
+            Claim::First { .. }
+        ));
         d.abandon(&key(3)).await;
-        assert!(matches!(d.claim(&key(3)).await.unwrap(), Claim::First));
-        assert_eq!(d.wait(&key(99), Duration::from_millis(1)).await, None);
+        assert!(matches!(
+            d.claim(&key(3)).await.unwrap(),
+            Claim::First { .. }
+        ));
+        assert_eq!(
+            d.wait(&key(99), Duration::from_millis(1)).await,
+            Waited::TimedOut
+        );
     }
 
     #[tokio::test]
     async fn bounded_oldest_evicted_first() {
         let d = MemoryDedup::new(Duration::from_secs(300), 3);
         for n in 0..5 {
-            assert!(matches!(d.claim(&key(n)).await.unwrap(), Claim::First));
+            assert!(matches!(
+                d.claim(&key(n)).await.unwrap(),
+                Claim::First { .. }
+            ));
         }
         assert_eq!(d.len(), 3);
         // The two oldest were forgotten; the newest are remembered.
-        assert!(matches!(d.claim(&key(4)).await.unwrap(), Claim::InFlight));
-        assert!(matches!(d.claim(&key(0)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(4)).await.unwrap(),
+            Claim::InFlight { .. }
+        ));
+        assert!(matches!(
+            d.claim(&key(0)).await.unwrap(),
+            Claim::First { .. }
+        ));
     }
 
     #[tokio::test]
     async fn entries_expire_after_the_window() {
         let d = MemoryDedup::new(Duration::from_millis(20), 100);
-        assert!(matches!(d.claim(&key(5)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(5)).await.unwrap(),
+            Claim::First { .. }
+        ));
         d.complete(&key(5), None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(matches!(d.claim(&key(5)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(5)).await.unwrap(),
+            Claim::First { .. }
+        ));
     }
 
     #[tokio::test]
     async fn waiters_learn_when_a_claim_is_abandoned() {
         let d = Arc::new(MemoryDedup::new(Duration::from_secs(300), 100));
-        assert!(matches!(d.claim(&key(6)).await.unwrap(), Claim::First));
+        assert!(matches!(
+            d.claim(&key(6)).await.unwrap(),
+            Claim::First { .. }
+        ));
         let waiter = {
             let d = d.clone();
             tokio::spawn(async move { d.wait(&key(6), Duration::from_secs(5)).await })
@@ -356,7 +470,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         d.abandon(&key(6)).await;
-        assert_eq!(waiter.await.unwrap(), None);
+        assert_eq!(waiter.await.unwrap(), Waited::TimedOut);
     }
 
     #[test]

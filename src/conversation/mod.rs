@@ -12,20 +12,28 @@
 //! Knows no XML, no HTTP and no platform.
 
 pub mod dedup;
+mod engine;
+mod lock;
+mod pending;
 mod store_dedup;
+mod strategy;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::sync::{oneshot, Semaphore};
+use std::time::Duration;
 
 use crate::domain::{Message, Reply};
-use crate::metrics::{KindLabel, Metrics};
 pub use crate::rules::SharedRules;
-pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded};
-pub use store_dedup::StoreDedup;
+pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded, Waited};
+pub use engine::{ConversationSettings, Conversations, Delivery, SendRefusals};
+pub use lock::{ConversationLocks, Turn};
+pub use pending::{compose, PendingAnswers};
+pub use store_dedup::{StoreDedup, LEASE};
+pub use strategy::{
+    ConversationOptions, PushTiming, Strategy, DEFAULT_FETCH_WORD, DEFAULT_MORE_MARKER,
+    DEFAULT_NOTHING_PENDING, DEFAULT_PENDING_MARKER, DEFAULT_RATE_LIMITED,
+};
 
 /// A reply that may take time to compute.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -101,7 +109,57 @@ impl Responder for RulesResponder {
 }
 
 /// Future returned by [`LateDelivery::deliver`].
-pub type LateFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+pub type LateFuture = Pin<Box<dyn Future<Output = Result<(), LateError>> + Send + 'static>>;
+
+/// Why a late answer was not (wholly) delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateError {
+    /// What refused it.
+    pub kind: LateFailure,
+    /// What was not sent (the whole answer when nothing was), to keep for
+    /// the user's next message; `None` when nothing should be kept.
+    pub rest: Option<Reply>,
+    /// For the log.
+    pub message: String,
+}
+
+/// The refusals a conversation reacts to; the rest are `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateFailure {
+    /// The account lacks the send permission (WeChat 48001): unverified
+    /// accounts have no customer-service API.
+    NoPermission,
+    /// Outside the window after the user's last message (WeChat 45015).
+    OutOfWindow,
+    /// The per-turn message quota is spent (WeChat 45047).
+    QuotaSpent,
+    /// Anything else (network, the platform busy beyond the retries, a
+    /// reply kind the API does not take).
+    Other,
+}
+
+impl LateError {
+    /// A failure that keeps nothing.
+    pub fn other(message: impl Into<String>) -> Self {
+        LateError {
+            kind: LateFailure::Other,
+            rest: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for LateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for LateError {
+    fn from(message: String) -> Self {
+        LateError::other(message)
+    }
+}
 
 /// Where a reply goes when it was ready only after WeChat was answered
 /// (the agent bridge sends it through the customer-service API).
@@ -121,10 +179,10 @@ pub struct NoLateDelivery;
 impl LateDelivery for NoLateDelivery {
     fn deliver(&self, _message: Arc<Message>, reply: Reply) -> LateFuture {
         Box::pin(async move {
-            Err(format!(
+            Err(LateError::other(format!(
                 "a {} reply arrived after the deadline and no late-delivery channel is configured",
                 reply.msg_type().unwrap_or("success")
-            ))
+            )))
         })
     }
 }
@@ -155,12 +213,31 @@ pub enum Outcome {
     Deadline,
     /// Over the concurrency limit; the overload reply was sent.
     Overload,
-    /// An upstream's passive budget passed; the interim answer was sent and
-    /// the result follows through the late-delivery hook.
-    Deferred,
+    /// An upstream's passive budget passed; the interim answer (or the
+    /// pending marker) was sent and the result follows by the strategy.
+    Deferred(Strategy),
+    /// A held push, left unanswered on purpose so that WeChat pushes again.
+    Held,
+    /// The last push: the marker was sent and the answer waits for the
+    /// user's next message.
+    Pending,
+    /// Over the user's rate limit; the configured text was sent.
+    RateLimited,
+    /// A fetch word: only pending answers were sent.
+    Fetched,
 }
 
 impl Outcome {
+    /// The delivery strategy that carries (or carried) the answer, when a
+    /// strategy was involved: for the access line.
+    pub fn strategy(self) -> Option<&'static str> {
+        match self {
+            Outcome::Deferred(s) => Some(s.as_str()),
+            Outcome::Held | Outcome::Pending => Some(Strategy::RetryHold.as_str()),
+            _ => None,
+        }
+    }
+
     /// Label for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
@@ -169,218 +246,11 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Deadline => "deadline",
             Outcome::Overload => "overload",
-            Outcome::Deferred => "deferred",
+            Outcome::Deferred(_) => "deferred",
+            Outcome::Held => "held",
+            Outcome::Pending => "pending",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Fetched => "fetched",
         }
-    }
-}
-
-/// What answers when a pending reply is not ready in time.
-enum Interim {
-    /// The `[delivery]` fallback: the deadline passed.
-    Fallback(Reply),
-    /// An upstream's interim answer: its passive budget passed.
-    Upstream(Reply),
-}
-
-/// The delivery machinery for one account.
-pub struct Delivery {
-    dedup: Arc<dyn Dedup>,
-    responder: Arc<dyn Responder>,
-    late: Arc<dyn LateDelivery>,
-    permits: Arc<Semaphore>,
-    settings: DeliverySettings,
-    metrics: Arc<Metrics>,
-}
-
-impl Delivery {
-    /// Assembles the machinery.
-    pub fn new(
-        dedup: Arc<dyn Dedup>,
-        responder: Arc<dyn Responder>,
-        late: Arc<dyn LateDelivery>,
-        settings: DeliverySettings,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Delivery {
-            dedup,
-            responder,
-            late,
-            permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
-            settings,
-            metrics,
-        }
-    }
-
-    /// The dedup backend (for readiness).
-    pub fn dedup(&self) -> &Arc<dyn Dedup> {
-        &self.dedup
-    }
-
-    /// Decides the answer to an authenticated message, rendered by `render`.
-    /// `started` is when the request arrived; the deadline counts from then.
-    pub async fn answer(
-        &self,
-        message: &Arc<Message>,
-        render: &dyn Render,
-        started: Instant,
-    ) -> (Recorded, Outcome) {
-        // Beyond the limit, answer at once: queueing would run into WeChat's
-        // 5 s timeout and its retry storm.
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            self.metrics.overload.inc();
-            tracing::warn!("over the concurrency limit; overload reply sent");
-            return (render.render(&self.settings.overload), Outcome::Overload);
-        };
-        let key = DedupKey::for_message(message);
-        let record = match self.dedup.claim(&key).await {
-            Ok(Claim::First) => true,
-            Ok(Claim::Done(answer)) => {
-                self.hit("replayed");
-                tracing::info!("retry answered from the dedup record");
-                return (answer, Outcome::Duplicate);
-            }
-            Ok(Claim::InFlight) => {
-                self.hit("in_flight");
-                tracing::info!(
-                    "retry while the first delivery is in flight; waiting for its answer"
-                );
-                let left = self.settings.deadline.saturating_sub(started.elapsed());
-                return match self.dedup.wait(&key, left).await {
-                    Some(answer) => (answer, Outcome::Duplicate),
-                    None => {
-                        self.metrics.deadline_fallbacks.inc();
-                        (render.render(&self.settings.fallback), Outcome::Deadline)
-                    }
-                };
-            }
-            Err(e) => {
-                // Fail open: answering twice is better than not answering.
-                self.metrics.store_error("dedup_claim");
-                tracing::warn!(error = %e, "dedup unavailable; handling without it");
-                false
-            }
-        };
-
-        let (answer, outcome) = match self.responder.respond(message) {
-            Response::Ready(reply) => Self::rendered(render, &reply),
-            Response::Pending(future) => {
-                let left = self.settings.deadline.saturating_sub(started.elapsed());
-                let fallback = self.settings.fallback.clone();
-                self.race(message, render, future, left, Interim::Fallback(fallback))
-                    .await
-            }
-            Response::Deferred(d) => {
-                let left = self
-                    .settings
-                    .deadline
-                    .saturating_sub(started.elapsed())
-                    .min(d.budget);
-                self.race(
-                    message,
-                    render,
-                    d.future,
-                    left,
-                    Interim::Upstream(d.interim),
-                )
-                .await
-            }
-        };
-        if record {
-            if let Err(e) = self.dedup.complete(&key, answer.clone()).await {
-                self.metrics.store_error("dedup_complete");
-                tracing::warn!(error = %e, "cannot record the answer for retries");
-            }
-        }
-        (answer, outcome)
-    }
-
-    fn rendered(render: &dyn Render, reply: &Reply) -> (Recorded, Outcome) {
-        let answer = render.render(reply);
-        let outcome = if answer.is_some() {
-            Outcome::Replied
-        } else {
-            Outcome::Success
-        };
-        (answer, outcome)
-    }
-
-    /// Runs a slow decision in its own task and waits for it for `wait`;
-    /// `interim` answers when it is not ready by then, and the eventual result
-    /// goes to the late-delivery hook.
-    async fn race(
-        &self,
-        message: &Arc<Message>,
-        render: &dyn Render,
-        future: ReplyFuture,
-        wait: Duration,
-        interim: Interim,
-    ) -> (Recorded, Outcome) {
-        let (tx, mut rx) = oneshot::channel::<Reply>();
-        let late_message = message.clone();
-        let late = self.late.clone();
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let reply = future.await;
-            if let Err(reply) = tx.send(reply) {
-                // WeChat has been answered already: deliver late.
-                let kind = match late.deliver(late_message, reply).await {
-                    Ok(()) => "delivered",
-                    Err(e) => {
-                        tracing::warn!(error = %e, "late reply not delivered");
-                        "dropped"
-                    }
-                };
-                metrics
-                    .late_results
-                    .get_or_create(&KindLabel { kind })
-                    .inc();
-            }
-        });
-        let in_time = |reply: &Reply| {
-            if matches!(interim, Interim::Upstream(_)) {
-                self.metrics.agent_delivery("passive");
-            }
-            Self::rendered(render, reply)
-        };
-        match tokio::time::timeout(wait, &mut rx).await {
-            Ok(Ok(reply)) => in_time(&reply),
-            Ok(Err(_)) => {
-                // The task died (a panic in the responder): answer the fallback.
-                tracing::error!("responder task failed; fallback sent");
-                (render.render(&self.settings.fallback), Outcome::Deadline)
-            }
-            Err(_) => {
-                // Close first so a result racing the timer is either taken here or delivered late.
-                rx.close();
-                if let Ok(reply) = rx.try_recv() {
-                    return in_time(&reply);
-                }
-                self.late.waiting(message);
-                match interim {
-                    Interim::Fallback(fallback) => {
-                        self.metrics.deadline_fallbacks.inc();
-                        tracing::warn!(
-                            deadline_ms = self.settings.deadline.as_millis() as u64,
-                            "deadline passed; fallback sent"
-                        );
-                        (render.render(&fallback), Outcome::Deadline)
-                    }
-                    Interim::Upstream(reply) => {
-                        tracing::info!(
-                            waited_ms = wait.as_millis() as u64,
-                            "upstream still working; interim answer sent, the result follows"
-                        );
-                        (render.render(&reply), Outcome::Deferred)
-                    }
-                }
-            }
-        }
-    }
-
-    fn hit(&self, kind: &'static str) {
-        self.metrics
-            .dedup_hits
-            .get_or_create(&KindLabel { kind })
-            .inc();
     }
 }

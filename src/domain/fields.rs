@@ -1,9 +1,11 @@
 //! A message's fields as received: a small tree of named texts, so that
 //! nothing of an unfamiliar message is lost.
 
+use serde::{Deserialize, Serialize};
+
 /// One XML element: its name, its text (CDATA and text joined, entities
 /// resolved) and its child elements in document order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Element {
     /// Element name, case preserved.
     pub name: String,

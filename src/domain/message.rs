@@ -7,10 +7,12 @@
 //! XML is the same, and 微信客服's JSON messages are built into it
 //! directly. Parsing lives in the wire codec (`crate::message`).
 
+use serde::{Deserialize, Serialize};
+
 use super::fields::Element;
 
 /// One message or event pushed by WeChat.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// `ToUserName`: the account's original id (gh_…) or WeCom corp id.
     pub to_user: String,
@@ -29,7 +31,7 @@ pub struct Message {
 }
 
 /// What the message is.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MessageKind {
     /// `text`
@@ -96,7 +98,7 @@ pub enum MessageKind {
 }
 
 /// A scan result from a `scancode_*` menu event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanCode {
     /// Menu key.
     pub event_key: String,
@@ -107,7 +109,7 @@ pub struct ScanCode {
 }
 
 /// Photos chosen from a `pic_*` menu event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PicEvent {
     /// Menu key.
     pub event_key: String,
@@ -116,7 +118,7 @@ pub struct PicEvent {
 }
 
 /// Events (`MsgType=event`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
     /// Follow, possibly through a parametric QR code (`qrscene_…`).

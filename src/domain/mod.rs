@@ -11,6 +11,7 @@ mod conversation;
 mod fields;
 mod message;
 mod reply;
+pub mod split;
 
 pub use capabilities::{Capabilities, LateSend, PassiveReply, PushRetries};
 pub use conversation::ConversationKey;

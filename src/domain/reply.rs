@@ -1,6 +1,8 @@
 //! What to answer with: a text, media, articles, a transfer to human
 //! agents, or nothing. Each platform renders it in its own form.
 
+use serde::{Deserialize, Serialize};
+
 use thiserror::Error;
 
 /// Most articles a news reply may carry (to events; user messages get one).
@@ -16,7 +18,7 @@ pub enum ReplyError {
 }
 
 /// One article of a news reply.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Article {
     /// Title.
     pub title: String,
@@ -29,7 +31,7 @@ pub struct Article {
 }
 
 /// What to answer WeChat with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Reply {
     /// The literal `success`: WeChat shows nothing and does not retry.

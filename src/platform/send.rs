@@ -10,7 +10,8 @@ use super::wechat_api::{
     Article, CallError, CustomBody, ErrCode, MediaContent, MusicContent, NewsContent, TextContent,
     VideoContent,
 };
-use crate::agent::split::{split_text, MAX_TEXT_BYTES};
+use crate::conversation::{LateError, LateFailure};
+use crate::domain::split::{split_text, MAX_TEXT_BYTES};
 use crate::domain::Reply;
 use crate::metrics::Metrics;
 
@@ -36,16 +37,18 @@ impl Default for SendPolicy {
     }
 }
 
-/// Sends the parts of one late answer in order, each under `policy`, and
-/// counts the delivery (or the failure that stopped it). `what` names a
-/// part in the error. Returns how many were sent.
+/// Sends the parts of one late answer (`reply`) in order, each under
+/// `policy`, and counts the delivery (or the failure that stopped it).
+/// `what` names a part in the error. Returns how many were sent; on a
+/// refusal, the error says which kind and carries what was not sent.
 pub async fn send_in_order<'a, M, F, Fut>(
+    reply: &Reply,
     parts: &'a [M],
     policy: &SendPolicy,
     metrics: &Metrics,
     what: &str,
     mut send_one: F,
-) -> Result<usize, String>
+) -> Result<usize, LateError>
 where
     F: FnMut(&'a M) -> Fut,
     Fut: std::future::Future<Output = Result<(), CallError>>,
@@ -54,10 +57,16 @@ where
     for (i, part) in parts.iter().enumerate() {
         if let Err((kind, e)) = send_with_retry(policy, || send_one(part)).await {
             metrics.agent_failure(kind);
-            return Err(format!(
-                "{what} {} of {count} not sent ({kind}): {e}",
-                i + 1
-            ));
+            return Err(LateError {
+                kind: match kind {
+                    "send_48001" => LateFailure::NoPermission,
+                    "send_45015" => LateFailure::OutOfWindow,
+                    "send_45047" => LateFailure::QuotaSpent,
+                    _ => LateFailure::Other,
+                },
+                rest: unsent(reply, i),
+                message: format!("{what} {} of {count} not sent ({kind}): {e}", i + 1),
+            });
         }
     }
     if count > 0 {
@@ -92,6 +101,7 @@ where
         let pause = match (&error, code) {
             (_, Some(ErrCode::OutOfWindow)) => return Err(("send_45015", error)),
             (_, Some(ErrCode::ResponseCountLimit)) => return Err(("send_45047", error)),
+            (_, Some(ErrCode::ApiUnauthorized)) => return Err(("send_48001", error)),
             (_, Some(ErrCode::SystemBusy | ErrCode::QuotaExceeded)) => {
                 let base = policy.backoff.saturating_mul(1 << (attempt - 1).min(8));
                 base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
@@ -105,6 +115,20 @@ where
         tracing::warn!(attempt, pause_ms = pause.as_millis() as u64, error = %error, "customer-service send failed; retrying");
         attempt += 1;
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// What of `reply` was not sent when part `sent` (0-based) was refused:
+/// the text from that part on, or the whole of a one-part reply.
+pub fn unsent(reply: &Reply, sent: usize) -> Option<Reply> {
+    match reply {
+        Reply::Text { content } => {
+            let parts = split_text(content, MAX_TEXT_BYTES);
+            let rest = parts.get(sent..).unwrap_or_default().join("\n");
+            (!rest.trim().is_empty()).then_some(Reply::Text { content: rest })
+        }
+        Reply::Success => None,
+        other => (sent == 0).then(|| other.clone()),
     }
 }
 

@@ -14,6 +14,7 @@ use axum::Extension;
 use tracing::Span;
 
 use super::{client_ip, ApiError, AppState, Endpoint};
+use crate::conversation::Render;
 use crate::domain::Reply;
 use crate::metrics::msg_type_label;
 use crate::platform::callback::{CallbackError, CallbackQuery};
@@ -48,14 +49,21 @@ fn refuse(state: &AppState, e: ApiError) -> Response {
         tracing::debug!(error = %inner, "refusal detail");
     }
     let label = e.label();
-    noted(e.into_response(), "-", label)
+    noted(e.into_response(), "-", label, None)
 }
 
 /// Tells the access line (written by the router's layer) what happened.
-fn noted(mut response: Response, msg_type: &'static str, outcome: &'static str) -> Response {
-    response
-        .extensions_mut()
-        .insert(AccessNote { msg_type, outcome });
+fn noted(
+    mut response: Response,
+    msg_type: &'static str,
+    outcome: &'static str,
+    strategy: Option<&'static str>,
+) -> Response {
+    response.extensions_mut().insert(AccessNote {
+        msg_type,
+        outcome,
+        strategy,
+    });
     response
 }
 
@@ -107,6 +115,7 @@ pub(super) async fn verify(
                     .into_response(),
                 "-",
                 "verified",
+                None,
             )
         }
         Err(e) => refuse(&state, e),
@@ -124,6 +133,7 @@ pub(super) async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    let arrived = tokio::time::Instant::now();
     if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
         return refuse(&state, e);
     }
@@ -146,10 +156,13 @@ pub(super) async fn receive(
     let msg_type = msg_type_label(&inbound.message.msg_type);
     let span = Span::current();
     span.record("msg_type", inbound.message.msg_type.as_str());
-    let render = |reply: &Reply| callback.render(&inbound, reply);
+    let render: Arc<dyn Render> = {
+        let (endpoint, inbound) = (endpoint.clone(), inbound.clone());
+        Arc::new(move |reply: &Reply| endpoint.callback.render(&inbound, reply))
+    };
     let (answer, outcome) = endpoint
         .delivery
-        .answer(&inbound.message, &render, started)
+        .answer(&inbound.message, &render, arrived)
         .await;
     let body = callback.seal_rendered(&inbound, answer.as_deref());
     span.record("outcome", outcome.label());
@@ -166,5 +179,6 @@ pub(super) async fn receive(
         ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         msg_type,
         outcome.label(),
+        outcome.strategy(),
     )
 }

@@ -211,6 +211,7 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
                     latency_us = started.elapsed().as_micros() as u64,
                     msg_type = note.map(|n| n.msg_type),
                     outcome = note.map(|n| n.outcome),
+                    strategy = note.and_then(|n| n.strategy),
                 );
                 res
             },

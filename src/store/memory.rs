@@ -1,6 +1,6 @@
 //! The in-process store: one node, nothing to run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<String, Entry>,
+    sets: HashMap<String, HashSet<String>>,
+    lists: HashMap<String, (VecDeque<Vec<u8>>, Instant)>,
     writes: u64,
 }
 
@@ -58,6 +60,40 @@ impl State {
             expires: ttl.map(|t| now + t),
         };
         self.entries.insert(key.to_owned(), entry);
+    }
+}
+
+impl State {
+    /// Adds one to the counter under `key` (a new one lives `ttl`).
+    fn count(&mut self, key: &str, ttl: Duration, now: Instant) -> i64 {
+        let current = self
+            .live(key, now)
+            .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<i64>().ok());
+        match current {
+            Some(n) => {
+                let next = n.saturating_add(1);
+                if let Some(e) = self.entries.get_mut(key) {
+                    e.value = next.to_string().into_bytes();
+                }
+                next
+            }
+            None => {
+                self.insert(key, b"1", Some(ttl), now);
+                1
+            }
+        }
+    }
+
+    /// The live list under `key`, made empty when absent or expired.
+    fn list(&mut self, key: &str, now: Instant) -> &mut (VecDeque<Vec<u8>>, Instant) {
+        let list = self
+            .lists
+            .entry(key.to_owned())
+            .or_insert_with(|| (VecDeque::new(), now));
+        if list.1 <= now {
+            list.0.clear();
+        }
+        list
     }
 }
 
@@ -134,6 +170,122 @@ impl Store for MemoryStore {
         }))
     }
 
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, now| {
+            if s.live(key, now).is_some_and(|e| e.value == expected) {
+                s.insert(key, value, Some(ttl), now);
+                true
+            } else {
+                false
+            }
+        }))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+        counter: &'a str,
+        counter_ttl: Duration,
+    ) -> StoreFuture<'a, (i64, Option<Vec<u8>>)> {
+        ready(self.with(|s, now| {
+            let attempt = s.count(counter, counter_ttl, now);
+            match s.live(key, now) {
+                Some(e) => (attempt, Some(e.value.clone())),
+                None => {
+                    s.insert(key, value, Some(ttl), now);
+                    (attempt, None)
+                }
+            }
+        }))
+    }
+
+    fn list_push<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        self.with(|s, now| {
+            let list = s.list(key, now);
+            list.0.extend(values.iter().cloned());
+            list.1 = now + ttl;
+        });
+        ready(())
+    }
+
+    fn list_push_front<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        self.with(|s, now| {
+            let list = s.list(key, now);
+            for value in values.iter().rev() {
+                list.0.push_front(value.clone());
+            }
+            list.1 = now + ttl;
+        });
+        ready(())
+    }
+
+    fn list_take<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        ready(self.with(|s, now| match s.lists.remove(key) {
+            Some((list, expires)) if now < expires => list.into(),
+            _ => Vec::new(),
+        }))
+    }
+
+    fn list_len<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        ready(self.with(|s, now| {
+            s.lists
+                .get(key)
+                .filter(|(_, expires)| now < *expires)
+                .map_or(0, |(list, _)| list.len() as u64)
+        }))
+    }
+
+    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, i64> {
+        ready(self.with(|s, now| s.count(key, ttl, now)))
+    }
+
+    fn set_add<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, ()> {
+        self.with(|s, _| {
+            s.sets
+                .entry(key.to_owned())
+                .or_default()
+                .insert(member.to_owned())
+        });
+        ready(())
+    }
+
+    fn set_remove<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, bool> {
+        ready(self.with(|s, _| {
+            let removed = s.sets.get_mut(key).is_some_and(|set| set.remove(member));
+            if s.sets.get(key).is_some_and(HashSet::is_empty) {
+                s.sets.remove(key);
+            }
+            removed
+        }))
+    }
+
+    fn set_members<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<String>> {
+        ready(self.with(|s, _| {
+            s.sets
+                .get(key)
+                .map(|set| set.iter().cloned().collect())
+                .unwrap_or_default()
+        }))
+    }
+
     fn ping(&self) -> StoreFuture<'_, String> {
         ready("memory".to_owned())
     }
@@ -162,6 +314,26 @@ mod tests {
             store.get("forever").await.unwrap().as_deref(),
             Some(&b"f"[..])
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counters_count_and_expire_and_sets_hold_members() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 1);
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 2);
+        tokio::time::advance(ttl).await;
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 1);
+        store.set_add("s", "a").await.unwrap();
+        store.set_add("s", "b").await.unwrap();
+        store.set_add("s", "a").await.unwrap();
+        let mut members = store.set_members("s").await.unwrap();
+        members.sort();
+        assert_eq!(members, ["a", "b"]);
+        assert!(store.set_remove("s", "a").await.unwrap());
+        assert!(!store.set_remove("s", "a").await.unwrap());
+        assert_eq!(store.set_members("s").await.unwrap(), ["b"]);
+        assert!(store.set_members("none").await.unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

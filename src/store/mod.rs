@@ -56,6 +56,56 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         expected: &'a [u8],
         ttl: Duration,
     ) -> StoreFuture<'a, bool>;
+    /// Replaces `key`'s value with `value` (TTL `ttl`) only while it still
+    /// holds `expected`; `true` when replaced. The first of several writers
+    /// to replace an owner's value wins.
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+    /// One atomic step: counts an attempt under `counter` (a new counter
+    /// lives `counter_ttl`), then sets `key` to `value` for `ttl` when it is
+    /// absent. Returns the attempt number and, when `key` was present, its
+    /// value (which was left as it was).
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+        counter: &'a str,
+        counter_ttl: Duration,
+    ) -> StoreFuture<'a, (i64, Option<Vec<u8>>)>;
+    /// Appends `values` to the list under `key`, which then lives `ttl`.
+    fn list_push<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+    /// Puts `values` back at the front of the list under `key`, in their
+    /// order, ahead of anything appended meanwhile; the list then lives `ttl`.
+    fn list_push_front<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+    /// Takes the whole list under `key` and deletes it, in one step.
+    fn list_take<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Vec<u8>>>;
+    /// The length of the list under `key` (0 when absent).
+    fn list_len<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64>;
+    /// Adds one to the counter under `key` and returns the new value; a
+    /// counter created by this call lives `ttl` (Redis `INCR` + `PEXPIRE`).
+    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, i64>;
+    /// Adds `member` to the set under `key` (Redis `SADD`); no TTL.
+    fn set_add<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes `member` from the set under `key`; `true` when it was there.
+    fn set_remove<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, bool>;
+    /// The members of the set under `key`, in no particular order.
+    fn set_members<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<String>>;
     /// Checks the backend is reachable; a short status on success.
     fn ping(&self) -> StoreFuture<'_, String>;
     /// `memory` or `redis`, for logs and readiness.

@@ -27,6 +27,46 @@ else
 end
 "#;
 
+/// INCR KEYS\[1\], giving a new counter the TTL ARGV\[1\] (ms).
+const INCR_WITH_TTL: &str = r#"
+local n = redis.call("INCR", KEYS[1])
+if n == 1 then
+    redis.call("PEXPIRE", KEYS[1], ARGV[1])
+end
+return n
+"#;
+
+/// KEYS\[1\] := ARGV\[2\] (PX ARGV\[3\]) only while it holds ARGV\[1\].
+const COMPARE_AND_SET: &str = r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+    return 1
+else
+    return 0
+end
+"#;
+
+/// Counts the attempt under KEYS\[2\] (new counters live ARGV\[3\] ms),
+/// then SET KEYS\[1\] ARGV\[1\] NX PX ARGV\[2\]; returns {attempt, the
+/// value found or false}.
+const CLAIM: &str = r#"
+local n = redis.call("INCR", KEYS[2])
+if n == 1 then
+    redis.call("PEXPIRE", KEYS[2], ARGV[3])
+end
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+    return {n, false}
+end
+return {n, redis.call("GET", KEYS[1])}
+"#;
+
+/// Takes the whole list KEYS\[1\] and deletes it.
+const LIST_TAKE: &str = r#"
+local items = redis.call("LRANGE", KEYS[1], 0, -1)
+redis.call("DEL", KEYS[1])
+return items
+"#;
+
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -51,6 +91,10 @@ pub struct RedisStore {
     connection: OnceCell<ConnectionManager>,
     compare_and_delete: Script,
     compare_and_expire: Script,
+    incr_with_ttl: Script,
+    compare_and_set: Script,
+    claim: Script,
+    list_take: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -79,6 +123,10 @@ impl RedisStore {
             connection: OnceCell::new(),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             compare_and_expire: Script::new(COMPARE_AND_EXPIRE),
+            incr_with_ttl: Script::new(INCR_WITH_TTL),
+            compare_and_set: Script::new(COMPARE_AND_SET),
+            claim: Script::new(CLAIM),
+            list_take: Script::new(LIST_TAKE),
         })
     }
 
@@ -233,6 +281,168 @@ impl Store for RedisStore {
             };
             Ok(self.bounded("compare-and-expire", work).await? > 0)
         })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: &'a [u8],
+        value: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.compare_and_set
+                    .key(key)
+                    .arg(expected)
+                    .arg(value)
+                    .arg(millis(ttl))
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+            };
+            Ok(self.bounded("compare-and-set", work).await? > 0)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Duration,
+        counter: &'a str,
+        counter_ttl: Duration,
+    ) -> StoreFuture<'a, (i64, Option<Vec<u8>>)> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.claim
+                    .key(key)
+                    .key(counter)
+                    .arg(value)
+                    .arg(millis(ttl))
+                    .arg(millis(counter_ttl))
+                    .invoke_async::<(i64, Option<Vec<u8>>)>(&mut conn)
+                    .await
+            };
+            self.bounded("claim", work).await
+        })
+    }
+
+    fn list_push<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if values.is_empty() {
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("RPUSH")
+                .arg(key)
+                .arg(values)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(millis(ttl))
+                .ignore();
+            let work = async {
+                let mut conn = self.connection().await?;
+                pipe.query_async::<()>(&mut conn).await
+            };
+            self.bounded("RPUSH", work).await
+        })
+    }
+
+    fn list_push_front<'a>(
+        &'a self,
+        key: &'a str,
+        values: &'a [Vec<u8>],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if values.is_empty() {
+                return Ok(());
+            }
+            // LPUSH puts its arguments at the front one by one, so give them
+            // last first to keep their order.
+            let reversed: Vec<&Vec<u8>> = values.iter().rev().collect();
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("LPUSH")
+                .arg(key)
+                .arg(reversed)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(millis(ttl))
+                .ignore();
+            let work = async {
+                let mut conn = self.connection().await?;
+                pipe.query_async::<()>(&mut conn).await
+            };
+            self.bounded("LPUSH", work).await
+        })
+    }
+
+    fn list_take<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.list_take
+                    .key(key)
+                    .invoke_async::<Vec<Vec<u8>>>(&mut conn)
+                    .await
+            };
+            self.bounded("list-take", work).await
+        })
+    }
+
+    fn list_len<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        let mut cmd = redis::cmd("LLEN");
+        cmd.arg(key);
+        Box::pin(self.run("LLEN", cmd))
+    }
+
+    fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, i64> {
+        Box::pin(async move {
+            let work = async {
+                let mut conn = self.connection().await?;
+                self.incr_with_ttl
+                    .key(key)
+                    .arg(millis(ttl))
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+            };
+            self.bounded("INCR", work).await
+        })
+    }
+
+    fn set_add<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, ()> {
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(key).arg(member);
+        Box::pin(async move {
+            let _: u64 = self.run("SADD", cmd).await?;
+            Ok(())
+        })
+    }
+
+    fn set_remove<'a>(&'a self, key: &'a str, member: &'a str) -> StoreFuture<'a, bool> {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(key).arg(member);
+        Box::pin(async move {
+            let n: u64 = self.run("SREM", cmd).await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn set_members<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<String>> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(key);
+        Box::pin(self.run("SMEMBERS", cmd))
     }
 
     fn ping(&self) -> StoreFuture<'_, String> {

@@ -35,6 +35,8 @@ pub struct AccessNote {
     pub msg_type: &'static str,
     /// How the request was answered (`replied`, `duplicate`, a refusal label, …).
     pub outcome: &'static str,
+    /// The delivery strategy of a slow answer (`late_send`, `retry_hold`, …).
+    pub strategy: Option<&'static str>,
 }
 
 /// Installs the global subscriber (once; later calls are ignored).

@@ -5,6 +5,7 @@
 
 mod agent;
 mod cli;
+mod conversation;
 mod delivery;
 mod errors;
 mod fixtures;

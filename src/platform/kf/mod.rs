@@ -40,7 +40,7 @@ pub fn capabilities() -> Capabilities {
         passive_reply: None,
         push_retries: None,
         late_send: Some(LateSend {
-            max_text_bytes: crate::agent::split::MAX_TEXT_BYTES,
+            max_text_bytes: crate::domain::split::MAX_TEXT_BYTES,
             messages_per_turn: Some(5),
             window: Some(Duration::from_secs(48 * 3600)),
         }),

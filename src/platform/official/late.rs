@@ -85,9 +85,14 @@ impl LateDelivery for CustomServiceDelivery {
             if let Some(call) = typing {
                 let _ = tokio::time::timeout(Duration::from_secs(3), call).await;
             }
-            let sent = send_in_order(&parts, &policy, &metrics, "customer-service message", |m| {
-                api.send_custom(m)
-            })
+            let sent = send_in_order(
+                &reply,
+                &parts,
+                &policy,
+                &metrics,
+                "customer-service message",
+                |m| api.send_custom(m),
+            )
             .await?;
             if sent > 0 {
                 tracing::info!(

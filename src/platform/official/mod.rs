@@ -35,7 +35,7 @@ pub fn capabilities(can_send: bool, typing: bool) -> Capabilities {
             interval: Duration::from_secs(5),
         }),
         late_send: can_send.then_some(LateSend {
-            max_text_bytes: crate::agent::split::MAX_TEXT_BYTES,
+            max_text_bytes: crate::domain::split::MAX_TEXT_BYTES,
             messages_per_turn: Some(5),
             window: Some(Duration::from_secs(48 * 3600)),
         }),

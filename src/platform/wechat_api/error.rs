@@ -47,6 +47,9 @@ pub enum ErrCode {
     OutOfWindow,
     /// 45047: the per-interaction message quota is spent.
     ResponseCountLimit,
+    /// 48001: api unauthorized: the account lacks this API's permission
+    /// (unverified accounts have no customer-service API).
+    ApiUnauthorized,
     /// 89501/89503/89506/89507: the IP awaits or was refused admin confirmation.
     IpNotConfirmed(i64),
     /// Any other code.
@@ -69,6 +72,7 @@ impl ErrCode {
             45009 => ErrCode::QuotaExceeded,
             45015 => ErrCode::OutOfWindow,
             45047 => ErrCode::ResponseCountLimit,
+            48001 => ErrCode::ApiUnauthorized,
             89501 | 89503 | 89506 | 89507 => ErrCode::IpNotConfirmed(code),
             other => ErrCode::Other(other),
         }
@@ -89,6 +93,7 @@ impl ErrCode {
             ErrCode::QuotaExceeded => 45009,
             ErrCode::OutOfWindow => 45015,
             ErrCode::ResponseCountLimit => 45047,
+            ErrCode::ApiUnauthorized => 48001,
             ErrCode::IpNotConfirmed(c) | ErrCode::Other(c) => c,
         }
     }
@@ -129,6 +134,9 @@ impl ErrCode {
             }
             ErrCode::OutOfWindow => "the user is outside the 48 h reply window or has unfollowed",
             ErrCode::ResponseCountLimit => "the reply quota for this user interaction is spent",
+            ErrCode::ApiUnauthorized => {
+                "the account lacks this API's permission (unverified accounts have no customer-service API)"
+            }
             ErrCode::IpNotConfirmed(_) => {
                 "this host's IP needs an administrator's confirmation in the WeChat console (IP whitelist)"
             }

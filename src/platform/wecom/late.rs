@@ -55,9 +55,14 @@ impl LateDelivery for AppDelivery {
         let agent_id = self.agent_id;
         Box::pin(async move {
             let parts = app_messages(&message.from_user, agent_id, &reply)?;
-            let sent = send_in_order(&parts, &policy, &metrics, "WeCom app message", |m| {
-                api.send_app_message(m)
-            })
+            let sent = send_in_order(
+                &reply,
+                &parts,
+                &policy,
+                &metrics,
+                "WeCom app message",
+                |m| api.send_app_message(m),
+            )
             .await?;
             if sent > 0 {
                 tracing::info!(messages = sent, "late answer sent as a WeCom app message");

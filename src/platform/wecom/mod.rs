@@ -32,7 +32,7 @@ pub fn capabilities(can_send: bool) -> Capabilities {
             interval: Duration::from_secs(5),
         }),
         late_send: can_send.then_some(LateSend {
-            max_text_bytes: crate::agent::split::MAX_TEXT_BYTES,
+            max_text_bytes: crate::domain::split::MAX_TEXT_BYTES,
             messages_per_turn: None,
             window: None,
         }),

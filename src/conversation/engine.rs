@@ -1,0 +1,893 @@
+//! The delivery engine of one account: every push is answered within the
+//! platform's deadline (or, under `retry_hold`, held on purpose), retries
+//! are recognised, excess load is answered at once, and an answer that
+//! misses the passive budget reaches the user by the account's strategy.
+//!
+//! Slow turns (an upstream call) of one conversation run one at a time,
+//! across nodes, under a lease in the store (`lock.rs`), so the history
+//! an upstream keeps sees every turn and answers go out in the order the
+//! questions came. Instant answers (rules) take no lease.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::time::Instant;
+
+use super::dedup::{Claim, Dedup, DedupKey, Recorded, Waited};
+use super::lock::ConversationLocks;
+use super::pending::{compose, PendingAnswers};
+use super::store_dedup::LEASE;
+use super::strategy::{PushTiming, Strategy};
+use super::{
+    Deferred, DeliverySettings, LateDelivery, LateFailure, Outcome, Render, ReplyFuture, Responder,
+    Response,
+};
+use crate::domain::{ConversationKey, Message, MessageKind, Reply};
+use crate::metrics::{KindLabel, Metrics};
+use crate::store::{Namespace, Store};
+
+/// How a conversation's slow answers are delivered (`[agent]`, resolved
+/// against the platform's capabilities by the application).
+#[derive(Debug, Clone)]
+pub struct ConversationSettings {
+    /// The strategy in force (`auto` already resolved).
+    pub strategy: Strategy,
+    /// The platform's push deadline, pushes and the margin kept for proxies.
+    pub timing: PushTiming,
+    /// How long an answer waits for the user's next message.
+    pub pending_ttl: Duration,
+    /// Longest text of one passive reply.
+    pub max_text_bytes: usize,
+    /// Ends a reply when more answers wait (e.g. "（回复任意文字继续）").
+    pub more_marker: String,
+    /// Answered while the answer is kept for the next message.
+    pub pending_marker: String,
+    /// A text that only fetches pending answers (never sent to an upstream).
+    pub fetch_word: Option<String>,
+    /// Answered to the fetch word when nothing waits.
+    pub nothing_pending: String,
+    /// At most this many messages per user and minute, then this text.
+    pub rate_limit: Option<(u32, String)>,
+    /// How long a turn waits for the conversation's earlier turns.
+    pub turn_patience: Duration,
+    /// After a 48001, how long the account counts as lacking the send
+    /// permission before late sends are tried again.
+    pub refusal_recheck: Duration,
+}
+
+/// The conversations of one account: their pending answers, their turn
+/// leases, and what the send API refused.
+pub struct Conversations {
+    settings: ConversationSettings,
+    store: Arc<dyn Store>,
+    namespace: Namespace,
+    pending: PendingAnswers,
+    locks: ConversationLocks,
+    refusals: SendRefusals,
+    metrics: Arc<Metrics>,
+}
+
+impl Conversations {
+    /// The conversations of the account whose keys live under `namespace`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        namespace: Namespace,
+        settings: ConversationSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Conversations {
+            pending: PendingAnswers::new(
+                store.clone(),
+                namespace.clone(),
+                settings.pending_ttl,
+                metrics.clone(),
+            ),
+            locks: ConversationLocks::new(store.clone(), namespace.clone()),
+            refusals: SendRefusals::new(
+                store.clone(),
+                namespace.key("late_send_refused"),
+                settings.refusal_recheck,
+            ),
+            settings,
+            store,
+            namespace,
+            metrics,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ConversationSettings {
+        &self.settings
+    }
+
+    /// The pending answers.
+    pub fn pending(&self) -> &PendingAnswers {
+        &self.pending
+    }
+
+    /// What the send API refused.
+    pub fn refusals(&self) -> &SendRefusals {
+        &self.refusals
+    }
+
+    /// The strategy for a turn now: late send moves to the next message
+    /// while the account is known to lack the send permission.
+    pub async fn effective(&self) -> Strategy {
+        match self.settings.strategy {
+            Strategy::LateSend if self.refusals.refused().await => Strategy::NextMessage,
+            s => s,
+        }
+    }
+
+    /// One line for `/readyz`.
+    pub async fn describe(&self) -> String {
+        let configured = self.settings.strategy;
+        match (configured, self.refusals.refused().await) {
+            (Strategy::LateSend, true) => format!(
+                "next_message (late_send refused with 48001: the account has no customer-service permission; rechecked every {} s)",
+                self.settings.refusal_recheck.as_secs()
+            ),
+            _ => configured.as_str().to_owned(),
+        }
+    }
+
+    fn key_of(&self, message: &Message) -> ConversationKey {
+        ConversationKey::new(self.namespace.key(""), message.from_user.clone())
+    }
+
+    /// True when `message` is over its sender's rate limit.
+    async fn over_limit(&self, message: &Message) -> Option<Reply> {
+        let (limit, text) = self.settings.rate_limit.as_ref()?;
+        // A window opens with the user's first message and lasts a minute.
+        let key = self.namespace.key(&format!("rate:{}", message.from_user));
+        match self.store.incr(&key, Duration::from_secs(60)).await {
+            Ok(n) if n > i64::from(*limit) => Some(Reply::Text {
+                content: text.clone(),
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                self.metrics.store_error("rate_limit");
+                tracing::warn!(error = %e, "rate limit unavailable; the message is handled");
+                None
+            }
+        }
+    }
+
+    fn is_fetch_word(&self, message: &Message) -> bool {
+        match (&self.settings.fetch_word, &message.kind) {
+            (Some(word), MessageKind::Text { content, .. }) => content.trim() == word,
+            _ => false,
+        }
+    }
+
+    /// Keeps `reply` for the user's next message.
+    async fn keep(&self, message: &Message, replies: Vec<Reply>) {
+        if self.pending.push(&message.from_user, replies).await {
+            tracing::info!("answer kept for the user's next message");
+        }
+    }
+}
+
+/// What the send API refused, remembered in the store so that every node
+/// knows, and rechecked after a while (the account may get verified).
+pub struct SendRefusals {
+    store: Arc<dyn Store>,
+    key: String,
+    recheck: Duration,
+    /// (refused, read at): the store is read at most once per second.
+    cached: Mutex<Option<(bool, Instant)>>,
+}
+
+impl SendRefusals {
+    fn new(store: Arc<dyn Store>, key: String, recheck: Duration) -> Self {
+        SendRefusals {
+            store,
+            key,
+            recheck,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// True while the send permission is known to be missing.
+    pub async fn refused(&self) -> bool {
+        let now = Instant::now();
+        if let Some((refused, at)) = *self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+            if now.duration_since(at) < Duration::from_secs(1) {
+                return refused;
+            }
+        }
+        let refused = matches!(self.store.get(&self.key).await, Ok(Some(_)));
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((refused, now));
+        refused
+    }
+
+    /// Remembers that the platform refused the send permission.
+    pub async fn refuse(&self) {
+        if let Err(e) = self
+            .store
+            .set(&self.key, b"48001", Some(self.recheck))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot remember the refused send permission");
+        }
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((true, Instant::now()));
+    }
+}
+
+/// Slow turns running in the background, so that shutdown can wait for them.
+#[derive(Default)]
+struct Tasks {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+struct TaskGuard {
+    tasks: Arc<Tasks>,
+    metrics: Arc<Metrics>,
+}
+
+impl Tasks {
+    fn enter(self: &Arc<Self>, metrics: &Arc<Metrics>) -> TaskGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        metrics.turns_in_flight.inc();
+        TaskGuard {
+            tasks: self.clone(),
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.metrics.turns_in_flight.dec();
+        if self.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.tasks.idle.notify_waiters();
+        }
+    }
+}
+
+/// The delivery machinery for one account.
+pub struct Delivery {
+    dedup: Arc<dyn Dedup>,
+    responder: Arc<dyn Responder>,
+    late: Arc<dyn LateDelivery>,
+    permits: Arc<Semaphore>,
+    settings: DeliverySettings,
+    metrics: Arc<Metrics>,
+    conversations: Option<Arc<Conversations>>,
+    tasks: Arc<Tasks>,
+}
+
+/// What answers when a pending reply is not ready in time.
+enum Interim {
+    /// The `[delivery]` fallback: the deadline passed.
+    Fallback(Reply),
+    /// An upstream's interim answer: its passive budget passed.
+    Upstream(Reply),
+}
+
+impl Delivery {
+    /// Assembles the machinery.
+    pub fn new(
+        dedup: Arc<dyn Dedup>,
+        responder: Arc<dyn Responder>,
+        late: Arc<dyn LateDelivery>,
+        settings: DeliverySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Delivery {
+            dedup,
+            responder,
+            late,
+            permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            settings,
+            metrics,
+            conversations: None,
+            tasks: Arc::default(),
+        }
+    }
+
+    /// Delivers slow answers by `conversations`' strategy, in order per
+    /// conversation, keeping what cannot be delivered for the next message.
+    pub fn with_conversations(mut self, conversations: Arc<Conversations>) -> Self {
+        self.conversations = Some(conversations);
+        self
+    }
+
+    /// The conversations, when slow answers are delivered by a strategy.
+    pub fn conversations(&self) -> Option<&Arc<Conversations>> {
+        self.conversations.as_ref()
+    }
+
+    /// The dedup backend (for readiness).
+    pub fn dedup(&self) -> &Arc<dyn Dedup> {
+        &self.dedup
+    }
+
+    /// Waits up to `grace` for the slow turns still running (upstream calls,
+    /// late sends); returns how many did not finish.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        loop {
+            let idle = self.tasks.idle.notified();
+            let running = self.tasks.running.load(Ordering::SeqCst);
+            if running == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.tasks.running.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Decides the answer to an authenticated message, rendered by `render`.
+    /// `started` is when the request arrived (on tokio's clock, which tests
+    /// pause); the deadline counts from then.
+    pub async fn answer(
+        &self,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        started: Instant,
+    ) -> (Recorded, Outcome) {
+        // Beyond the limit, answer at once: queueing would run into WeChat's
+        // 5 s timeout and its retry storm.
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.overload.inc();
+            tracing::warn!("over the concurrency limit; overload reply sent");
+            return (render.render(&self.settings.overload), Outcome::Overload);
+        };
+        let from_user = message.is_user_message() && !message.from_user.is_empty();
+        if let (Some(c), true) = (&self.conversations, from_user) {
+            if let Some(reply) = c.over_limit(message).await {
+                tracing::info!("over the user's rate limit; the rate-limit text answered");
+                return (render.render(&reply), Outcome::RateLimited);
+            }
+        }
+        let key = DedupKey::for_message(message);
+        match self.dedup.claim(&key).await {
+            Ok(Claim::First { push }) => {
+                if push > 1 {
+                    self.metrics.lease_takeovers.inc();
+                    tracing::warn!(
+                        push,
+                        "the handler of an earlier delivery is gone; this delivery takes the message over"
+                    );
+                }
+                self.first(&key, push, message, render, started, true).await
+            }
+            Ok(Claim::Done(answer)) => {
+                self.hit("replayed");
+                tracing::info!("retry answered from the dedup record");
+                (answer, Outcome::Duplicate)
+            }
+            Ok(Claim::InFlight { push }) => {
+                self.hit("in_flight");
+                tracing::info!(
+                    push,
+                    "retry while an earlier delivery is in flight; waiting for its answer"
+                );
+                self.retry(&key, push, message, render, started).await
+            }
+            Err(e) => {
+                // Fail open: answering twice is better than not answering.
+                self.metrics.store_error("dedup_claim");
+                tracing::warn!(error = %e, "dedup unavailable; handling without it");
+                self.first(&key, 1, message, render, started, false).await
+            }
+        }
+    }
+
+    /// The first (or a taken-over) delivery of a message.
+    async fn first(
+        &self,
+        key: &DedupKey,
+        push: u32,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        started: Instant,
+        record: bool,
+    ) -> (Recorded, Outcome) {
+        let conv = self
+            .conversations
+            .clone()
+            .filter(|_| message.is_user_message() && !message.from_user.is_empty());
+        // Answers kept for this user travel first.
+        let carried = match &conv {
+            Some(c) => c.pending.take(&message.from_user).await,
+            None => Vec::new(),
+        };
+        if let Some(c) = conv.as_ref().filter(|c| c.is_fetch_word(message)) {
+            let (reply, rest) = if carried.is_empty() {
+                (
+                    Reply::Text {
+                        content: c.settings.nothing_pending.clone(),
+                    },
+                    Vec::new(),
+                )
+            } else {
+                self.carry(c, carried, None)
+            };
+            c.pending.push_front(&message.from_user, rest).await;
+            let answer = render.render(&reply);
+            self.record(key, record, &answer).await;
+            return (answer, Outcome::Fetched);
+        }
+        let (answer, outcome) = match self.responder.respond(message) {
+            Response::Ready(reply) => {
+                let reply = match &conv {
+                    Some(c) if !carried.is_empty() => {
+                        let (reply, rest) = self.carry(c, carried, Some(reply));
+                        c.pending.push_front(&message.from_user, rest).await;
+                        reply
+                    }
+                    _ => reply,
+                };
+                Self::rendered(render.as_ref(), &reply)
+            }
+            Response::Pending(future) => {
+                self.put_back(&conv, message, carried).await;
+                let left = self.left(started);
+                let fallback = self.settings.fallback.clone();
+                self.race(message, render, future, left, Interim::Fallback(fallback))
+                    .await
+            }
+            Response::Deferred(d) => match conv {
+                Some(c) => {
+                    // The turn records its own answer: retries may be
+                    // answered by a later push than this one.
+                    return self
+                        .turn(&c, key, push, message, render, d, started, carried)
+                        .await;
+                }
+                None => {
+                    let left = self.left(started).min(d.budget);
+                    self.race(
+                        message,
+                        render,
+                        d.future,
+                        left,
+                        Interim::Upstream(d.interim),
+                    )
+                    .await
+                }
+            },
+        };
+        self.record(key, record, &answer).await;
+        (answer, outcome)
+    }
+
+    fn left(&self, started: Instant) -> Duration {
+        self.settings.deadline.saturating_sub(started.elapsed())
+    }
+
+    async fn record(&self, key: &DedupKey, record: bool, answer: &Recorded) {
+        if record {
+            if let Err(e) = self.dedup.complete(key, answer.clone()).await {
+                self.metrics.store_error("dedup_complete");
+                tracing::warn!(error = %e, "cannot record the answer for retries");
+            }
+        }
+    }
+
+    /// The passive reply carrying kept answers (and `own`), and what stays kept.
+    fn carry(
+        &self,
+        c: &Conversations,
+        carried: Vec<Reply>,
+        own: Option<Reply>,
+    ) -> (Reply, Vec<Reply>) {
+        let n = carried.len();
+        let (reply, rest) = compose(
+            carried,
+            own,
+            c.settings.max_text_bytes,
+            &c.settings.more_marker,
+        );
+        let delivered = n.saturating_sub(rest.len().min(n));
+        for _ in 0..delivered {
+            self.metrics.pending("delivered");
+        }
+        (reply, rest)
+    }
+
+    async fn put_back(
+        &self,
+        conv: &Option<Arc<Conversations>>,
+        message: &Message,
+        carried: Vec<Reply>,
+    ) {
+        if let Some(c) = conv {
+            c.pending.push_front(&message.from_user, carried).await;
+        }
+    }
+
+    /// A retry while an earlier delivery is in flight.
+    async fn retry(
+        &self,
+        key: &DedupKey,
+        push: u32,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        started: Instant,
+    ) -> (Recorded, Outcome) {
+        let conv = self.conversations.clone();
+        let strategy = match &conv {
+            Some(c) => c.effective().await,
+            None => Strategy::LateSend,
+        };
+        let wait = match (&conv, strategy) {
+            (Some(c), Strategy::RetryHold) => c.settings.timing.budget(),
+            _ => self.settings.deadline,
+        }
+        .saturating_sub(started.elapsed());
+        match self.dedup.wait(key, wait).await {
+            Waited::Answer(answer) => {
+                if strategy == Strategy::RetryHold && conv.is_some() {
+                    self.metrics.agent_delivery("on_retry");
+                }
+                (answer, Outcome::Duplicate)
+            }
+            Waited::TakeOver => {
+                self.metrics.lease_takeovers.inc();
+                tracing::warn!(
+                    push,
+                    "the handler of this message is gone; this delivery takes it over"
+                );
+                Box::pin(self.first(key, push, message, render, started, true)).await
+            }
+            Waited::TimedOut => match (&conv, strategy) {
+                (Some(c), Strategy::RetryHold) => {
+                    self.held_or_marker(c, key, push, message, render, started)
+                        .await
+                }
+                _ => {
+                    self.metrics.deadline_fallbacks.inc();
+                    (render.render(&self.settings.fallback), Outcome::Deadline)
+                }
+            },
+        }
+    }
+
+    /// Under `retry_hold`, a push whose answer is not ready: held (so that
+    /// WeChat pushes again), or on the last push the marker.
+    async fn held_or_marker(
+        &self,
+        c: &Conversations,
+        key: &DedupKey,
+        push: u32,
+        message: &Message,
+        render: &Arc<dyn Render>,
+        started: Instant,
+    ) -> (Recorded, Outcome) {
+        let timing = c.settings.timing;
+        if push < timing.pushes {
+            tracing::info!(
+                push,
+                pushes = timing.pushes,
+                "answer not ready; push held so that WeChat pushes again"
+            );
+            // The answer may still come while the push is held; it is then
+            // recorded and the next push carries it.
+            tokio::time::sleep_until(started + timing.hold()).await;
+            return (None, Outcome::Held);
+        }
+        let marker = render.render(&Reply::Text {
+            content: c.settings.pending_marker.clone(),
+        });
+        match self.dedup.settle(key, marker.clone()).await {
+            Ok(true) => {
+                tracing::info!(
+                    push,
+                    "last push: marker answered, the answer waits for the next message"
+                );
+                let _ = message;
+                (marker, Outcome::Pending)
+            }
+            _ => match self.dedup.wait(key, Duration::from_millis(200)).await {
+                Waited::Answer(answer) => {
+                    self.metrics.agent_delivery("on_retry");
+                    (answer, Outcome::Duplicate)
+                }
+                _ => (marker, Outcome::Pending),
+            },
+        }
+    }
+
+    /// A slow turn: the upstream call runs in its own task, under the
+    /// conversation's lease; this push waits for it within its budget.
+    #[allow(clippy::too_many_arguments)]
+    async fn turn(
+        &self,
+        c: &Arc<Conversations>,
+        key: &DedupKey,
+        push: u32,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        d: Deferred,
+        started: Instant,
+        carried: Vec<Reply>,
+    ) -> (Recorded, Outcome) {
+        let strategy = c.effective().await;
+        let (tx, mut rx) = oneshot::channel::<Reply>();
+        self.spawn_turn(c, key, message, render, d.future, strategy, tx);
+        let budget = match strategy {
+            Strategy::RetryHold => c.settings.timing.budget(),
+            _ => self.settings.deadline.min(d.budget),
+        };
+        let wait = budget.saturating_sub(started.elapsed());
+        let in_time = match tokio::time::timeout(wait, &mut rx).await {
+            Ok(Ok(reply)) => Some(reply),
+            Ok(Err(_)) => {
+                tracing::error!("conversation turn failed; fallback sent");
+                let answer = render.render(&self.settings.fallback);
+                c.pending.push_front(&message.from_user, carried).await;
+                self.record(key, true, &answer).await;
+                return (answer, Outcome::Deadline);
+            }
+            Err(_) => {
+                // Close first so a result racing the timer is either taken
+                // here or delivered by the turn.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
+        if let Some(reply) = in_time {
+            self.metrics
+                .agent_delivery(if push > 1 { "on_retry" } else { "passive" });
+            let reply = if carried.is_empty() {
+                reply
+            } else {
+                let (reply, rest) = self.carry(c, carried, Some(reply));
+                c.pending.push_front(&message.from_user, rest).await;
+                reply
+            };
+            let (answer, outcome) = Self::rendered(render.as_ref(), &reply);
+            self.record(key, true, &answer).await;
+            return (answer, outcome);
+        }
+        match strategy {
+            Strategy::RetryHold => {
+                c.pending.push_front(&message.from_user, carried).await;
+                self.held_or_marker(c, key, push, message, render, started)
+                    .await
+            }
+            Strategy::LateSend | Strategy::Passive | Strategy::NextMessage => {
+                let interim = match strategy {
+                    Strategy::NextMessage => Reply::Text {
+                        content: c.settings.pending_marker.clone(),
+                    },
+                    _ => d.interim,
+                };
+                let reply = if carried.is_empty() {
+                    interim
+                } else {
+                    let (reply, rest) = self.carry(c, carried, None);
+                    c.pending.push_front(&message.from_user, rest).await;
+                    reply
+                };
+                if strategy == Strategy::LateSend {
+                    self.late.waiting(message);
+                }
+                tracing::info!(
+                    waited_ms = wait.as_millis() as u64,
+                    strategy = strategy.as_str(),
+                    "upstream still working; interim answer sent, the result follows"
+                );
+                let answer = render.render(&reply);
+                self.record(key, true, &answer).await;
+                (answer, Outcome::Deferred(strategy))
+            }
+        }
+    }
+
+    /// Runs the upstream call under the conversation's lease, then hands the
+    /// answer to the waiting push, or delivers it by `strategy`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_turn(
+        &self,
+        c: &Arc<Conversations>,
+        key: &DedupKey,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        future: ReplyFuture,
+        strategy: Strategy,
+        tx: oneshot::Sender<Reply>,
+    ) {
+        let guard = self.tasks.enter(&self.metrics);
+        let (c, key, message, render) = (c.clone(), key.clone(), message.clone(), render.clone());
+        let (dedup, late, metrics) = (self.dedup.clone(), self.late.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            // Keep this node's claim alive while the turn runs, so that a
+            // retry elsewhere waits rather than taking it over.
+            let renew = {
+                let (dedup, key) = (dedup.clone(), key.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LEASE / 3).await;
+                        dedup.renew(&key).await;
+                    }
+                })
+            };
+            let _turn = c
+                .locks
+                .acquire(&c.key_of(&message), c.settings.turn_patience)
+                .await;
+            let reply = future.await;
+            let reply = match tx.send(reply) {
+                Ok(()) => {
+                    renew.abort();
+                    return;
+                }
+                Err(reply) => reply,
+            };
+            renew.abort();
+            deliver_after(
+                &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
+            )
+            .await;
+        });
+    }
+
+    fn rendered(render: &dyn Render, reply: &Reply) -> (Recorded, Outcome) {
+        let answer = render.render(reply);
+        let outcome = if answer.is_some() {
+            Outcome::Replied
+        } else {
+            Outcome::Success
+        };
+        (answer, outcome)
+    }
+
+    /// Runs a slow decision in its own task and waits for it for `wait`;
+    /// `interim` answers when it is not ready by then, and the eventual result
+    /// goes to the late-delivery hook.
+    async fn race(
+        &self,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        future: ReplyFuture,
+        wait: Duration,
+        interim: Interim,
+    ) -> (Recorded, Outcome) {
+        let (tx, mut rx) = oneshot::channel::<Reply>();
+        let late_message = message.clone();
+        let late = self.late.clone();
+        let metrics = self.metrics.clone();
+        let guard = self.tasks.enter(&self.metrics);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let reply = future.await;
+            if let Err(reply) = tx.send(reply) {
+                // WeChat has been answered already: deliver late.
+                let kind = match late.deliver(late_message, reply).await {
+                    Ok(()) => "delivered",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "late reply not delivered");
+                        "dropped"
+                    }
+                };
+                metrics
+                    .late_results
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
+            }
+        });
+        let in_time = |reply: &Reply| {
+            if matches!(interim, Interim::Upstream(_)) {
+                self.metrics.agent_delivery("passive");
+            }
+            Self::rendered(render.as_ref(), reply)
+        };
+        match tokio::time::timeout(wait, &mut rx).await {
+            Ok(Ok(reply)) => in_time(&reply),
+            Ok(Err(_)) => {
+                // The task died (a panic in the responder): answer the fallback.
+                tracing::error!("responder task failed; fallback sent");
+                (render.render(&self.settings.fallback), Outcome::Deadline)
+            }
+            Err(_) => {
+                // Close first so a result racing the timer is either taken here or delivered late.
+                rx.close();
+                if let Ok(reply) = rx.try_recv() {
+                    return in_time(&reply);
+                }
+                self.late.waiting(message);
+                match interim {
+                    Interim::Fallback(fallback) => {
+                        self.metrics.deadline_fallbacks.inc();
+                        tracing::warn!(
+                            deadline_ms = self.settings.deadline.as_millis() as u64,
+                            "deadline passed; fallback sent"
+                        );
+                        (render.render(&fallback), Outcome::Deadline)
+                    }
+                    Interim::Upstream(reply) => {
+                        tracing::info!(
+                            waited_ms = wait.as_millis() as u64,
+                            "upstream still working; interim answer sent, the result follows"
+                        );
+                        (render.render(&reply), Outcome::Deferred(Strategy::LateSend))
+                    }
+                }
+            }
+        }
+    }
+
+    fn hit(&self, kind: &'static str) {
+        self.metrics
+            .dedup_hits
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+}
+
+/// An answer that came after the push stopped waiting, delivered by the
+/// strategy: recorded for the next push (`retry_hold`), sent (`late_send`),
+/// or kept for the next message; what the send API refuses is kept too.
+#[allow(clippy::too_many_arguments)]
+async fn deliver_after(
+    c: &Conversations,
+    key: &DedupKey,
+    message: &Arc<Message>,
+    render: &Arc<dyn Render>,
+    reply: Reply,
+    strategy: Strategy,
+    dedup: &Arc<dyn Dedup>,
+    late: &Arc<dyn LateDelivery>,
+    metrics: &Metrics,
+) {
+    if matches!(reply, Reply::Success) {
+        return;
+    }
+    match strategy {
+        Strategy::RetryHold => {
+            // The next push carries it, unless the last push gave up first.
+            match dedup.settle(key, render.render(&reply)).await {
+                Ok(true) => tracing::info!("answer ready; the next push carries it"),
+                _ => {
+                    c.keep(message, vec![reply]).await;
+                }
+            }
+        }
+        Strategy::NextMessage => c.keep(message, vec![reply]).await,
+        Strategy::LateSend => match late.deliver(message.clone(), reply.clone()).await {
+            Ok(()) => {
+                metrics
+                    .late_results
+                    .get_or_create(&KindLabel { kind: "delivered" })
+                    .inc();
+            }
+            Err(e) => {
+                metrics
+                    .late_results
+                    .get_or_create(&KindLabel { kind: "dropped" })
+                    .inc();
+                let rest = e.rest.clone();
+                match e.kind {
+                    LateFailure::NoPermission => {
+                        tracing::warn!(error = %e, "the account has no customer-service permission (48001); answers now wait for the user's next message");
+                        c.refusals.refuse().await;
+                        c.keep(message, rest.into_iter().collect()).await;
+                    }
+                    LateFailure::OutOfWindow | LateFailure::QuotaSpent => {
+                        tracing::warn!(error = %e, "the send API took no more messages for this user; the rest waits for the next message");
+                        c.keep(message, rest.into_iter().collect()).await;
+                    }
+                    LateFailure::Other => {
+                        metrics.agent_delivery("expired");
+                        tracing::error!(error = %e, "late answer not delivered and not kept: lost");
+                    }
+                }
+            }
+        },
+        Strategy::Passive => {
+            metrics.agent_delivery("expired");
+            tracing::warn!(
+                "answer came after the passive budget and the strategy is passive: dropped"
+            );
+        }
+    }
+}

@@ -48,7 +48,21 @@ pub struct Application {
     _refreshers: Vec<RefresherGuard>,
     /// Stop the callback IP refreshers when the application goes.
     _ip_refreshers: Vec<callback_ips::RefreshGuard>,
+    /// Stop the sweeps for cut conversation turns when the application goes.
+    _sweepers: Vec<AbortOnDrop>,
 }
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often each node looks for conversation turns cut by a stopped node.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 impl Application {
     /// Binds the listener and builds the state with the system clock.
@@ -140,6 +154,19 @@ impl Application {
             endpoints.push(assembled.endpoint);
             apis.push(assembled.api);
         }
+        let sweepers = endpoints
+            .iter()
+            .filter(|e| e.delivery.conversations().is_some())
+            .map(|e| {
+                let endpoint = Arc::clone(e);
+                AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        endpoint.delivery.sweep().await;
+                        tokio::time::sleep(SWEEP_EVERY).await;
+                    }
+                }))
+            })
+            .collect();
         let reload_rules = endpoints
             .iter()
             .map(|e| (e.name.clone(), e.rules.clone()))
@@ -177,6 +204,7 @@ impl Application {
             apis,
             _refreshers: refreshers,
             _ip_refreshers: ip_refreshers,
+            _sweepers: sweepers,
         })
     }
 

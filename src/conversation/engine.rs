@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::dedup::{Claim, Dedup, DedupKey, Recorded, Waited};
+use super::jobs::Jobs;
 use super::lock::ConversationLocks;
 use super::pending::{compose, PendingAnswers};
 use super::store_dedup::LEASE;
@@ -66,6 +67,7 @@ pub struct Conversations {
     pending: PendingAnswers,
     locks: ConversationLocks,
     refusals: SendRefusals,
+    jobs: Jobs,
     metrics: Arc<Metrics>,
 }
 
@@ -90,6 +92,7 @@ impl Conversations {
                 namespace.key("late_send_refused"),
                 settings.refusal_recheck,
             ),
+            jobs: Jobs::new(store.clone(), namespace.clone(), settings.pending_ttl),
             settings,
             store,
             namespace,
@@ -677,6 +680,8 @@ impl Delivery {
                 );
                 let answer = render.render(&reply);
                 self.record(key, true, &answer).await;
+                // Answered: WeChat will not push this message again.
+                c.jobs.mark_answered(key.as_str()).await;
                 (answer, Outcome::Deferred(strategy))
             }
         }
@@ -700,14 +705,18 @@ impl Delivery {
         let (dedup, late, metrics) = (self.dedup.clone(), self.late.clone(), self.metrics.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            // Keep this node's claim alive while the turn runs, so that a
-            // retry elsewhere waits rather than taking it over.
+            // Written down first: a stop or crash from here on leaves the
+            // turn for another node's sweep.
+            c.jobs.start(key.as_str(), &message, strategy).await;
+            // Keep this node's claim and job alive while the turn runs, so
+            // that a retry elsewhere waits rather than taking it over.
             let renew = {
-                let (dedup, key) = (dedup.clone(), key.clone());
+                let (dedup, key, jobs) = (dedup.clone(), key.clone(), c.jobs.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(LEASE / 3).await;
                         dedup.renew(&key).await;
+                        jobs.renew(key.as_str()).await;
                     }
                 })
             };
@@ -716,19 +725,75 @@ impl Delivery {
                 .acquire(&c.key_of(&message), c.settings.turn_patience)
                 .await;
             let reply = future.await;
-            let reply = match tx.send(reply) {
-                Ok(()) => {
-                    renew.abort();
-                    return;
-                }
-                Err(reply) => reply,
-            };
+            if let Err(reply) = tx.send(reply) {
+                deliver_after(
+                    &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
+                )
+                .await;
+            }
             renew.abort();
-            deliver_after(
-                &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
-            )
-            .await;
+            c.jobs.finish(key.as_str()).await;
         });
+    }
+
+    /// Runs again the slow turns whose node is gone (stopped or crashed
+    /// mid-turn): called periodically by the application. A turn held for
+    /// WeChat's retries is left to them until they are over; its answer
+    /// then waits for the user's next message.
+    pub async fn sweep(&self) -> usize {
+        let Some(c) = self.conversations.clone() else {
+            return 0;
+        };
+        let timing = c.settings.timing;
+        let orphans = c.jobs.orphans(timing.hold() * timing.pushes).await;
+        let count = orphans.len();
+        for (id, record) in orphans {
+            let strategy = match record.strategy.parse::<Strategy>() {
+                Ok(Strategy::LateSend) => Strategy::LateSend,
+                Ok(Strategy::Passive) => Strategy::Passive,
+                _ => Strategy::NextMessage,
+            };
+            tracing::warn!(
+                strategy = strategy.as_str(),
+                "a turn cut by a stopped node is run again"
+            );
+            self.metrics.lease_takeovers.inc();
+            let guard = self.tasks.enter(&self.metrics);
+            let message = Arc::new(record.message);
+            let (c, responder) = (c.clone(), self.responder.clone());
+            let (dedup, late, metrics) =
+                (self.dedup.clone(), self.late.clone(), self.metrics.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                let renew = {
+                    let (jobs, id) = (c.jobs.clone(), id.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(LEASE / 3).await;
+                            jobs.renew(&id).await;
+                        }
+                    })
+                };
+                let _turn = c
+                    .locks
+                    .acquire(&c.key_of(&message), c.settings.turn_patience)
+                    .await;
+                let reply = match responder.respond(&message) {
+                    Response::Ready(reply) => reply,
+                    Response::Pending(future) => future.await,
+                    Response::Deferred(d) => d.future.await,
+                };
+                let key = DedupKey::from_raw(&id);
+                let render: Arc<dyn Render> = Arc::new(|_: &Reply| None);
+                deliver_after(
+                    &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
+                )
+                .await;
+                renew.abort();
+                c.jobs.finish(&id).await;
+            });
+        }
+        count
     }
 
     fn rendered(render: &dyn Render, reply: &Reply) -> (Recorded, Outcome) {

@@ -13,6 +13,7 @@
 
 pub mod dedup;
 mod engine;
+mod jobs;
 mod lock;
 mod pending;
 mod store_dedup;
@@ -27,6 +28,7 @@ use crate::domain::{Message, Reply};
 pub use crate::rules::SharedRules;
 pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded, Waited};
 pub use engine::{ConversationSettings, Conversations, Delivery, SendRefusals};
+pub use jobs::{JobRecord, Jobs, JOB_LEASE};
 pub use lock::{ConversationLocks, Turn};
 pub use pending::{compose, PendingAnswers};
 pub use store_dedup::{StoreDedup, LEASE};

@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod conversation;
+mod conversation_e2e;
 mod delivery;
 mod errors;
 mod fixtures;

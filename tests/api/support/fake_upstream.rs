@@ -54,6 +54,8 @@ struct Inner {
     hooks: Vec<HookRequest>,
     chats: Vec<ChatRequest>,
     chat_delay: Duration,
+    /// Questions starting with this take this long instead.
+    slow_prefix: Option<(String, Duration)>,
 }
 
 pub struct FakeUpstream {
@@ -69,6 +71,7 @@ impl FakeUpstream {
             hooks: Vec::new(),
             chats: Vec::new(),
             chat_delay: Duration::ZERO,
+            slow_prefix: None,
         }));
         let router = Router::new()
             .route("/hook", post(hook))
@@ -104,6 +107,11 @@ impl FakeUpstream {
 
     pub fn set_chat_delay(&self, delay: Duration) {
         self.state.lock().unwrap().chat_delay = delay;
+    }
+
+    /// Questions starting with `prefix` are answered after `delay`.
+    pub fn set_slow_prefix(&self, prefix: &str, delay: Duration) {
+        self.state.lock().unwrap().slow_prefix = Some((prefix.to_owned(), delay));
     }
 
     pub fn hook_requests(&self) -> Vec<HookRequest> {
@@ -160,7 +168,17 @@ async fn chat(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         });
-        (inner.chats.len(), inner.chat_delay)
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let delay = match &inner.slow_prefix {
+            Some((prefix, slow)) if last.starts_with(prefix.as_str()) => *slow,
+            _ => inner.chat_delay,
+        };
+        (inner.chats.len(), delay)
     };
     tokio::time::sleep(delay).await;
     let last = body["messages"]

@@ -460,6 +460,12 @@ async fn a_node_dropped_mid_refresh_does_not_block_the_others_past_the_lock_ttl(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let lock_taken = Instant::now();
+    // Mid-refresh means its request is at WeChat (on a loaded machine the
+    // lock can be seen before the request is sent).
+    while fake.token_requests() == 0 {
+        assert!(Instant::now() < deadline, "node A never asked WeChat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     doomed.abort();
     assert!(doomed.await.unwrap_err().is_cancelled());
     fake.set_delay(Duration::ZERO);

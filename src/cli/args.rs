@@ -40,6 +40,13 @@ pub enum Command {
     },
     /// Validate the configuration and exit (0 when valid, 78 when not).
     CheckConfig,
+    /// Print nginx `location` blocks for every callback path in the config
+    /// (install as a snippet included by deploy/nginx/wxgate.conf).
+    NginxConfig {
+        /// Where deploy/nginx/wxgate-proxy.conf is installed.
+        #[arg(long, default_value = "/etc/nginx/snippets/wxgate-proxy.conf")]
+        proxy_snippet: String,
+    },
     /// Print the account's current access token, fetching it if needed
     /// (shared with running nodes through the configured store).
     Token,

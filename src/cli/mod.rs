@@ -4,6 +4,7 @@
 mod args;
 mod check_config;
 mod crypto;
+mod nginx_config;
 mod rules_test;
 mod serve;
 mod simulate;
@@ -38,6 +39,9 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Serve { listen } = command {
         return serve::run(config, listen);
     }
+    if let Command::NginxConfig { proxy_snippet } = &command {
+        return nginx_config::run(&config, proxy_snippet);
+    }
     let account = match config.find_account(cli.account.as_deref()) {
         Ok(a) => &a.account,
         Err(e) => {
@@ -49,7 +53,9 @@ pub fn run(cli: Cli) -> ExitCode {
         .find_account(cli.account.as_deref())
         .map(|a| a.rules.clone());
     match command {
-        Command::CheckConfig | Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::CheckConfig | Command::Serve { .. } | Command::NginxConfig { .. } => {
+            ExitCode::SUCCESS
+        }
         Command::Simulate(args) => simulate::run(account, args),
         Command::VerifyUrl { url } => simulate::verify_url(account, &url),
         Command::Rules {

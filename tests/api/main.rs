@@ -10,6 +10,7 @@ mod errors;
 mod fixtures;
 mod kf;
 mod multinode;
+mod nginx_config;
 mod operator;
 mod props;
 mod support;

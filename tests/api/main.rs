@@ -8,6 +8,7 @@ mod cli;
 mod delivery;
 mod errors;
 mod fixtures;
+mod init;
 mod kf;
 mod multinode;
 mod nginx_config;

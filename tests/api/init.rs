@@ -197,3 +197,42 @@ fn missing_ids_are_named_and_nothing_is_written() {
         assert!(!path.exists(), "{flags:?}: no file written");
     }
 }
+
+/// On a terminal, what the flags leave out is asked for (the kind, the path,
+/// then the kind's ids); `script` gives the command a terminal.
+#[test]
+fn on_a_terminal_init_asks_for_what_flags_leave_out() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("asked.toml");
+    let mut child = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("{BIN} init --output {}", path.display()))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the command on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"wecom\n/weixin/corp\nww0123456789abcdef\n1000002\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    for question in ["Account kind", "Callback path", "CorpID", "AgentId"] {
+        assert!(said.contains(question), "not asked {question}: {said}");
+    }
+    assert!(
+        !said.contains("Message encryption"),
+        "WeCom has no mode to ask: {said}"
+    );
+    let report = check_config(&path);
+    assert!(
+        report.contains("account default (wecom, mode safe, 2 rule(s)) at /weixin/corp"),
+        "{report}"
+    );
+}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end check of deploy/nginx/: renders wxgate.conf with loopback ports
-# and a throwaway self-signed certificate, runs a private nginx (own prefix,
-# pid and logs; the system nginx is not touched), starts wxgate with the
-# example config behind it, and drives it over HTTPS and HTTP.
+# and a throwaway self-signed certificate, writes its callback locations
+# with `wxgate nginx-config` from a config of three accounts (the example
+# Official Account at /weixin, a WeCom app at /weixin/corp, a 微信客服
+# account at /kf), runs a private nginx (own prefix, pid and logs; the system
+# nginx is not touched), starts wxgate with that config behind it, and drives
+# each account through nginx over HTTPS and HTTP.
 #
 #   scripts/nginx-check.sh [PATH_TO_WXGATE]     (default: target/debug/wxgate)
 #
@@ -149,9 +152,42 @@ expect_token "$conf_src" "/etc/ssl/wxgate/fullchain.pem" 1
 expect_token "$conf_src" "/etc/ssl/wxgate/privkey.pem" 1
 expect_token "$conf_src" "/var/log/nginx/wxgate.access.log" 1
 expect_token "$conf_src" "/etc/nginx/snippets/wxgate-proxy.conf" 1
+expect_token "$conf_src" "/etc/nginx/snippets/wxgate-locations.conf" 2
 expect_token "$snippet_src" "client_max_body_size 64k;" 1
 mkdir -p "$work/conf.d"
 cp "$snippet_src" "$work/wxgate-proxy.conf"
+# The example config plus a WeCom app and a 微信客服 account (their values are
+# this check's own; no WeCom API is reached: only the callbacks are driven).
+config_src="$config"
+config="$work/wxgate.toml"
+cat "$config_src" - >"$config" <<'EOF'
+
+[[accounts]]
+name = "corp"
+kind = "wecom"
+corp_id = "ww0123456789abcdef"
+agent_id = 1000002
+token = "corpchecktoken"
+encoding_aes_key = "Qm8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o"
+
+[[accounts]]
+name = "service"
+kind = "kf"
+path = "/kf"
+corp_id = "ww0123456789abcdef"
+token = "kfchecktoken"
+encoding_aes_key = "Kf8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o"
+corp_secret = "kf-check-secret"
+EOF
+if "$bin" nginx-config --config "$config" --proxy-snippet "$work/wxgate-proxy.conf" \
+  >"$work/wxgate-locations.conf" 2>"$work/nginx-config.err"; then
+  locations="$(grep -c '^location = ' "$work/wxgate-locations.conf")"
+  check "wxgate nginx-config: one exact location per account" \
+    "3 /weixin /weixin/corp /kf" \
+    "$locations $(sed -n 's/^location = \([^ ]*\) {$/\1/p' "$work/wxgate-locations.conf" | tr '\n' ' ' | sed 's/ $//')"
+else
+  die "wxgate nginx-config: $(head -c 300 "$work/nginx-config.err")"
+fi
 sed -e "s|listen 443 ssl http2;|listen 127.0.0.1:$https_port ssl http2;|" \
   -e "s|listen 80;|listen 127.0.0.1:$http_port;|" \
   -e '/listen \[::\]:/d' \
@@ -159,6 +195,7 @@ sed -e "s|listen 443 ssl http2;|listen 127.0.0.1:$https_port ssl http2;|" \
   -e "s|/etc/ssl/wxgate/|$work/|g" \
   -e "s|/var/log/nginx/wxgate.access.log|$work/access.log|g" \
   -e "s|/etc/nginx/snippets/wxgate-proxy.conf|$work/wxgate-proxy.conf|g" \
+  -e "s|/etc/nginx/snippets/wxgate-locations.conf|$work/wxgate-locations.conf|g" \
   "$conf_src" >"$work/conf.d/wxgate.conf"
 leftover="$(grep -nE '/etc/|/var/|:8080|listen (443|80)[ ;]|listen \[' "$work/conf.d/wxgate.conf" | grep -v '^[0-9]*:[[:space:]]*#')"
 [ -z "$leftover" ] || { bad "render: production values left: $leftover"; render_ok=0; }
@@ -263,6 +300,35 @@ check "GET /weixin/../internal/access_token (path as is) -> 403" "403" \
 check "GET /%69nternal/access_token (percent-encoded) -> 403" "403" "$(req "$https/%69nternal/access_token")"
 check "GET /readyz over HTTPS -> 404 (not public)" "404" "$(req "$https/readyz")"
 check "GET /weixin/extra over HTTPS -> 404" "404" "$(req "$https/weixin/extra")"
+check "GET /kf/extra over HTTPS -> 404 (exact match only)" "404" "$(req "$https/kf/extra")"
+check "GET /weixin/corp/ over HTTPS -> 404 (exact match only)" "404" "$(req "$https/weixin/corp/")"
+
+# ---------------------------------------------------------------- every account kind
+# wxgate's own client speaks as WeChat / WeCom would, through nginx's port
+# 80 (its TLS client would refuse the throwaway certificate; port 80
+# serves the same callback locations).
+as_wechat() { # NAME EXPECTED-IN-OUTPUT COMMAND...
+  local name="$1" want="$2"
+  shift 2
+  if out="$("$bin" --config "$config" "$@" 2>&1)" && [[ "$out" == *"$want"* ]]; then
+    ok "$name"
+  else
+    bad "$name: $(echo "$out" | tail -n3 | tr '\n' ' ' | head -c 300)"
+  fi
+}
+as_wechat "Official Account /weixin: URL verification through nginx" "would pass" \
+  verify-url --url "$http/weixin"
+as_wechat "WeCom app /weixin/corp: URL verification (encrypted echostr) through nginx" "would pass" \
+  verify-url --account corp --url "$http/weixin/corp"
+as_wechat "WeCom app /weixin/corp: encrypted text, reply signed and decrypted" "signature verified, decrypted" \
+  simulate --account corp --url "$http/weixin/corp" text 你好
+as_wechat "微信客服 /kf: URL verification (encrypted echostr) through nginx" "would pass" \
+  verify-url --account service --url "$http/kf"
+if "$bin" --config "$config" verify-url --account corp --url "$http/kf" >/dev/null 2>&1; then
+  bad "/kf answered with the WeCom app's secrets: nginx or wxgate mixed the accounts up"
+else
+  ok "/kf refuses the WeCom app's signature (each path reaches its own account)"
+fi
 
 # ---------------------------------------------------------------- port 80
 check "signed verification GET over plain HTTP still served" "200 $echostr" \

@@ -2,14 +2,48 @@
 //!
 //! One [`Metrics`] per process, shared by `Arc`. Counters are atomics, so
 //! recording costs a few nanoseconds on the request path. Label values are
-//! `&'static str` from small fixed sets, so nothing an attacker sends can
-//! grow the number of series.
+//! `&'static str` from small fixed sets, or an account name from the
+//! config (the `account` label of the callback metrics), so nothing an
+//! attacker sends can grow the number of series.
+//!
+//! Histogram buckets are written out as literal bounds (1 ms, 2.5 ms, 5 ms …),
+//! so the exposition reads `le="0.0025"`, never a float's rounding error, and a
+//! dashboard can name them.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// The callback latency buckets, in seconds: 1 ms … 10 s. WeChat gives up
+/// after 5 s, so the top buckets show answers it never saw.
+pub const REQUEST_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 4.5, 5.0, 10.0,
+];
+
+/// The upstream (agent) call buckets, in seconds: 10 ms … 120 s. Agents
+/// answer in seconds, sometimes in a minute.
+pub const UPSTREAM_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// An account's name as a label value: shared, so counting a request
+/// clones a pointer, not the name.
+pub type AccountName = Arc<String>;
+
+/// A single `account` label: the account's name (`default` for `[account]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    /// The account's name.
+    pub account: AccountName,
+}
+
+/// A counter per account.
+pub type AccountCounters = Family<AccountLabel, Counter>;
+/// A histogram per account.
+pub type AccountHistograms = Family<AccountLabel, Histogram, fn() -> Histogram>;
 
 /// Labels of `wxgate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,6 +52,8 @@ pub struct RequestLabels {
     pub outcome: &'static str,
     /// The MsgType (known types only; others are `other`, refusals `-`).
     pub msg_type: &'static str,
+    /// The account the request was for.
+    pub account: AccountName,
 }
 
 /// A single `kind` label.
@@ -38,8 +74,11 @@ pub struct UpstreamLabel {
 pub type UpstreamHistograms = Family<UpstreamLabel, Histogram, fn() -> Histogram>;
 
 fn upstream_histogram() -> Histogram {
-    // 10 ms … ~82 s: agents answer in seconds, sometimes in a minute.
-    Histogram::new(exponential_buckets(0.01, 2.5, 11))
+    Histogram::new(UPSTREAM_BUCKETS)
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
 }
 
 /// Every metric wxgate exports.
@@ -47,14 +86,14 @@ pub struct Metrics {
     registry: Registry,
     /// Last token counts seen, to turn the manager's totals into increments.
     token_seen: std::sync::Mutex<(u64, u64)>,
-    /// Requests by outcome and MsgType.
+    /// Requests by outcome, MsgType and account.
     pub requests: Family<RequestLabels, Counter>,
-    /// Request latency in seconds, callback path only.
-    pub latency: Histogram,
-    /// Bad `signature` / `msg_signature`.
-    pub signature_failures: Counter,
-    /// Ciphertexts that did not decrypt.
-    pub decrypt_failures: Counter,
+    /// Request latency in seconds by account, callback path only.
+    pub latency: AccountHistograms,
+    /// Bad `signature` / `msg_signature`, by account.
+    pub signature_failures: AccountCounters,
+    /// Ciphertexts that did not decrypt, by account.
+    pub decrypt_failures: AccountCounters,
     /// Retries answered from the dedup record (`kind` = in_flight | replayed).
     pub dedup_hits: Family<KindLabel, Counter>,
     /// Requests answered with the overload reply.
@@ -63,8 +102,8 @@ pub struct Metrics {
     pub deadline_fallbacks: Counter,
     /// Late results handed to the late-delivery hook (`kind` = delivered | dropped | failed).
     pub late_results: Family<KindLabel, Counter>,
-    /// Callers refused by the IP allowlist.
-    pub forbidden_ip: Counter,
+    /// Callers refused by the IP allowlist, by account.
+    pub forbidden_ip: AccountCounters,
     /// Access-token refreshes.
     pub token_refreshes: Counter,
     /// Failed access-token refreshes.
@@ -111,23 +150,22 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
-            "Callback requests by outcome and MsgType",
+            "Callback requests by outcome, MsgType and account",
             requests.clone(),
         );
-        // 100 µs … ~6.5 s
-        let latency = Histogram::new(exponential_buckets(0.0001, 3.0, 11));
+        let latency = AccountHistograms::new_with_constructor(request_histogram);
         registry.register(
             "request_duration_seconds",
             "Callback request latency",
             latency.clone(),
         );
-        let signature_failures = Counter::default();
+        let signature_failures = AccountCounters::default();
         registry.register(
             "signature_failures",
             "Requests with a bad signature",
             signature_failures.clone(),
         );
-        let decrypt_failures = Counter::default();
+        let decrypt_failures = AccountCounters::default();
         registry.register(
             "decrypt_failures",
             "Ciphertexts that did not decrypt",
@@ -157,7 +195,7 @@ impl Metrics {
             "Results that arrived after the deadline",
             late_results.clone(),
         );
-        let forbidden_ip = Counter::default();
+        let forbidden_ip = AccountCounters::default();
         registry.register(
             "forbidden_ip",
             "Callers refused by the callback IP allowlist",
@@ -255,10 +293,33 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one request.
-    pub fn request(&self, outcome: &'static str, msg_type: &'static str) {
+    /// Counts one request to an account.
+    pub fn request(&self, account: &AccountName, outcome: &'static str, msg_type: &'static str) {
         self.requests
-            .get_or_create(&RequestLabels { outcome, msg_type })
+            .get_or_create(&RequestLabels {
+                outcome,
+                msg_type,
+                account: account.clone(),
+            })
+            .inc();
+    }
+
+    /// Records how long an account's callback took, in seconds.
+    pub fn observe_latency(&self, account: &AccountName, seconds: f64) {
+        self.latency
+            .get_or_create(&AccountLabel {
+                account: account.clone(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts one refusal of an account's callback in a per-account counter
+    /// (`signature_failures`, `decrypt_failures`, `forbidden_ip`).
+    pub fn count_for(counters: &AccountCounters, account: &AccountName) {
+        counters
+            .get_or_create(&AccountLabel {
+                account: account.clone(),
+            })
             .inc();
     }
 
@@ -328,17 +389,76 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::new();
-        m.request("replied", "text");
-        m.request("replied", "text");
+        let shop: AccountName = Arc::new("shop".into());
+        m.request(&shop, "replied", "text");
+        m.request(&shop, "replied", "text");
+        m.request(&Arc::new("default".into()), "replied", "text");
         m.overload.inc();
         let text = m.render();
         assert!(
-            text.contains("wxgate_requests_total{outcome=\"replied\",msg_type=\"text\"} 2"),
+            text.contains(
+                "wxgate_requests_total{outcome=\"replied\",msg_type=\"text\",account=\"shop\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wxgate_requests_total{outcome=\"replied\",msg_type=\"text\",account=\"default\"} 1"
+            ),
             "{text}"
         );
         assert!(text.contains("wxgate_overload_replies_total 1"), "{text}");
         assert!(text.contains("# TYPE wxgate_request_duration_seconds histogram"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn histogram_bounds_read_as_written() {
+        let m = Metrics::new();
+        let shop: AccountName = Arc::new("shop".into());
+        m.observe_latency(&shop, 0.003);
+        m.upstream_latency
+            .get_or_create(&UpstreamLabel {
+                upstream: "bot".into(),
+            })
+            .observe(0.2);
+        let text = m.render();
+        let bounds: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("wxgate_request_duration_seconds_bucket"))
+            .map(|l| l.split("le=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0",
+                "2.5", "4.5", "5.0", "10.0", "+Inf"
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wxgate_request_duration_seconds_bucket{le=\"0.005\",account=\"shop\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wxgate_upstream_duration_seconds_bucket{le=\"120.0\",upstream=\"bot\"} 1"
+            ),
+            "{text}"
+        );
+        // No bound anywhere carries a float's rounding error.
+        for line in text.lines().filter(|l| l.contains("le=\"")) {
+            let le = line
+                .split("le=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(le == "+Inf" || le.len() <= 6, "unreadable bound in {line}");
+        }
     }
 
     #[test]

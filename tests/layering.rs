@@ -106,7 +106,7 @@ fn strip(code: &str) -> String {
             }
             j += 1;
             let close: Vec<u8> = std::iter::once(b'"')
-                .chain(std::iter::repeat(b'#').take(hashes))
+                .chain(std::iter::repeat_n(b'#', hashes))
                 .collect();
             while j < b.len() && !b[j..].starts_with(&close) {
                 j += 1;

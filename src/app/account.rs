@@ -195,6 +195,7 @@ pub(super) async fn assemble(
     }
     let endpoint = Arc::new(Endpoint {
         name: entry.name.clone(),
+        account: Arc::new(entry.name.clone()),
         kind: entry.account.kind.as_str(),
         path: entry.path.clone(),
         callback,

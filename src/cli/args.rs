@@ -38,8 +38,18 @@ pub enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Write a first account's config (asking for what flags leave out
+    /// when stdin is a terminal) and print the values for the console.
+    Init(InitArgs),
     /// Validate the configuration and exit (0 when valid, 78 when not).
     CheckConfig,
+    /// Print nginx `location` blocks for every callback path in the config
+    /// (install as a snippet included by deploy/nginx/wxgate.conf).
+    NginxConfig {
+        /// Where deploy/nginx/wxgate-proxy.conf is installed.
+        #[arg(long, default_value = "/etc/nginx/snippets/wxgate-proxy.conf")]
+        proxy_snippet: String,
+    },
     /// Print the account's current access token, fetching it if needed
     /// (shared with running nodes through the configured store).
     Token,
@@ -63,6 +73,67 @@ pub enum Command {
         #[command(subcommand)]
         command: CryptoCommand,
     },
+}
+
+/// The kind of account `wxgate init` sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitKind {
+    /// An Official Account (公众号).
+    Official,
+    /// A WeCom self-built app (企业微信自建应用).
+    Wecom,
+    /// WeChat Customer Service (微信客服).
+    Kf,
+}
+
+/// `wxgate init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Where to write the config.
+    #[arg(long, short, default_value = "wxgate.toml")]
+    pub output: PathBuf,
+    /// Overwrite the file when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Never ask; fail on what is missing (the default when stdin is not a terminal).
+    #[arg(long)]
+    pub no_input: bool,
+    /// The account kind (asked when missing; default official).
+    #[arg(long, value_enum)]
+    pub kind: Option<InitKind>,
+    /// The callback path (default /weixin, /kf for 微信客服).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Message encryption of an Official Account (default safe; WeCom and 微信客服 are always safe).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// The callback Token (default: 32 random letters and digits).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The EncodingAESKey (default: 43 random letters and digits).
+    #[arg(long)]
+    pub encoding_aes_key: Option<String>,
+    /// The Official Account's AppID (needed in compatible and safe mode).
+    #[arg(long)]
+    pub app_id: Option<String>,
+    /// The Official Account's AppSecret (optional: late answers).
+    #[arg(long)]
+    pub app_secret: Option<String>,
+    /// The CorpID (WeCom and 微信客服).
+    #[arg(long)]
+    pub corp_id: Option<String>,
+    /// The WeCom app's AgentId.
+    #[arg(long)]
+    pub agent_id: Option<i64>,
+    /// The WeCom app's or 微信客服's Secret (required for 微信客服).
+    #[arg(long)]
+    pub corp_secret: Option<String>,
+    /// Where wxgate listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The public origin WeChat calls (for the URL to paste).
+    #[arg(long, default_value = "https://wx.example.com")]
+    pub public_url: String,
 }
 
 /// Encryption mode on the command line.

@@ -4,6 +4,8 @@
 mod args;
 mod check_config;
 mod crypto;
+mod init;
+mod nginx_config;
 mod rules_test;
 mod serve;
 mod simulate;
@@ -12,7 +14,8 @@ mod token;
 use std::process::ExitCode;
 
 pub use args::{
-    Cli, Command, CryptoCommand, KindCommand, ModeArg, PartyArgs, RulesCommand, SimulateArgs,
+    Cli, Command, CryptoCommand, InitArgs, InitKind, KindCommand, ModeArg, PartyArgs, RulesCommand,
+    SimulateArgs,
 };
 
 use crate::Config;
@@ -24,6 +27,10 @@ pub const EXIT_CONFIG: u8 = 78;
 /// Runs the command line: loads the config, then the subcommand. Returns
 /// the process exit code: 0, 1 (failure), 2 (usage), 78 (configuration).
 pub fn run(cli: Cli) -> ExitCode {
+    // `init` writes a config rather than reading one.
+    if let Some(Command::Init(args)) = cli.command {
+        return init::run(args);
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -38,6 +45,9 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Serve { listen } = command {
         return serve::run(config, listen);
     }
+    if let Command::NginxConfig { proxy_snippet } = &command {
+        return nginx_config::run(&config, proxy_snippet);
+    }
     let account = match config.find_account(cli.account.as_deref()) {
         Ok(a) => &a.account,
         Err(e) => {
@@ -49,7 +59,10 @@ pub fn run(cli: Cli) -> ExitCode {
         .find_account(cli.account.as_deref())
         .map(|a| a.rules.clone());
     match command {
-        Command::CheckConfig | Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::Init(_)
+        | Command::CheckConfig
+        | Command::Serve { .. }
+        | Command::NginxConfig { .. } => ExitCode::SUCCESS,
         Command::Simulate(args) => simulate::run(account, args),
         Command::VerifyUrl { url } => simulate::verify_url(account, &url),
         Command::Rules {

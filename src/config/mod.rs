@@ -270,4 +270,6 @@ fn cross_checks(
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;

@@ -101,7 +101,9 @@ fn parse_kind(root: &Element, msg_type: &str) -> Result<MessageKind, MessageErro
         },
         "image" => MessageKind::Image {
             pic_url: root.child_text("PicUrl").unwrap_or_default().to_owned(),
-            media_id: text(root, "MediaId")?,
+            // Pushes of the older format carry only the PicUrl (recorded by
+            // WeRoBot, Senparc and node-webot): empty rather than refused.
+            media_id: root.child_text("MediaId").unwrap_or_default().to_owned(),
         },
         "voice" => MessageKind::Voice {
             media_id: text(root, "MediaId")?,
@@ -280,6 +282,19 @@ mod tests {
         assert_eq!(m.msg_id, Some(3487542469355618313));
         assert!(
             matches!(m.event(), Some(Event::TemplateSendJobFinish { status }) if status == "success")
+        );
+    }
+
+    #[test]
+    fn an_image_of_the_older_format_has_no_media_id() {
+        let m = msg("<MsgType>image</MsgType><PicUrl>https://p/1.jpg</PicUrl><MsgId>1</MsgId>")
+            .unwrap();
+        assert_eq!(
+            m.kind,
+            MessageKind::Image {
+                pic_url: "https://p/1.jpg".into(),
+                media_id: String::new()
+            }
         );
     }
 

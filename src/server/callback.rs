@@ -16,7 +16,7 @@ use tracing::Span;
 use super::{client_ip, ApiError, AppState, Endpoint};
 use crate::conversation::Render;
 use crate::domain::Reply;
-use crate::metrics::msg_type_label;
+use crate::metrics::{msg_type_label, Metrics};
 use crate::platform::callback::{CallbackError, CallbackQuery};
 use crate::telemetry::{short_id, AccessNote};
 
@@ -24,18 +24,19 @@ fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuer
     q.map(|Query(q)| q).map_err(|_| ApiError::BadQuery)
 }
 
-fn refuse(state: &AppState, e: ApiError) -> Response {
+fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
     let metrics = state.metrics();
-    metrics.request(e.label(), "-");
+    let account = &endpoint.account;
+    metrics.request(account, e.label(), "-");
     match &e {
         ApiError::Callback(CallbackError::BadSignature) => {
-            metrics.signature_failures.inc();
+            Metrics::count_for(&metrics.signature_failures, account);
         }
         ApiError::Callback(CallbackError::Decrypt(_)) => {
-            metrics.decrypt_failures.inc();
+            Metrics::count_for(&metrics.decrypt_failures, account);
         }
         ApiError::ForbiddenIp => {
-            metrics.forbidden_ip.inc();
+            Metrics::count_for(&metrics.forbidden_ip, account);
         }
         _ => {}
     }
@@ -105,7 +106,7 @@ pub(super) async fn verify(
         .and_then(|q| endpoint.callback.verify_url(&q).map_err(ApiError::from));
     match result {
         Ok(echostr) => {
-            state.metrics().request("verified", "-");
+            state.metrics().request(&endpoint.account, "verified", "-");
             Span::current().record("outcome", "verified");
             noted(
                 (
@@ -118,7 +119,7 @@ pub(super) async fn verify(
                 None,
             )
         }
-        Err(e) => refuse(&state, e),
+        Err(e) => refuse(&state, &endpoint, e),
     }
 }
 
@@ -135,23 +136,23 @@ pub(super) async fn receive(
     let started = Instant::now();
     let arrived = tokio::time::Instant::now();
     if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
-        return refuse(&state, e);
+        return refuse(&state, &endpoint, e);
     }
     let q = match query(q) {
         Ok(q) => q,
-        Err(e) => return refuse(&state, e),
+        Err(e) => return refuse(&state, &endpoint, e),
     };
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(&state, ApiError::TooLarge)
+            return refuse(&state, &endpoint, ApiError::TooLarge)
         }
-        Err(_) => return refuse(&state, ApiError::BadBody),
+        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
     };
     let callback = &endpoint.callback;
     let inbound = match callback.open(&q, &body) {
         Ok(inbound) => inbound,
-        Err(e) => return refuse(&state, ApiError::from(e)),
+        Err(e) => return refuse(&state, &endpoint, ApiError::from(e)),
     };
     let msg_type = msg_type_label(&inbound.message.msg_type);
     let span = Span::current();
@@ -168,8 +169,8 @@ pub(super) async fn receive(
     span.record("outcome", outcome.label());
     tracing::debug!(user = %short_id(&inbound.message.from_user), encrypted = inbound.encrypted(), "answered");
     let metrics = state.metrics();
-    metrics.request(outcome.label(), msg_type);
-    metrics.latency.observe(started.elapsed().as_secs_f64());
+    metrics.request(&endpoint.account, outcome.label(), msg_type);
+    metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
     let content_type = if answer.is_some() {
         "application/xml; charset=utf-8"
     } else {

@@ -36,6 +36,8 @@ pub use operator::{Probe, ProbeFuture, TokenEndpoint};
 pub struct Endpoint {
     /// The account name (`default` for `[account]`).
     pub name: String,
+    /// The same name as the `account` label of its metrics.
+    pub account: crate::metrics::AccountName,
     /// `official`, `wecom` or `kf`.
     pub kind: &'static str,
     /// Its path, e.g. `/weixin` or `/weixin/shop`.

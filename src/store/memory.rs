@@ -38,7 +38,7 @@ struct Entry {
 
 impl Entry {
     fn live(&self, now: Instant) -> bool {
-        self.expires.map_or(true, |at| now < at)
+        self.expires.is_none_or(|at| now < at)
     }
 }
 
@@ -52,7 +52,7 @@ impl State {
 
     fn insert(&mut self, key: &str, value: &[u8], ttl: Option<Duration>, now: Instant) {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, e| e.live(now));
         }
         let entry = Entry {

@@ -218,7 +218,9 @@ async fn a_slow_answer_gets_the_interim_reply_then_ordered_custom_messages() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("wxgate_requests_total{outcome=\"deferred\",msg_type=\"text\"} 1"),
+        metrics.contains(
+            "wxgate_requests_total{outcome=\"deferred\",msg_type=\"text\",account=\"default\"} 1"
+        ),
         "{metrics}"
     );
     assert!(

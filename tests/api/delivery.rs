@@ -58,7 +58,9 @@ async fn retries_are_handled_once_and_answered_identically() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("wxgate_requests_total{outcome=\"duplicate\",msg_type=\"text\"} 2"),
+        metrics.contains(
+            "wxgate_requests_total{outcome=\"duplicate\",msg_type=\"text\",account=\"default\"} 2"
+        ),
         "{metrics}"
     );
 }
@@ -81,7 +83,9 @@ async fn events_are_deduplicated_by_sender_time_and_event() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("wxgate_requests_total{outcome=\"replied\",msg_type=\"event\"} 2"),
+        metrics.contains(
+            "wxgate_requests_total{outcome=\"replied\",msg_type=\"event\",account=\"default\"} 2"
+        ),
         "{metrics}"
     );
 }
@@ -245,7 +249,10 @@ async fn forged_forwarding_headers_from_untrusted_peers_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    assert!(app.metrics.render().contains("wxgate_forbidden_ip_total 3"));
+    assert!(app
+        .metrics
+        .render()
+        .contains("wxgate_forbidden_ip_total{account=\"default\"} 3"));
 }
 
 #[tokio::test]
@@ -300,10 +307,10 @@ async fn metrics_endpoint_counts_outcomes_and_failures() {
     let (status, text) = app.get("/metrics").await;
     assert_eq!(status, 200);
     for needle in [
-        "wxgate_requests_total{outcome=\"replied\",msg_type=\"text\"} 1",
-        "wxgate_requests_total{outcome=\"bad_signature\",msg_type=\"-\"} 1",
-        "wxgate_signature_failures_total 1",
-        "wxgate_request_duration_seconds_count 1",
+        "wxgate_requests_total{outcome=\"replied\",msg_type=\"text\",account=\"default\"} 1",
+        "wxgate_requests_total{outcome=\"bad_signature\",msg_type=\"-\",account=\"default\"} 1",
+        "wxgate_signature_failures_total{account=\"default\"} 1",
+        "wxgate_request_duration_seconds_count{account=\"default\"} 1",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }

@@ -108,5 +108,8 @@ async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
         metrics.contains("wxgate_token_refreshes_total 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("wxgate_forbidden_ip_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("wxgate_forbidden_ip_total{account=\"default\"} 1"),
+        "{metrics}"
+    );
 }

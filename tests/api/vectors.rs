@@ -1,6 +1,7 @@
-//! Every vector in the shared, independently verified set passes through the
-//! crypto module. The vectors live outside the repository, in `shared/vectors`
-//! beside it (or where `WXGATE_VECTORS_DIR` points); a missing directory fails.
+//! Every crypto vector passes through the crypto module: Tencent's published
+//! samples, wechatpy's test values, fresh generated ones and the inputs that
+//! must be refused (`tests/fixtures/vectors/`, from `scripts/gen_vectors.py`;
+//! or the set `WXGATE_VECTORS_DIR` names — a missing one fails).
 
 use serde_json::Value;
 use wxgate::crypto::{self, AesKey, CryptoError, MessageCrypto};

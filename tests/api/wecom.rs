@@ -1,4 +1,4 @@
-//! WeCom self-built apps through the real server: the shared WeCom vectors
+//! WeCom self-built apps through the real server: the WeCom crypto vectors
 //! over HTTP, WeCom's own events, late answers through the app message
 //! API, and several accounts side by side in one process.
 
@@ -19,7 +19,7 @@ const NOW: i64 = 1_750_000_000;
 const WC_TOKEN: &str = "wecomTestToken";
 const WC_KEY: &str = "Qm8tZ2Vu4lW3cK9pR7sY1vX5bN0aD6fH2jL8eT4uI3o";
 
-/// Every WeCom vector of the shared set.
+/// Every WeCom vector of the set (see `support::fixtures::load_vectors`).
 fn vectors() -> Vec<Value> {
     [
         "official_vectors.json",

@@ -1,4 +1,4 @@
-//! The recorded WeCom fixtures (`tests/fixtures/wecom/`) and the shared WeCom
+//! The recorded WeCom fixtures (`tests/fixtures/wecom/`) and the WeCom crypto
 //! vectors, through wxgate's crypto and message modules: signatures verify,
 //! ciphertexts decrypt with the corp id as receive id (and only with it), and
 //! re-encrypting with the recorded prefix gives the recorded bytes back.
@@ -302,7 +302,7 @@ async fn a_notification_built_for_the_fake_reads_back() {
     assert!(with_agent.contains("<AgentID><![CDATA[1000002]]></AgentID>"));
 }
 
-// ---- the shared WeCom vectors --------------------------------------------------------------
+// ---- the WeCom crypto vectors ---------------------------------------------------------------
 
 const WECOM_VECTORS: [&str; 10] = [
     "gen_wecom_get_verify",
@@ -470,7 +470,7 @@ fn check_wecom_vector(v: &Value) -> usize {
 }
 
 #[test]
-fn every_shared_wecom_vector_verifies_decrypts_and_reencrypts() {
+fn every_wecom_vector_verifies_decrypts_and_reencrypts() {
     let mut seen = Vec::new();
     let mut checks = 0;
     for file in [
@@ -492,7 +492,7 @@ fn every_shared_wecom_vector_verifies_decrypts_and_reencrypts() {
     seen.sort();
     assert_eq!(
         seen, WECOM_VECTORS,
-        "the shared set holds exactly these WeCom vectors"
+        "the vector set holds exactly these WeCom vectors"
     );
     assert!(checks >= 50, "only {checks} checks ran");
 }

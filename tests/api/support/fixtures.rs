@@ -1,5 +1,5 @@
-//! The recorded fixtures under `tests/fixtures/` and the shared vector set
-//! beside the repository: the accounts they were made for and their loaders.
+//! The recorded fixtures and crypto vectors under `tests/fixtures/`: the
+//! accounts they were made for and their loaders.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,15 +28,18 @@ pub static ACCOUNT: LazyLock<Account> = LazyLock::new(|| {
     serde_json::from_str(&text).expect("account.json parses")
 });
 
+/// The repository's vectors (`tests/fixtures/vectors/`, written by
+/// `scripts/gen_vectors.py`), or another set of the same shape where
+/// `WXGATE_VECTORS_DIR` points (CI runs the vector tests a second time over
+/// the shared set that way).
 fn vectors_dir() -> PathBuf {
     std::env::var_os("WXGATE_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"))
+        .unwrap_or_else(|| fixtures_dir().join("vectors"))
 }
 
-/// The `vectors` array of a file in the shared vector set (`shared/vectors`
-/// beside the repository, or where `WXGATE_VECTORS_DIR` points); panics
-/// when it is missing.
+/// The `vectors` array of a vector file; panics when it is missing (a
+/// `WXGATE_VECTORS_DIR` that names no vector set fails, never skips).
 pub fn load_vectors(file: &str) -> Vec<Value> {
     let path = vectors_dir().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {

@@ -8,6 +8,7 @@ mod cli;
 mod delivery;
 mod errors;
 mod fixtures;
+mod hygiene;
 mod kf;
 mod multinode;
 mod operator;

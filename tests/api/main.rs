@@ -12,6 +12,7 @@ mod hygiene;
 mod kf;
 mod multinode;
 mod operator;
+mod peer_samples;
 mod props;
 mod support;
 mod token;

@@ -39,7 +39,14 @@ pub enum Command {
         listen: Option<std::net::SocketAddr>,
     },
     /// Validate the configuration and exit (0 when valid, 78 when not).
-    CheckConfig,
+    CheckConfig {
+        /// The configuration in force: also check the file could replace it
+        /// by a reload (no restart-only setting changed, no account's rules
+        /// emptied unless it says `rules = []`) and print each account's
+        /// rules diff.
+        #[arg(long, value_name = "FILE")]
+        against: Option<std::path::PathBuf>,
+    },
     /// Print the account's current access token, fetching it if needed
     /// (shared with running nodes through the configured store).
     Token,

@@ -32,8 +32,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    if let Command::CheckConfig = command {
-        return check_config::run(&config);
+    if let Command::CheckConfig { against } = &command {
+        return check_config::run(&config, against.as_deref());
     }
     if let Command::Serve { listen } = command {
         return serve::run(config, listen);
@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> ExitCode {
         .find_account(cli.account.as_deref())
         .map(|a| a.rules.clone());
     match command {
-        Command::CheckConfig | Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::CheckConfig { .. } | Command::Serve { .. } => ExitCode::SUCCESS,
         Command::Simulate(args) => simulate::run(account, args),
         Command::VerifyUrl { url } => simulate::verify_url(account, &url),
         Command::Rules {

@@ -14,6 +14,7 @@ mod multinode;
 mod operator;
 mod peer_samples;
 mod props;
+mod reload;
 mod support;
 mod token;
 mod token_app;

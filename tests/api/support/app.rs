@@ -233,6 +233,16 @@ impl Drop for BinaryServer {
 impl BinaryServer {
     /// Starts `wxgate serve` on a free loopback port and waits for `/healthz`.
     pub async fn start(config: &Path) -> BinaryServer {
+        BinaryServer::start_with(config, std::process::Stdio::null()).await
+    }
+
+    /// As [`BinaryServer::start`], its log (stderr) written to `log`.
+    pub async fn start_logging(config: &Path, log: &Path) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        BinaryServer::start_with(config, file.into()).await
+    }
+
+    async fn start_with(config: &Path, stderr: std::process::Stdio) -> BinaryServer {
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -249,7 +259,7 @@ impl BinaryServer {
             ])
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let server = BinaryServer {

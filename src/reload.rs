@@ -241,6 +241,10 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         "server.timestamp_window_secs",
         old.server.timestamp_window_secs != new.server.timestamp_window_secs,
     );
+    check(
+        "server edge limits (timeouts, max_header_bytes, max_connections, drain_secs)",
+        old.server.limits != new.server.limits,
+    );
     let names = |c: &Config| {
         c.accounts
             .iter()

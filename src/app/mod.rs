@@ -3,9 +3,11 @@
 //! - [`account`](self): one account assembled from its platform (token
 //!   machinery, responder, late channel, dedup, dialect, allowlist, probes);
 //! - `probes`, `tokens`, `error`, `overrides`: the parts it is built of;
+//! - `edge`: the accept loop and the HTTP/1 limits of `[server]`;
 //! - [`shutdown`]: the signal that stops the server.
 
 mod account;
+mod edge;
 mod error;
 mod overrides;
 mod probes;
@@ -42,6 +44,8 @@ pub struct Application {
     state: AppState,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    /// What every connection is held to.
+    limits: crate::config::EdgeLimits,
     /// Each account's API (same order as the accounts), when it has credentials.
     apis: Vec<Option<WechatApi>>,
     /// Stop the background token refreshers when the application goes.
@@ -174,6 +178,7 @@ impl Application {
             state,
             addr,
             shutdown_grace: config.delivery.shutdown_grace,
+            limits: config.server.limits.clone(),
             apis,
             _refreshers: refreshers,
             _ip_refreshers: ip_refreshers,
@@ -224,18 +229,13 @@ impl Application {
             let _ = fired_tx.send(true);
         };
         let grace = self.shutdown_grace;
-        let serve = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let serve = edge::serve(self.listener, self.router, self.limits, signal);
         let deadline = async move {
             let _ = fired_rx.wait_for(|fired| *fired).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve => result,
+            () = serve => Ok(()),
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
                 Ok(())

@@ -29,7 +29,7 @@ pub use delivery::DeliveryConfig;
 pub use log::LogConfig;
 pub use mode::Mode;
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{EdgeLimits, ServerConfig};
 pub use store::StoreConfig;
 pub use token::TokenConfig;
 

@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod delivery;
+mod edge;
 mod errors;
 mod fixtures;
 mod hygiene;

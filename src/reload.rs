@@ -282,7 +282,10 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         "security",
         format!("{:?}", old.security) != format!("{:?}", new.security),
     );
-    check("admin", old.admin_api_key != new.admin_api_key);
+    check(
+        "admin",
+        old.admin_api_key != new.admin_api_key || old.admin_listen != new.admin_listen,
+    );
     check("agent / upstreams", old.agent != new.agent);
     changed
 }

@@ -65,6 +65,10 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Bearer key for `/admin/*`; the admin routes are off without one.
     pub admin_api_key: Option<Secret>,
+    /// `[admin] listen`: the operator routes (`/readyz`, `/metrics`,
+    /// `/admin/*`, `/internal/*`) on a listener of their own; the public one
+    /// then serves only the callbacks and `/healthz`.
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Upstream agents and how their answers reach users.
     pub agent: AgentSettings,
 }
@@ -171,6 +175,15 @@ impl Config {
                 "admin.api_key must be at least {MIN_API_KEY_LEN} characters (or set {ENV_ADMIN_API_KEY})"
             ));
         }
+        let admin_listen = raw.admin.listen.as_deref().and_then(|l| {
+            let parsed = l.parse::<std::net::SocketAddr>().ok();
+            if parsed.is_none() {
+                problems.push(format!(
+                    "admin.listen {l:?} is not an address like 127.0.0.1:9091"
+                ));
+            }
+            parsed
+        });
         let store = store::validate(raw.store, &mut problems);
         let token_config =
             token::validate(raw.token, pick(None, ENV_INTERNAL_API_KEY), &mut problems);
@@ -228,6 +241,7 @@ impl Config {
                 delivery,
                 security,
                 admin_api_key: admin_api_key.map(Secret::new),
+                admin_listen,
                 agent,
             }),
             _ => Err(ConfigError::Invalid {

@@ -13,6 +13,7 @@ mod hygiene;
 mod kf;
 mod multinode;
 mod operator;
+mod operator_listener;
 mod peer_samples;
 mod props;
 mod reload;

@@ -100,6 +100,9 @@ impl TestAppBuilder {
             .await
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let operator_base = app
+            .operator_addr()
+            .map(|a| format!("http://127.0.0.1:{}", a.port()));
         let metrics = app.state().metrics().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
@@ -107,6 +110,7 @@ impl TestAppBuilder {
         }));
         TestApp {
             base,
+            operator_base,
             http: reqwest::Client::new(),
             clock,
             metrics,
@@ -128,6 +132,8 @@ type Running = (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>);
 /// A running wxgate; stops when dropped.
 pub struct TestApp {
     pub base: String,
+    /// The operator listener, when `[admin] listen` is set.
+    pub operator_base: Option<String>,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub metrics: Arc<wxgate::metrics::Metrics>,

@@ -17,6 +17,7 @@ mod operator_listener;
 mod peer_samples;
 mod props;
 mod reload;
+mod store_breaker;
 mod support;
 mod token;
 mod token_app;

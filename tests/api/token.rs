@@ -36,6 +36,8 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
         RedisStore::open(&RedisSettings {
             url: redis.url(),
             timeout: Duration::from_millis(500),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_millis(500),
         })
         .unwrap(),
     )

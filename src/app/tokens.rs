@@ -84,9 +84,11 @@ pub(super) fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError
             timeout,
             breaker_failures,
             breaker_cooldown,
+            tls_ca_file,
         } => Arc::new(
             RedisStore::open(&RedisSettings {
                 url: url.clone(),
+                tls_ca_file: tls_ca_file.clone(),
                 timeout: *timeout,
                 breaker_failures: *breaker_failures,
                 breaker_cooldown: *breaker_cooldown,

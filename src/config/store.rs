@@ -1,5 +1,6 @@
 //! `[store]`: where shared state lives, and how long Redis may take.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,7 @@ pub struct StoreSection {
     pub timeout_ms: u64,
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for StoreSection {
@@ -25,6 +27,7 @@ impl Default for StoreSection {
             timeout_ms: 250,
             breaker_failures: 5,
             breaker_cooldown_ms: 2000,
+            tls_ca_file: None,
         }
     }
 }
@@ -45,6 +48,9 @@ pub enum StoreConfig {
         breaker_failures: u32,
         /// How long it stays open before one trial command.
         breaker_cooldown: Duration,
+        /// `rediss://` only: the CA certificate (PEM) that signed the
+        /// server's, instead of the system's trust store.
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -61,8 +67,20 @@ pub(super) fn validate(raw: StoreSection, problems: &mut Vec<String>) -> StoreCo
                             .into(),
                     );
                 }
+                let tls_ca_file = raw.tls_ca_file.map(PathBuf::from);
+                if let Some(ca) = &tls_ca_file {
+                    if !url.starts_with("rediss://") {
+                        problems.push("store.tls_ca_file needs a rediss:// store.url".into());
+                    } else if !ca.is_file() {
+                        problems.push(format!(
+                            "store.tls_ca_file {} is not a readable file",
+                            ca.display()
+                        ));
+                    }
+                }
                 StoreConfig::Redis {
                     url,
+                    tls_ca_file,
                     timeout: Duration::from_millis(raw.timeout_ms),
                     breaker_failures: raw.breaker_failures,
                     breaker_cooldown: Duration::from_millis(raw.breaker_cooldown_ms),

@@ -31,8 +31,11 @@ end
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
+    /// For `rediss://`: the CA certificate (PEM) to trust instead of the
+    /// system's roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Upper bound on every operation, connecting included.
     pub timeout: Duration,
     /// Consecutive failures (timeouts, connection errors) that open the
@@ -154,11 +157,26 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Parses the URL; connects lazily.
     pub fn open(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
-        let client = Client::open(settings.url.as_str()).map_err(|e| StoreError::Unavailable {
+        let unavailable = |reason: String| StoreError::Unavailable {
             backend: "redis",
             location: "(the configured store.url)".to_owned(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let client = match &settings.tls_ca_file {
+            None => Client::open(settings.url.as_str()),
+            Some(ca) => {
+                let root_cert =
+                    std::fs::read(ca).map_err(|e| unavailable(format!("{}: {e}", ca.display())))?;
+                Client::build_with_tls(
+                    settings.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+        }
+        .map_err(|e| unavailable(e.to_string()))?;
         let info = client.get_connection_info();
         let location = format!("{}/{}", info.addr, info.redis.db);
         Ok(RedisStore {
@@ -361,6 +379,7 @@ mod tests {
         let store = RedisStore::open(&RedisSettings {
             url: "redis://:hunter2@127.0.0.1:6390/3".into(),
             timeout: Duration::from_secs(1),
+            tls_ca_file: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
         })
@@ -375,6 +394,7 @@ mod tests {
         let store = RedisStore::open(&RedisSettings {
             url: "redis://127.0.0.1:1".into(),
             timeout: Duration::from_millis(500),
+            tls_ca_file: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
         })

@@ -18,6 +18,7 @@ mod peer_samples;
 mod props;
 mod reload;
 mod store_breaker;
+mod store_tls;
 mod support;
 mod token;
 mod token_app;

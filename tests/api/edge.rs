@@ -206,3 +206,43 @@ async fn sigterm_drains_with_connection_close() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// More connections than file descriptors: `accept` fails with EMFILE,
+/// the server backs off (a bounded number of log lines, no spin) and keeps
+/// serving; a legitimate request gets through once the slow clients' header
+/// timeout (1 s here) frees descriptors. Nothing evicts a slow client to
+/// make room sooner (docs/hardening.md, "Known limit").
+#[tokio::test]
+async fn out_of_file_descriptors_it_backs_off_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // max_connections above what the descriptors allow.
+    let server = BinaryServer::start_with_fd_limit(&config(dir.path(), 1024, 0), &log, 64).await;
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let Ok(mut s) = TcpStream::connect(addr(&server)).await else {
+            break;
+        };
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .timeout(Duration::from_secs(4))
+        .send()
+        .await
+        .expect("served once descriptors free up");
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    drop(slow);
+    assert_legit_answered(&server).await;
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let failures = logged
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(failures >= 1, "descriptors ran out: {logged}");
+    assert!(failures < 100, "backed off, not spinning: {failures} lines");
+}

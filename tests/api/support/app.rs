@@ -248,7 +248,22 @@ impl BinaryServer {
         BinaryServer::start_with(config, file.into()).await
     }
 
+    /// As [`BinaryServer::start_logging`], with at most `open_files` file
+    /// descriptors (`ulimit -n`): to run out of them on purpose.
+    pub async fn start_with_fd_limit(config: &Path, log: &Path, open_files: u32) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        BinaryServer::spawn(config, file.into(), Some(open_files)).await
+    }
+
     async fn start_with(config: &Path, stderr: std::process::Stdio) -> BinaryServer {
+        BinaryServer::spawn(config, stderr, None).await
+    }
+
+    async fn spawn(
+        config: &Path,
+        stderr: std::process::Stdio,
+        open_files: Option<u32>,
+    ) -> BinaryServer {
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -256,7 +271,18 @@ impl BinaryServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        let mut command = match open_files {
+            None => Command::new(env!("CARGO_BIN_EXE_wxgate")),
+            Some(n) => {
+                // The shell lowers its limit, then becomes wxgate (same pid).
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_wxgate"));
+                sh
+            }
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",

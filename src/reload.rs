@@ -315,3 +315,42 @@ pub async fn on_sighup(reloader: Arc<Reloader>) {
     #[cfg(not(unix))]
     let _ = reloader;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_declared_where_the_account_reads_them() {
+        // The single account reads the top-level rules.
+        assert!(declares_rules(
+            "rules = []\n[account]\ntoken = \"t\"\n",
+            PRIMARY_NAME
+        ));
+        assert!(!declares_rules("[account]\ntoken = \"t\"\n", PRIMARY_NAME));
+        let named = r#"
+rules = []
+[[accounts]]
+name = "own"
+rules = []
+[[accounts]]
+name = "shares"
+[[accounts]]
+name = "default-only"
+default_reply = { type = "text", content = "x" }
+"#;
+        assert!(declares_rules(named, "own"));
+        assert!(declares_rules(named, "shares"), "inherits the top level");
+        assert!(
+            !declares_rules(named, "default-only"),
+            "has its own, without rules"
+        );
+        assert!(!declares_rules(named, "missing"));
+        assert!(!declares_rules(
+            "[[accounts]]\nname = \"shares\"\n",
+            "shares"
+        ));
+        // Not TOML (a reload validates before asking): never declared.
+        assert!(!declares_rules("rules = [", PRIMARY_NAME));
+    }
+}

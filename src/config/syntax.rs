@@ -179,6 +179,21 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_the_wrong_type_on_a_secret_line_is_not_quoted() {
+        // serde quotes the value in type errors: "invalid type: integer `…`".
+        let secret = "98765432109876543";
+        for key in ["app_secret", "token", "encoding_aes_key"] {
+            let text = format!("[account]\nmode = \"plain\"\n{key} = {secret}\n");
+            let e = crate::config::Config::from_toml(&text, Path::new("wxgate.toml"), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains(&secret[..8]), "{e}");
+            assert!(e.starts_with("wxgate.toml:3:"), "{e}");
+            assert!(e.contains(&format!("`account.{key}`")), "{e}");
+        }
+    }
+
+    #[test]
     fn a_broken_ordinary_line_keeps_the_parser_message() {
         let shown = error("[server]\nlisten = 80 80\n").to_string();
         assert!(shown.starts_with("wxgate.toml:2:"), "{shown}");

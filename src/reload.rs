@@ -1,23 +1,149 @@
 //! Hot reload: re-read the config file, validate it, swap the rules.
 //!
-//! Triggered by SIGHUP and by `POST /admin/reload`. A valid file replaces the
-//! rules atomically (requests in flight finish with the rules they started
-//! with); an invalid one is rejected with its errors and the old rules stay.
-//! Settings that only take effect at start-up are named in the log.
+//! Triggered by SIGHUP and by `POST /admin/reload`. All or nothing: a valid
+//! file that changes only rules replaces every account's rules at once
+//! (requests in flight finish with the rules they started with); anything
+//! else is refused as a whole and the old configuration stays:
+//! - an invalid file, with its errors;
+//! - a file that changes a setting read only at start-up, naming each one
+//!   (restart to apply it);
+//! - a file that would leave an account that has rules with none, unless
+//!   it says so (`rules = []`): a truncated file is the usual cause.
+//!
+//! Each reload, applied or refused, reports the rules added, removed and
+//! changed per account.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, ConfigError};
+use thiserror::Error;
+
+use crate::config::{Config, ConfigError, PRIMARY_NAME};
 use crate::conversation::SharedRules;
+use crate::rules::RulesDiff;
 
 /// What a successful reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     /// Rules now in force.
     pub rules: usize,
-    /// Changed settings that need a restart to take effect.
+    /// Changed settings that need a restart to take effect: always empty
+    /// for an applied reload (such a file is refused), kept for callers.
     pub restart_required: Vec<&'static str>,
+    /// What changed in each account's rules, by account name.
+    pub diff: Vec<(String, RulesDiff)>,
+}
+
+/// Why a reload was refused; the configuration in force stays.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    /// The file cannot be read or is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Settings read only at start-up differ.
+    #[error("{path}: refused, these changed settings need a restart: {}", settings.join(", "))]
+    RestartRequired {
+        /// File path.
+        path: PathBuf,
+        /// The settings.
+        settings: Vec<&'static str>,
+    },
+    /// Accounts that have rules would have none, and the file does not say
+    /// `rules = []`.
+    #[error("{path}: refused, it leaves no rules for account(s) {} (write `rules = []` to mean it)", accounts.join(", "))]
+    RulesEmptied {
+        /// File path.
+        path: PathBuf,
+        /// The accounts.
+        accounts: Vec<String>,
+    },
+}
+
+impl ReloadError {
+    /// The settings that need a restart, for [`ReloadError::RestartRequired`].
+    pub fn restart_required(&self) -> &[&'static str] {
+        match self {
+            ReloadError::RestartRequired { settings, .. } => settings,
+            _ => &[],
+        }
+    }
+}
+
+/// Checks `fresh` (read from `text`) as a replacement for `running`: the
+/// per-account rules diff, or why it cannot replace it while running.
+/// `check-config --against` and the reloader both use it.
+pub fn check_replacement(
+    running: &Config,
+    fresh: &Config,
+    text: &str,
+) -> Result<Vec<(String, RulesDiff)>, ReloadError> {
+    let settings = restart_required(running, fresh);
+    if !settings.is_empty() {
+        return Err(ReloadError::RestartRequired {
+            path: fresh.source.clone(),
+            settings,
+        });
+    }
+    let mut diff = Vec::new();
+    let mut emptied = Vec::new();
+    for old in &running.accounts {
+        let Some(new) = fresh.accounts.iter().find(|a| a.name == old.name) else {
+            continue;
+        };
+        if !old.rules.is_empty() && new.rules.is_empty() && !declares_rules(text, &new.name) {
+            emptied.push(old.name.clone());
+        }
+        diff.push((old.name.clone(), old.rules.diff(&new.rules)));
+    }
+    if !emptied.is_empty() {
+        return Err(ReloadError::RulesEmptied {
+            path: fresh.source.clone(),
+            accounts: emptied,
+        });
+    }
+    Ok(diff)
+}
+
+/// Whether the file writes the `rules` the account `name` uses (`rules =
+/// []` counts): its `[[accounts]]` entry's own, or the top-level ones for
+/// `[account]` and for entries with neither rules nor a default reply of
+/// their own (they share the top-level rules).
+fn declares_rules(text: &str, name: &str) -> bool {
+    let Ok(root) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    let entry = root
+        .get("accounts")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.as_table())
+        .find(|entry| entry.get("name").and_then(|n| n.as_str()) == Some(name));
+    match entry {
+        Some(entry) if entry.contains_key("rules") => true,
+        Some(entry) if entry.contains_key("default_reply") => false,
+        Some(_) => root.contains_key("rules"),
+        None => name == PRIMARY_NAME && root.contains_key("rules"),
+    }
+}
+
+/// One line per account for the log and `check-config`.
+pub fn describe(diff: &[(String, RulesDiff)]) -> String {
+    diff.iter()
+        .map(|(name, d)| format!("{name}: {d}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reads `path` with secrets from the process environment: the text (for
+/// [`check_replacement`]) and the validated configuration.
+pub fn load_with_text(path: &Path) -> Result<(String, Config), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config = Config::from_toml(&text, path, |name| std::env::var(name).ok())?;
+    Ok((text, config))
 }
 
 /// Reloads one config file into the running server.
@@ -39,19 +165,27 @@ impl Reloader {
         }
     }
 
-    /// Re-reads and applies the config file.
-    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
-        let fresh = match Config::load(&self.path) {
-            Ok(c) => c,
+    /// Re-reads the config file and applies it, or refuses it as a whole.
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let result = self.try_reload();
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "reload refused; the configuration in force stays");
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
+        let (text, fresh) = load_with_text(&self.path)?;
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let diff = match check_replacement(&running, &fresh, &text) {
+            Ok(diff) => diff,
             Err(e) => {
-                tracing::error!(error = %e, "reload rejected; the previous rules stay in force");
+                let diff = rules_diff(&running, &fresh);
+                tracing::info!(rules = %describe(&diff), "the refused file's rules");
                 return Err(e);
             }
         };
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let restart_required = restart_required(&running, &fresh);
-        // Accounts are matched by name; an added or removed account waits
-        // for a restart (and is named in restart_required).
+        // Accounts are the same (a change is refused above), matched by name.
         let mut rules = 0;
         for account in &fresh.accounts {
             if let Some((_, shared)) = self.rules.iter().find(|(name, _)| *name == account.name) {
@@ -68,25 +202,29 @@ impl Reloader {
                 running_account.rules = a.rules.clone();
             }
         }
-        let report = ReloadReport {
+        tracing::info!(rules, changes = %describe(&diff), "configuration reloaded");
+        Ok(ReloadReport {
             rules,
-            restart_required,
-        };
-        if report.restart_required.is_empty() {
-            tracing::info!(rules = report.rules, "configuration reloaded");
-        } else {
-            tracing::warn!(
-                rules = report.rules,
-                restart_required = %report.restart_required.join(", "),
-                "configuration reloaded; these changed settings need a restart to take effect"
-            );
-        }
-        Ok(report)
+            restart_required: Vec::new(),
+            diff,
+        })
     }
 }
 
+/// The per-account rules diff alone (for a refused file's log line).
+fn rules_diff(running: &Config, fresh: &Config) -> Vec<(String, RulesDiff)> {
+    running
+        .accounts
+        .iter()
+        .filter_map(|old| {
+            let new = fresh.accounts.iter().find(|a| a.name == old.name)?;
+            Some((old.name.clone(), old.rules.diff(&new.rules)))
+        })
+        .collect()
+}
+
 /// Names the settings that differ and cannot change while running.
-fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
+pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut check = |name: &'static str, differs: bool| {
         if differs && !changed.contains(&name) {
@@ -102,6 +240,10 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         "server.timestamp_window_secs",
         old.server.timestamp_window_secs != new.server.timestamp_window_secs,
+    );
+    check(
+        "server edge limits (timeouts, max_header_bytes, max_connections, drain_secs)",
+        old.server.limits != new.server.limits,
     );
     let names = |c: &Config| {
         c.accounts
@@ -140,7 +282,10 @@ fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         "security",
         format!("{:?}", old.security) != format!("{:?}", new.security),
     );
-    check("admin", old.admin_api_key != new.admin_api_key);
+    check(
+        "admin",
+        old.admin_api_key != new.admin_api_key || old.admin_listen != new.admin_listen,
+    );
     check("agent / upstreams", old.agent != new.agent);
     changed
 }
@@ -169,4 +314,43 @@ pub async fn on_sighup(reloader: Arc<Reloader>) {
     }
     #[cfg(not(unix))]
     let _ = reloader;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_declared_where_the_account_reads_them() {
+        // The single account reads the top-level rules.
+        assert!(declares_rules(
+            "rules = []\n[account]\ntoken = \"t\"\n",
+            PRIMARY_NAME
+        ));
+        assert!(!declares_rules("[account]\ntoken = \"t\"\n", PRIMARY_NAME));
+        let named = r#"
+rules = []
+[[accounts]]
+name = "own"
+rules = []
+[[accounts]]
+name = "shares"
+[[accounts]]
+name = "default-only"
+default_reply = { type = "text", content = "x" }
+"#;
+        assert!(declares_rules(named, "own"));
+        assert!(declares_rules(named, "shares"), "inherits the top level");
+        assert!(
+            !declares_rules(named, "default-only"),
+            "has its own, without rules"
+        );
+        assert!(!declares_rules(named, "missing"));
+        assert!(!declares_rules(
+            "[[accounts]]\nname = \"shares\"\n",
+            "shares"
+        ));
+        // Not TOML (a reload validates before asking): never declared.
+        assert!(!declares_rules("rules = [", PRIMARY_NAME));
+    }
 }

@@ -3,9 +3,11 @@
 //! - [`account`](self): one account assembled from its platform (token
 //!   machinery, responder, late channel, dedup, dialect, allowlist, probes);
 //! - `probes`, `tokens`, `error`, `overrides`: the parts it is built of;
+//! - `edge`: the accept loop and the HTTP/1 limits of `[server]`;
 //! - [`shutdown`]: the signal that stops the server.
 
 mod account;
+mod edge;
 mod error;
 mod overrides;
 mod probes;
@@ -42,6 +44,10 @@ pub struct Application {
     state: AppState,
     addr: SocketAddr,
     shutdown_grace: Duration,
+    /// What every connection is held to.
+    limits: crate::config::EdgeLimits,
+    /// `[admin] listen`: the operator listener, bound, and its router.
+    operator: Option<(TcpListener, axum::Router, SocketAddr)>,
     /// Each account's API (same order as the accounts), when it has credentials.
     apis: Vec<Option<WechatApi>>,
     /// Stop the background token refreshers when the application goes.
@@ -183,24 +189,38 @@ impl Application {
         let settings = RouterSettings {
             max_body_bytes: config.server.max_body_bytes,
         };
-        let router = server::router(state.clone(), &settings);
+        let (router, operator_router) = match config.admin_listen {
+            None => (server::router(state.clone(), &settings), None),
+            Some(_) => {
+                let (public, operator) = server::split_routers(state.clone(), &settings);
+                (public, Some(operator))
+            }
+        };
         let listen = listen.unwrap_or(config.server.listen);
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let listener = bind(listen).await?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: listen,
             source,
         })?;
+        let operator = match (config.admin_listen, operator_router) {
+            (Some(admin), Some(router)) => {
+                let listener = bind(admin).await?;
+                let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+                    addr: admin,
+                    source,
+                })?;
+                Some((listener, router, addr))
+            }
+            _ => None,
+        };
         Ok(Application {
             listener,
             router,
             state,
             addr,
             shutdown_grace: config.delivery.shutdown_grace,
+            limits: config.server.limits.clone(),
+            operator,
             apis,
             _refreshers: refreshers,
             _ip_refreshers: ip_refreshers,
@@ -217,6 +237,11 @@ impl Application {
     /// The address actually bound (port 0 resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The operator listener's address (`[admin] listen`, port 0 resolved).
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.operator.as_ref().map(|(_, _, addr)| *addr)
     }
 
     /// The port actually bound.
@@ -252,18 +277,28 @@ impl Application {
             let _ = fired_tx.send(true);
         };
         let grace = self.shutdown_grace;
-        let serve = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let operator = self.operator.map(|(listener, router, _)| {
+            let mut fired = fired_rx.clone();
+            let stopped = async move {
+                let _ = fired.wait_for(|fired| *fired).await;
+            };
+            edge::serve(listener, router, self.limits.clone(), stopped)
+        });
+        let public = edge::serve(self.listener, self.router, self.limits, signal);
+        let serve = async move {
+            match operator {
+                Some(operator) => {
+                    tokio::join!(public, operator);
+                }
+                None => public.await,
+            }
+        };
         let deadline = async move {
             let _ = fired_rx.wait_for(|fired| *fired).await;
             tokio::time::sleep(grace).await;
         };
-        let result = tokio::select! {
-            result = serve => result,
+        let result: std::io::Result<()> = tokio::select! {
+            () = serve => Ok(()),
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
                 Ok(())
@@ -289,4 +324,11 @@ impl Application {
         }
         result
     }
+}
+
+/// Binds `addr`.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }

@@ -11,9 +11,6 @@ use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, Wechat
 use crate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
 use crate::token::{IssuedToken, TokenManager, TokenSettings};
 
-/// Upper bound on every Redis operation.
-const STORE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The access token machinery of one account, built from the config.
 pub struct TokenParts {
     /// The shared store the tokens live in.
@@ -82,10 +79,19 @@ impl TokenParts {
 pub(super) fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     Ok(match &config.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis { url } => Arc::new(
+        StoreConfig::Redis {
+            url,
+            timeout,
+            breaker_failures,
+            breaker_cooldown,
+            tls_ca_file,
+        } => Arc::new(
             RedisStore::open(&RedisSettings {
                 url: url.clone(),
-                timeout: STORE_TIMEOUT,
+                tls_ca_file: tls_ca_file.clone(),
+                timeout: *timeout,
+                breaker_failures: *breaker_failures,
+                breaker_cooldown: *breaker_cooldown,
             })
             .map_err(StartupError::Store)?,
         ),

@@ -42,7 +42,14 @@ pub enum Command {
     /// when stdin is a terminal) and print the values for the console.
     Init(InitArgs),
     /// Validate the configuration and exit (0 when valid, 78 when not).
-    CheckConfig,
+    CheckConfig {
+        /// The configuration in force: also check the file could replace it
+        /// by a reload (no restart-only setting changed, no account's rules
+        /// emptied unless it says `rules = []`) and print each account's
+        /// rules diff.
+        #[arg(long, value_name = "FILE")]
+        against: Option<std::path::PathBuf>,
+    },
     /// Print nginx `location` blocks for every callback path in the config
     /// (install as a snippet included by deploy/nginx/wxgate.conf).
     NginxConfig {

@@ -39,8 +39,8 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    if let Command::CheckConfig = command {
-        return check_config::run(&config);
+    if let Command::CheckConfig { against } = &command {
+        return check_config::run(&config, against.as_deref());
     }
     if let Command::Serve { listen } = command {
         return serve::run(config, listen);
@@ -60,7 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
         .map(|a| a.rules.clone());
     match command {
         Command::Init(_)
-        | Command::CheckConfig
+        | Command::CheckConfig { .. }
         | Command::Serve { .. }
         | Command::NginxConfig { .. } => ExitCode::SUCCESS,
         Command::Simulate(args) => simulate::run(account, args),

@@ -43,6 +43,9 @@ pub(super) fn run(config: Config, listen: Option<std::net::SocketAddr>) -> ExitC
             tokio::spawn(crate::reload::on_sighup(Arc::clone(&reloader)));
         }
         tracing::info!(addr = %app.local_addr(), mode = mode.as_str(), rules, accounts, "wxgate listening");
+        if let Some(addr) = app.operator_addr() {
+            tracing::info!(%addr, "operator routes listening (readyz, metrics, admin, internal)");
+        }
         match app.run_until_stopped(crate::app::shutdown::signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");

@@ -48,4 +48,6 @@ pub(super) struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct AdminSection {
     pub api_key: Option<String>,
+    /// A listener of its own for the operator routes.
+    pub listen: Option<String>,
 }

@@ -18,6 +18,7 @@ mod mode;
 mod security;
 mod server;
 mod store;
+mod syntax;
 mod token;
 
 pub use account::{
@@ -28,7 +29,7 @@ pub use delivery::DeliveryConfig;
 pub use log::LogConfig;
 pub use mode::Mode;
 pub use security::SecurityConfig;
-pub use server::ServerConfig;
+pub use server::{EdgeLimits, ServerConfig};
 pub use store::StoreConfig;
 pub use token::TokenConfig;
 
@@ -64,6 +65,10 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Bearer key for `/admin/*`; the admin routes are off without one.
     pub admin_api_key: Option<Secret>,
+    /// `[admin] listen`: the operator routes (`/readyz`, `/metrics`,
+    /// `/admin/*`, `/internal/*`) on a listener of their own; the public one
+    /// then serves only the callbacks and `/healthz`.
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Upstream agents and how their answers reach users.
     pub agent: AgentSettings,
 }
@@ -79,12 +84,20 @@ pub enum ConfigError {
         /// Cause.
         source: std::io::Error,
     },
-    /// Not valid TOML, or a key that does not belong there.
-    #[error("{path}: {message}")]
+    /// Not valid TOML, or a key that does not belong there. Never quotes
+    /// the file: a line that may hold a secret is shown by its place and
+    /// key only (see `config/syntax.rs`).
+    #[error("{}{}: {message}{}", .path.display(), place(.line, .column), key_note(.key))]
     Syntax {
         /// File path.
         path: PathBuf,
-        /// The parser's message, with line and column.
+        /// 1-based line of the error, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column (in characters) of the error.
+        column: Option<usize>,
+        /// The dotted key of that line (`account.app_secret`), if it has one.
+        key: Option<String>,
+        /// What is wrong, with any quoted piece removed on a secret's line.
         message: String,
     },
     /// Valid TOML with invalid values.
@@ -95,6 +108,22 @@ pub enum ConfigError {
         /// Every problem found.
         problems: Vec<String>,
     },
+}
+
+/// `:line:column`, or nothing when the position is unknown.
+fn place(line: &Option<usize>, column: &Option<usize>) -> String {
+    match (*line, *column) {
+        (Some(line), Some(column)) => format!(":{line}:{column}"),
+        (Some(line), None) => format!(":{line}"),
+        _ => String::new(),
+    }
+}
+
+/// ` (key `name`)`, or nothing.
+fn key_note(key: &Option<String>) -> String {
+    key.as_ref()
+        .map(|k| format!(" (key `{k}`)"))
+        .unwrap_or_default()
 }
 
 /// The environment variables that may carry secrets.
@@ -129,10 +158,8 @@ impl Config {
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw: file::ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let raw: file::ConfigFile =
+            toml::from_str(text).map_err(|e| syntax::syntax_error(path, text, &e))?;
         let mut problems = Vec::new();
         let pick = |file_value: Option<String>, var: &str| {
             env(var).filter(|v| !v.is_empty()).or(file_value)
@@ -148,6 +175,15 @@ impl Config {
                 "admin.api_key must be at least {MIN_API_KEY_LEN} characters (or set {ENV_ADMIN_API_KEY})"
             ));
         }
+        let admin_listen = raw.admin.listen.as_deref().and_then(|l| {
+            let parsed = l.parse::<std::net::SocketAddr>().ok();
+            if parsed.is_none() {
+                problems.push(format!(
+                    "admin.listen {l:?} is not an address like 127.0.0.1:9091"
+                ));
+            }
+            parsed
+        });
         let store = store::validate(raw.store, &mut problems);
         let token_config =
             token::validate(raw.token, pick(None, ENV_INTERNAL_API_KEY), &mut problems);
@@ -205,6 +241,7 @@ impl Config {
                 delivery,
                 security,
                 admin_api_key: admin_api_key.map(Secret::new),
+                admin_listen,
                 agent,
             }),
             _ => Err(ConfigError::Invalid {

@@ -43,8 +43,9 @@ impl Message {
             .child_text("FromUserName")
             .unwrap_or_default()
             .to_owned();
-        let create_time =
-            number::<i64>(&root, "CreateTime")?.ok_or(MessageError::MissingField("CreateTime"))?;
+        let create_time = seconds(
+            number::<i64>(&root, "CreateTime")?.ok_or(MessageError::MissingField("CreateTime"))?,
+        );
         let msg_type = required(&root, "MsgType")?.trim().to_owned();
         let msg_id = match number::<u64>(&root, "MsgId")? {
             Some(id) => Some(id),
@@ -61,6 +62,26 @@ impl Message {
             fields: root,
         })
     }
+}
+
+/// A `CreateTime` in Unix seconds. Some senders (node-webot's templates,
+/// `new Date().getTime()`) write milliseconds; a value beyond
+/// [`MILLIS_FROM`] cannot be seconds of this era and is read as milliseconds.
+fn seconds(create_time: i64) -> i64 {
+    if create_time >= MILLIS_FROM {
+        create_time / 1000
+    } else {
+        create_time
+    }
+}
+
+/// 10^11: as seconds the year 5138, as milliseconds March 1973.
+const MILLIS_FROM: i64 = 100_000_000_000;
+
+/// A media id: absent in the older formats (an image with `PicUrl` only,
+/// WeRoBot's and wechat-python-sdk's samples), so an empty one then.
+fn media_id(root: &Element) -> String {
+    root.child_text("MediaId").unwrap_or_default().to_owned()
 }
 
 fn required<'a>(root: &'a Element, name: &'static str) -> Result<&'a str, MessageError> {
@@ -101,24 +122,22 @@ fn parse_kind(root: &Element, msg_type: &str) -> Result<MessageKind, MessageErro
         },
         "image" => MessageKind::Image {
             pic_url: root.child_text("PicUrl").unwrap_or_default().to_owned(),
-            // Pushes of the older format carry only the PicUrl (recorded by
-            // WeRoBot, Senparc and node-webot): empty rather than refused.
-            media_id: root.child_text("MediaId").unwrap_or_default().to_owned(),
+            media_id: media_id(root),
         },
         "voice" => MessageKind::Voice {
-            media_id: text(root, "MediaId")?,
+            media_id: media_id(root),
             format: root.child_text("Format").unwrap_or_default().to_owned(),
             recognition: optional(root, "Recognition"),
         },
         "video" => MessageKind::Video {
-            media_id: text(root, "MediaId")?,
+            media_id: media_id(root),
             thumb_media_id: root
                 .child_text("ThumbMediaId")
                 .unwrap_or_default()
                 .to_owned(),
         },
         "shortvideo" => MessageKind::ShortVideo {
-            media_id: text(root, "MediaId")?,
+            media_id: media_id(root),
             thumb_media_id: root
                 .child_text("ThumbMediaId")
                 .unwrap_or_default()
@@ -308,6 +327,29 @@ mod tests {
             .unwrap();
         assert_eq!(m.event(), Some(&Event::Unknown));
         assert_eq!(m.fields.child_text("Extra"), Some("1"));
+    }
+
+    #[test]
+    fn older_formats_and_quirks_are_read() {
+        // An image with PicUrl only; a voice and a video without MediaId.
+        let m = msg("<MsgType>image</MsgType><PicUrl>http://e.com/p.jpg</PicUrl><MsgId>1</MsgId>")
+            .unwrap();
+        assert!(
+            matches!(&m.kind, MessageKind::Image { pic_url, media_id } if pic_url == "http://e.com/p.jpg" && media_id.is_empty())
+        );
+        for t in ["voice", "video", "shortvideo"] {
+            assert!(msg(&format!("<MsgType>{t}</MsgType>")).is_ok(), "{t}");
+        }
+        // Milliseconds.
+        let m = Message::parse(b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1700000000123</CreateTime><MsgType>text</MsgType><Content>x</Content></xml>").unwrap();
+        assert_eq!(m.create_time, 1_700_000_000);
+        // Whitespace around CDATA, as WeChat's card-event samples have it.
+        let m = Message::parse(b"<xml><ToUserName> <![CDATA[gh_1]]> </ToUserName>\n<FromUserName> <![CDATA[o_1]]> </FromUserName><CreateTime> 1 </CreateTime><MsgType> <![CDATA[event]]> </MsgType><Event> <![CDATA[user_get_card]]> </Event></xml>").unwrap();
+        assert_eq!((m.to_user.as_str(), m.from_user.as_str()), ("gh_1", "o_1"));
+        assert_eq!(
+            (m.msg_type.as_str(), m.event_name()),
+            ("event", "user_get_card")
+        );
     }
 
     #[test]

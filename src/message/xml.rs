@@ -1,5 +1,6 @@
 //! A deliberately small XML reader for WeChat's flat `<xml>…</xml>` documents.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use memchr::memmem;
@@ -48,23 +49,30 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
 
 /// Parses a WeChat XML document from a string.
 pub fn parse_str(text: &str) -> Result<Element, XmlError> {
-    let mut stack: Vec<Element> = Vec::with_capacity(4);
+    // Each open element, with the length of the layout whitespace that
+    // ends its text so far (see `push_text`).
+    let mut stack: Vec<(Element, usize)> = Vec::with_capacity(4);
     let mut root: Option<Element> = None;
     walk(text, |node| match node {
-        Node::Open { name, .. } => stack.push(Element {
-            name: name.to_owned(),
-            ..Element::default()
-        }),
-        Node::Text(text) => {
-            if let Some(current) = stack.last_mut() {
-                current.text.push_str(text);
+        Node::Open { name, .. } => stack.push((
+            Element {
+                name: name.to_owned(),
+                ..Element::default()
+            },
+            0,
+        )),
+        Node::Text { text, cdata } => {
+            if let Some((current, trailing)) = stack.last_mut() {
+                push_text(&mut current.text, trailing, text, cdata);
             }
         }
         Node::Close { .. } => {
-            if let Some(done) = stack.pop() {
+            if let Some((mut done, trailing)) = stack.pop() {
+                let has_children = !done.children.is_empty();
+                finish_text(&mut done.text, trailing, has_children);
                 let parent_is_root = stack.len() == 1;
                 match stack.last_mut() {
-                    Some(parent) => {
+                    Some((parent, _)) => {
                         if parent_is_root && parent.children.is_empty() {
                             // The root's fields: one allocation for a typical
                             // message rather than growing 4, 8, 16.
@@ -77,9 +85,7 @@ pub fn parse_str(text: &str) -> Result<Element, XmlError> {
             }
         }
     })?;
-    let mut root = root.ok_or(XmlError::Empty)?;
-    clear_mixed_whitespace(&mut root);
-    Ok(root)
+    root.ok_or(XmlError::Empty)
 }
 
 /// The texts of the root's first direct children named `names`, read in one
@@ -95,6 +101,8 @@ pub fn top_level_texts<const N: usize>(
     let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
     // The wanted child being read: its slot and whether it has children.
     let mut reading: Option<(usize, bool)> = None;
+    // Layout whitespace ending the text being read (see `push_text`).
+    let mut trailing = 0;
     let mut depth = 0;
     walk(text, |node| match node {
         Node::Open { name, depth: d } => {
@@ -107,25 +115,25 @@ pub fn top_level_texts<const N: usize>(
                     .map(|i| (i, false));
                 if let Some((i, _)) = reading {
                     found[i] = Some(String::new());
+                    trailing = 0;
                 }
             } else if let Some((_, has_children)) = &mut reading {
                 *has_children = true;
             }
         }
-        Node::Text(text) => {
+        Node::Text { text, cdata } => {
             if let (2, Some((i, _))) = (depth, reading) {
                 if let Some(value) = &mut found[i] {
-                    value.push_str(text);
+                    push_text(value, &mut trailing, text, cdata);
                 }
             }
         }
         Node::Close { depth: d } => {
             depth = d - 1;
             if d == 2 {
-                if let Some((i, true)) = reading {
-                    // As clear_mixed_whitespace does for the tree.
-                    if let Some(value) = found[i].as_mut().filter(|v| v.trim().is_empty()) {
-                        value.clear();
+                if let Some((i, has_children)) = reading {
+                    if let Some(value) = found[i].as_mut() {
+                        finish_text(value, trailing, has_children);
                     }
                 }
                 reading = None;
@@ -139,8 +147,8 @@ pub fn top_level_texts<const N: usize>(
 enum Node<'e> {
     /// An element opens (`<name>` or `<name/>`); the root is at depth 1.
     Open { name: &'e str, depth: usize },
-    /// Text or CDATA of the innermost open element, entities resolved.
-    Text(&'e str),
+    /// Text (entities resolved) or CDATA of the innermost open element.
+    Text { text: &'e str, cdata: bool },
     /// The innermost open element closes (right after `Open` for `<name/>`).
     Close { depth: usize },
 }
@@ -149,7 +157,9 @@ enum Node<'e> {
 /// sends: a DOCTYPE (so no entity is ever expanded), a root other than
 /// `<xml>`, more than [`MAX_DEPTH`] levels or [`MAX_ELEMENTS`] elements,
 /// anything but whitespace around the root, and malformed XML. `visit` sees
-/// the nodes in order; an error can come after some were visited.
+/// the nodes in order; an error can come after some were visited. Texts
+/// reach `visit` without the characters XML 1.0 forbids (see
+/// [`without_forbidden`]).
 fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -207,14 +217,20 @@ fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
                 let raw = t.into_inner();
                 let unescaped = quick_xml::escape::unescape(piece_of(text, &raw)?)
                     .map_err(|e| XmlError::Malformed(e.to_string()))?;
-                visit(Node::Text(&unescaped));
+                visit(Node::Text {
+                    text: &without_forbidden(&unescaped),
+                    cdata: false,
+                });
             }
             XmlEvent::CData(c) => {
                 if depth == 0 {
                     return Err(XmlError::Malformed("CDATA outside the root element".into()));
                 }
                 let raw = c.into_inner();
-                visit(Node::Text(piece_of(text, &raw)?));
+                visit(Node::Text {
+                    text: &without_forbidden(piece_of(text, &raw)?),
+                    cdata: true,
+                });
             }
             XmlEvent::Decl(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
             XmlEvent::Eof => break,
@@ -229,17 +245,70 @@ fn walk(text: &str, mut visit: impl FnMut(Node<'_>)) -> Result<(), XmlError> {
     Ok(())
 }
 
-/// Elements with children keep no text: pretty-printed documents put
-/// newlines and indentation between children.
-fn clear_mixed_whitespace(element: &mut Element) {
-    if !element.children.is_empty() {
-        if element.text.trim().is_empty() {
-            element.text.clear();
-        }
-        for child in &mut element.children {
-            clear_mixed_whitespace(child);
-        }
+/// Appends a piece of an element's text. Whitespace that only lays the
+/// document out is dropped: plain text (not CDATA) loses its whitespace at
+/// the start and end of the element, as wechatpy's parser does, so
+/// `<ToUserName> <![CDATA[gh_1]]>\n</ToUserName>` reads `gh_1` (real
+/// senders, WeChat's own card-event samples among them, indent CDATA) and
+/// `<CreateTime> 1 </CreateTime>` reads `1`; what is inside CDATA is kept as
+/// it is. `trailing` is the length of the plain whitespace ending `buf`,
+/// which [`finish_text`] removes.
+fn push_text(buf: &mut String, trailing: &mut usize, piece: &str, cdata: bool) {
+    if cdata {
+        buf.push_str(piece);
+        *trailing = 0;
+        return;
     }
+    let piece = if buf.is_empty() {
+        piece.trim_start()
+    } else {
+        piece
+    };
+    if piece.is_empty() {
+        return;
+    }
+    let spaces = piece.len() - piece.trim_end().len();
+    if spaces == piece.len() {
+        *trailing += spaces;
+    } else {
+        *trailing = spaces;
+    }
+    buf.push_str(piece);
+}
+
+/// An element's text once it closes: without its trailing layout
+/// whitespace, and empty when it has children and nothing but whitespace
+/// (pretty-printed documents put newlines and indentation between them).
+fn finish_text(buf: &mut String, trailing: usize, has_children: bool) {
+    buf.truncate(buf.len() - trailing);
+    if has_children && buf.trim().is_empty() {
+        buf.clear();
+    }
+}
+
+/// Whether XML 1.0 allows `c` in a document (`Char`, XML 1.0 §2.2): tab,
+/// newline, carriage return, and everything from U+0020 except U+FFFE and
+/// U+FFFF (a `char` is never a surrogate).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// `value` without the characters XML 1.0 forbids (C0 controls other than
+/// tab, newline and carriage return; U+FFFE, U+FFFF). Such characters are
+/// removed rather than refused: WeChat retries a refused push, and a user's
+/// pasted text is still worth answering; removed on the way in and again on
+/// the way out, so no reply is ever ill-formed whatever a rule, a template or
+/// an upstream put in it. Borrowed (no copy) when there is nothing to remove.
+pub fn without_forbidden(value: &str) -> Cow<'_, str> {
+    // Bytes only: this runs over every text read and written, ciphertexts
+    // included. Forbidden characters are a C0 byte or start with 0xEF.
+    let suspect = value
+        .bytes()
+        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF);
+    if !suspect || value.chars().all(is_xml_char) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(value.chars().filter(|&c| is_xml_char(c)).collect())
 }
 
 /// `raw` as text. The reader hands out pieces of `text`, which is UTF-8
@@ -255,12 +324,14 @@ fn piece_of<'a>(text: &'a str, raw: &'a [u8]) -> Result<&'a str, XmlError> {
 }
 
 /// Appends `value` as CDATA, splitting any `]]>` so that it survives
-/// (`a]]>b` becomes `<![CDATA[a]]]]><![CDATA[>b]]>`).
+/// (`a]]>b` becomes `<![CDATA[a]]]]><![CDATA[>b]]>`) and leaving out the
+/// characters XML 1.0 forbids, so that the output is always well-formed.
 pub fn push_cdata(out: &mut String, value: &str) {
     // A SIMD substring search: this runs over every ciphertext sent back.
     static END: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("]]>"));
+    let value = without_forbidden(value);
     out.push_str("<![CDATA[");
-    let mut rest = value;
+    let mut rest: &str = &value;
     while let Some(pos) = END.find(rest.as_bytes()) {
         out.push_str(&rest[..pos]);
         out.push_str("]]]]><![CDATA[>");
@@ -402,6 +473,58 @@ mod tests {
             top_level_texts(&[0xff, 0xfe], ["Encrypt"]),
             Err(XmlError::NotUtf8)
         );
+    }
+
+    #[test]
+    fn layout_whitespace_around_cdata_is_dropped() {
+        let doc = "<xml>\n <ToUserName> <![CDATA[gh_1]]>\n </ToUserName>\n <FromUserName>\t<![CDATA[o_1]]> </FromUserName>\n <Content>  a <![CDATA[ b ]]> c  </Content>\n <Label><![CDATA[ kept ]]></Label>\n <Info>\n  <Key> k </Key>\n </Info>\n</xml>";
+        let tree = parse_str(doc).unwrap();
+        assert_eq!(tree.child_text("ToUserName"), Some("gh_1"));
+        assert_eq!(tree.child_text("FromUserName"), Some("o_1"));
+        assert_eq!(tree.child_text("Content"), Some("a  b  c"));
+        assert_eq!(
+            tree.child_text("Label"),
+            Some(" kept "),
+            "CDATA is kept as it is"
+        );
+        assert_eq!(tree.child("Info").unwrap().child_text("Key"), Some("k"));
+        let names = ["ToUserName", "FromUserName", "Content", "Label"];
+        let found = top_level_texts(doc.as_bytes(), names).unwrap();
+        for (name, value) in names.iter().zip(found) {
+            assert_eq!(value.as_deref(), tree.child_text(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn characters_xml_forbids_are_removed_on_the_way_in() {
+        let doc = "<xml><A><![CDATA[a\u{0}b\u{1}\u{1b}c\u{fffe}\u{ffff}d]]></A><B>x\u{8}y&#1;z</B><C>\t\u{e000}\u{10ffff}</C></xml>";
+        let tree = parse_str(doc).unwrap();
+        assert_eq!(tree.child_text("A"), Some("abcd"));
+        assert_eq!(tree.child_text("B"), Some("xyz"));
+        assert_eq!(tree.child_text("C"), Some("\u{e000}\u{10ffff}"));
+        let [a] = top_level_texts(doc.as_bytes(), ["A"]).unwrap();
+        assert_eq!(a.as_deref(), Some("abcd"));
+    }
+
+    #[test]
+    fn written_cdata_is_always_well_formed() {
+        let mut out = String::from("<xml>");
+        push_cdata_element(
+            &mut out,
+            "Content",
+            "bell\u{7} esc\u{1b} nul\u{0} ok\r\n\u{ffff}]]>",
+        );
+        out.push_str("</xml>");
+        assert!(out.chars().all(is_xml_char), "{out:?}");
+        assert_eq!(
+            parse_str(&out).unwrap().child_text("Content"),
+            Some("bell esc nul ok\r\n]]>")
+        );
+        // Nothing to remove: no copy.
+        assert!(matches!(
+            without_forbidden("你好 👋\t\u{ef}"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

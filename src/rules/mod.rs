@@ -63,6 +63,9 @@ struct CompiledRule {
     name: String,
     condition: Condition,
     action: Action,
+    /// What the rule was written as (its match and reply), to tell a changed
+    /// rule from an unchanged one on reload.
+    written: String,
 }
 
 /// The outcome of evaluating the rules for one message.
@@ -96,6 +99,53 @@ pub struct RuleSet {
     text: TextIndex,
     default: Option<Action>,
     upstream_refs: Vec<UpstreamRef>,
+    /// The default reply as written (see [`CompiledRule::written`]).
+    default_written: Option<String>,
+}
+
+/// Rules added, removed and changed between two rule sets, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesDiff {
+    /// In the newer set only.
+    pub added: Vec<String>,
+    /// In the older set only.
+    pub removed: Vec<String>,
+    /// In both, written differently.
+    pub changed: Vec<String>,
+    /// The default reply was added, removed or changed.
+    pub default_reply_changed: bool,
+}
+
+impl RulesDiff {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && !self.default_reply_changed
+    }
+}
+
+impl std::fmt::Display for RulesDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("unchanged");
+        }
+        let mut parts = Vec::new();
+        for (label, names) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{label} {}", names.join(", ")));
+            }
+        }
+        if self.default_reply_changed {
+            parts.push("default_reply changed".into());
+        }
+        f.write_str(&parts.join("; "))
+    }
 }
 
 impl RuleSet {
@@ -104,6 +154,7 @@ impl RuleSet {
         specs: &[RuleSpec],
         default: Option<&ReplySpec>,
     ) -> Result<RuleSet, Vec<RuleError>> {
+        let default_written = default.map(|d| format!("{d:?}"));
         let mut errors = Vec::new();
         let mut rules = Vec::with_capacity(specs.len());
         let mut others = Vec::new();
@@ -147,6 +198,7 @@ impl RuleSet {
                 name: spec.name.clone().unwrap_or_else(|| format!("#{}", i + 1)),
                 condition,
                 action,
+                written: format!("{:?} {:?}", spec.matcher, spec.reply),
             });
         }
         let default = match default.map(compile_action).transpose() {
@@ -184,7 +236,39 @@ impl RuleSet {
             text,
             default,
             upstream_refs,
+            default_written,
         })
+    }
+
+    /// What changed from `self` to `newer`, rule by rule (by name; an
+    /// unnamed rule is `#N`, its place in the file), and the default reply.
+    pub fn diff(&self, newer: &RuleSet) -> RulesDiff {
+        let find = |set: &RuleSet, name: &str| {
+            set.rules
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.written.clone())
+        };
+        let mut diff = RulesDiff::default();
+        for rule in &newer.rules {
+            match find(self, &rule.name) {
+                None => diff.added.push(rule.name.clone()),
+                Some(old) if old != rule.written => diff.changed.push(rule.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for rule in &self.rules {
+            if find(newer, &rule.name).is_none() {
+                diff.removed.push(rule.name.clone());
+            }
+        }
+        diff.default_reply_changed = self.default_written != newer.default_written;
+        diff
+    }
+
+    /// Whether a default reply is configured.
+    pub fn has_default_reply(&self) -> bool {
+        self.default.is_some()
     }
 
     /// The rules that hand messages to an upstream, in file order.

@@ -352,3 +352,47 @@ reply = { type = "upstream", upstream = " " }
         })
     );
 }
+
+#[test]
+fn diff_names_rules_added_removed_and_changed() {
+    let old = rules(
+        r#"
+[[rules]]
+name = "a"
+match = { text = "a" }
+reply = { type = "text", content = "A" }
+[[rules]]
+name = "b"
+match = { text = "b" }
+reply = { type = "text", content = "B" }
+"#,
+    )
+    .unwrap();
+    let new = rules(
+        r#"
+[default_reply]
+type = "text"
+content = "d"
+[[rules]]
+name = "a"
+match = { text = "a" }
+reply = { type = "text", content = "A2" }
+[[rules]]
+name = "c"
+match = { text = "c" }
+reply = { type = "text", content = "C" }
+"#,
+    )
+    .unwrap();
+    let diff = old.diff(&new);
+    assert_eq!(diff.added, ["c"]);
+    assert_eq!(diff.removed, ["b"]);
+    assert_eq!(diff.changed, ["a"]);
+    assert!(diff.default_reply_changed);
+    assert_eq!(
+        diff.to_string(),
+        "added c; removed b; changed a; default_reply changed"
+    );
+    assert!(old.diff(&old).is_empty());
+    assert_eq!(new.diff(&new).to_string(), "unchanged");
+}

@@ -75,6 +75,8 @@ struct Shared {
     /// `GET /internal/access_token`, when enabled.
     token_endpoint: Option<TokenEndpoint>,
     started: Instant,
+    /// Failed operator-key attempts per client (the rate limit).
+    key_failures: operator::bearer::KeyFailures,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -115,6 +117,7 @@ impl AppState {
                 admin_key: parts.admin_key,
                 token_endpoint: parts.token_endpoint,
                 started: Instant::now(),
+                key_failures: operator::bearer::KeyFailures::default(),
             }),
         }
     }
@@ -180,8 +183,24 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
 /// log line of a request is inside it, including rejections), then the body
 /// limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
-    public_router(&state)
-        .merge(operator::router(&state))
+    let routes = public_router(&state).merge(operator::router(&state));
+    layered(routes, state, settings)
+}
+
+/// The routers of two listeners (`[admin] listen`): the public one, with
+/// the callbacks and `/healthz` only, and the operator one. Same layers as
+/// [`router`].
+pub fn split_routers(state: AppState, settings: &RouterSettings) -> (Router, Router) {
+    let public = public_router(&state).merge(operator::health_router());
+    let operator = operator::router(&state);
+    (
+        layered(public, state.clone(), settings),
+        layered(operator, state, settings),
+    )
+}
+
+fn layered(routes: Router<AppState>, state: AppState, settings: &RouterSettings) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(axum::middleware::from_fn(
             |req: axum::extract::Request, next: axum::middleware::Next| async move {

@@ -1,5 +1,6 @@
 //! The Redis store: state shared by every node of a deployment.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -70,10 +71,99 @@ return items
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[:password@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
+    /// For `rediss://`: the CA certificate (PEM) to trust instead of the
+    /// system's roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Upper bound on every operation, connecting included.
     pub timeout: Duration,
+    /// Consecutive failures (timeouts, connection errors) that open the
+    /// circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial operation.
+    pub breaker_cooldown: Duration,
+}
+
+/// A circuit breaker: after `threshold` consecutive failures, every
+/// operation fails at once (microseconds, not the timeout) for `cooldown`;
+/// then one operation is let through as a trial: its success closes the
+/// breaker, its failure opens it for another `cooldown`. So a stalled Redis
+/// costs each request a few timeouts in all, not one each, and recovery
+/// needs nobody.
+#[derive(Debug)]
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    started: tokio::time::Instant,
+    consecutive: AtomicU32,
+    /// Milliseconds since `started` until which the breaker is open; 0 when
+    /// closed.
+    open_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            threshold: threshold.max(1),
+            cooldown,
+            started: tokio::time::Instant::now(),
+            consecutive: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether an operation may run now: always when closed; when open,
+    /// only one trial once the cooldown has passed.
+    fn admit(&self) -> Result<(), Duration> {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        if now < until {
+            return Err(Duration::from_millis(until - now));
+        }
+        // The cooldown is over: the first caller to move the deadline on is
+        // the trial; the others keep failing fast meanwhile.
+        let next = now + self.cooldown.as_millis() as u64;
+        match self
+            .open_until_ms
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.cooldown),
+        }
+    }
+
+    fn succeeded(&self) {
+        self.consecutive.store(0, Ordering::Release);
+        if self.open_until_ms.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("redis answers again; store circuit breaker closed");
+        }
+    }
+
+    fn failed(&self) {
+        let failures = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures >= self.threshold {
+            let until = self.now_ms() + self.cooldown.as_millis() as u64;
+            if self.open_until_ms.swap(until.max(1), Ordering::AcqRel) == 0 {
+                tracing::warn!(
+                    failures,
+                    cooldown_ms = self.cooldown.as_millis() as u64,
+                    "redis keeps failing; store circuit breaker open (operations fail at once)"
+                );
+            }
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Acquire) != 0
+    }
 }
 
 /// A [`Store`] backed by a Redis server.
@@ -89,6 +179,7 @@ pub struct RedisStore {
     location: String,
     timeout: Duration,
     connection: OnceCell<ConnectionManager>,
+    breaker: Breaker,
     compare_and_delete: Script,
     compare_and_expire: Script,
     incr_with_ttl: Script,
@@ -102,6 +193,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("location", &self.location)
             .field("timeout", &self.timeout)
+            .field("breaker_open", &self.breaker.is_open())
             .finish_non_exhaustive()
     }
 }
@@ -109,11 +201,26 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Parses the URL; connects lazily.
     pub fn open(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
-        let client = Client::open(settings.url.as_str()).map_err(|e| StoreError::Unavailable {
+        let unavailable = |reason: String| StoreError::Unavailable {
             backend: "redis",
             location: "(the configured store.url)".to_owned(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let client = match &settings.tls_ca_file {
+            None => Client::open(settings.url.as_str()),
+            Some(ca) => {
+                let root_cert =
+                    std::fs::read(ca).map_err(|e| unavailable(format!("{}: {e}", ca.display())))?;
+                Client::build_with_tls(
+                    settings.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+        }
+        .map_err(|e| unavailable(e.to_string()))?;
         let info = client.get_connection_info();
         let location = format!("{}/{}", info.addr, info.redis.db);
         Ok(RedisStore {
@@ -121,6 +228,7 @@ impl RedisStore {
             location,
             timeout: settings.timeout,
             connection: OnceCell::new(),
+            breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             compare_and_expire: Script::new(COMPARE_AND_EXPIRE),
             incr_with_ttl: Script::new(INCR_WITH_TTL),
@@ -170,7 +278,17 @@ impl RedisStore {
         operation: &'static str,
         work: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, work).await {
+        if let Err(retry_in) = self.breaker.admit() {
+            return Err(StoreError::Unavailable {
+                backend: "redis",
+                location: self.location.clone(),
+                reason: format!(
+                    "circuit breaker open after repeated failures (next try in {} ms)",
+                    retry_in.as_millis()
+                ),
+            });
+        }
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(StoreError::Timeout {
                 backend: "redis",
                 operation,
@@ -178,7 +296,12 @@ impl RedisStore {
             }),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.classify(operation, e)),
+        };
+        match &result {
+            Ok(_) | Err(StoreError::Command { .. }) => self.breaker.succeeded(),
+            Err(_) => self.breaker.failed(),
         }
+        result
     }
 
     fn classify(&self, operation: &'static str, e: RedisError) -> StoreError {
@@ -466,6 +589,9 @@ mod tests {
         let store = RedisStore::open(&RedisSettings {
             url: "redis://:hunter2@127.0.0.1:6390/3".into(),
             timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
         })
         .unwrap();
         assert_eq!(store.location(), "127.0.0.1:6390/3");
@@ -478,6 +604,9 @@ mod tests {
         let store = RedisStore::open(&RedisSettings {
             url: "redis://127.0.0.1:1".into(),
             timeout: Duration::from_millis(500),
+            tls_ca_file: None,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
         })
         .unwrap();
         let err = store.ping().await.unwrap_err();
@@ -489,5 +618,27 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("redis"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_opens_fails_fast_and_lets_one_trial_through() {
+        let breaker = Breaker::new(3, Duration::from_millis(500));
+        for _ in 0..2 {
+            breaker.failed();
+            assert!(breaker.admit().is_ok());
+        }
+        breaker.failed();
+        assert!(breaker.is_open());
+        assert!(breaker.admit().is_err(), "open: fails at once");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(breaker.admit().is_ok(), "the trial");
+        assert!(breaker.admit().is_err(), "only one trial at a time");
+        breaker.failed();
+        assert!(breaker.admit().is_err(), "the trial failed: open again");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(breaker.admit().is_ok());
+        breaker.succeeded();
+        assert!(!breaker.is_open());
+        assert!(breaker.admit().is_ok() && breaker.admit().is_ok());
     }
 }

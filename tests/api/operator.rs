@@ -205,7 +205,7 @@ async fn simulate_every_kind_then_reload_a_rule_with_sighup() {
     assert_eq!(body["reloaded"], true);
     assert!(simulate_ok("多少钱").contains("价格表：https"));
 
-    // Changing a start-up setting is reported, not applied.
+    // Changing a start-up setting refuses the reload, naming the setting.
     std::fs::write(
         &config,
         original.replace("timestamp_window_secs = 300", "timestamp_window_secs = 60"),
@@ -217,6 +217,7 @@ async fn simulate_every_kind_then_reload_a_rule_with_sighup() {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status(), 409);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(
         body["restart_required"],

@@ -35,7 +35,10 @@ fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
     Arc::new(
         RedisStore::open(&RedisSettings {
             url: redis.url(),
+            tls_ca_file: None,
             timeout: Duration::from_millis(500),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_millis(500),
         })
         .unwrap(),
     )

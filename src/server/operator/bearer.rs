@@ -2,10 +2,20 @@
 //! `Authorized<Admin>` for `/admin/*`, `Authorized<Internal>` for
 //! `/internal/*`. A route whose key is not configured does not exist (404,
 //! like any unknown path); a missing or wrong key is 401.
+//!
+//! Failed attempts are limited per client address: after
+//! [`MAX_FAILURES`] in a [`WINDOW`], every keyed request from that address
+//! gets 429 until the window ends, the right key included (so guessing
+//! gains nothing). They are logged as one summary line per [`WINDOW`]
+//! (written at the first failure after it ends), not a line each.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,6 +63,75 @@ pub enum Denied {
     Disabled,
     /// Missing or wrong key.
     Unauthorized,
+    /// Too many failed attempts from this client.
+    Limited,
+}
+
+/// Failed attempts a client may make per [`WINDOW`].
+pub const MAX_FAILURES: u32 = 10;
+/// The rate-limit window, and the interval of the summary log line.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Clients tracked at most (memory bound); beyond, the table starts afresh.
+const MAX_CLIENTS: usize = 10_000;
+
+/// Failed operator-key attempts per client, one table per server.
+#[derive(Default)]
+pub struct KeyFailures(Mutex<Failures>);
+
+/// Failed attempts per client in the current window, and what the next
+/// summary line reports.
+#[derive(Default)]
+struct Failures {
+    clients: HashMap<IpAddr, (Instant, u32)>,
+    since_summary: u64,
+    summary_at: Option<Instant>,
+    limited_since_summary: u64,
+}
+
+impl Failures {
+    /// Whether `client` is over its limit now.
+    fn limited(&mut self, client: IpAddr, now: Instant) -> bool {
+        match self.clients.get(&client) {
+            Some((start, count)) if now.duration_since(*start) < WINDOW => *count >= MAX_FAILURES,
+            _ => false,
+        }
+    }
+
+    /// Notes a failed (or refused) attempt; logs the summary when due.
+    fn note(&mut self, client: IpAddr, now: Instant, limited: bool, what: &'static str) {
+        if self.clients.len() >= MAX_CLIENTS {
+            self.clients
+                .retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            if self.clients.len() >= MAX_CLIENTS {
+                self.clients.clear();
+            }
+        }
+        let entry = self.clients.entry(client).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        self.since_summary += 1;
+        if limited {
+            self.limited_since_summary += 1;
+        }
+        let due = self
+            .summary_at
+            .is_none_or(|at| now.duration_since(at) >= WINDOW);
+        if due {
+            tracing::warn!(
+                route = what,
+                failed = self.since_summary,
+                refused_rate_limited = self.limited_since_summary,
+                clients = self.clients.len(),
+                window_secs = WINDOW.as_secs(),
+                "operator requests with a missing or wrong bearer key (summary)"
+            );
+            self.since_summary = 0;
+            self.limited_since_summary = 0;
+            self.summary_at = Some(now);
+        }
+    }
 }
 
 impl IntoResponse for Denied {
@@ -65,6 +144,12 @@ impl IntoResponse for Denied {
                 Json(serde_json::json!({ "error": "unauthorized" })),
             )
                 .into_response(),
+            Denied::Limited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, WINDOW.as_secs().to_string())],
+                Json(serde_json::json!({ "error": "too many failed attempts" })),
+            )
+                .into_response(),
         }
     }
 }
@@ -74,15 +159,34 @@ impl<G: Guard> FromRequestParts<AppState> for Authorized<G> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
         let key = G::key(state).ok_or(Denied::Disabled)?;
-        if presents(&parts.headers, key) {
-            Ok(Authorized(PhantomData))
-        } else {
-            tracing::warn!(
-                route = G::WHAT,
-                "operator request with a missing or wrong bearer key"
-            );
-            Err(Denied::Unauthorized)
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        let now = Instant::now();
+        let failures = || {
+            state
+                .inner
+                .key_failures
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        if let Some(client) = client {
+            let mut failures = failures();
+            if failures.limited(client, now) {
+                failures.note(client, now, true, G::WHAT);
+                return Err(Denied::Limited);
+            }
         }
+        if presents(&parts.headers, key) {
+            return Ok(Authorized(PhantomData));
+        }
+        match client {
+            Some(client) => failures().note(client, now, false, G::WHAT),
+            None => tracing::debug!(route = G::WHAT, "wrong bearer key, client unknown"),
+        }
+        Err(Denied::Unauthorized)
     }
 }
 

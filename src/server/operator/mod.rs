@@ -19,6 +19,12 @@ pub use internal::TokenEndpoint;
 
 use super::AppState;
 
+/// `/healthz` alone: what the public listener keeps when the operator
+/// routes have a listener of their own (WeChat and balancers probe it).
+pub fn health_router() -> Router<AppState> {
+    Router::new().route("/healthz", get(health::healthz))
+}
+
 /// The operator router (state still to be supplied).
 pub fn router(state: &AppState) -> Router<AppState> {
     let mut routes = Router::new()

@@ -100,6 +100,9 @@ impl TestAppBuilder {
             .await
             .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let operator_base = app
+            .operator_addr()
+            .map(|a| format!("http://127.0.0.1:{}", a.port()));
         let metrics = app.state().metrics().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
@@ -107,6 +110,7 @@ impl TestAppBuilder {
         }));
         TestApp {
             base,
+            operator_base,
             http: reqwest::Client::new(),
             clock,
             metrics,
@@ -128,6 +132,8 @@ type Running = (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>);
 /// A running wxgate; stops when dropped.
 pub struct TestApp {
     pub base: String,
+    /// The operator listener, when `[admin] listen` is set.
+    pub operator_base: Option<String>,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub metrics: Arc<wxgate::metrics::Metrics>,
@@ -233,6 +239,31 @@ impl Drop for BinaryServer {
 impl BinaryServer {
     /// Starts `wxgate serve` on a free loopback port and waits for `/healthz`.
     pub async fn start(config: &Path) -> BinaryServer {
+        BinaryServer::start_with(config, std::process::Stdio::null()).await
+    }
+
+    /// As [`BinaryServer::start`], its log (stderr) written to `log`.
+    pub async fn start_logging(config: &Path, log: &Path) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        BinaryServer::start_with(config, file.into()).await
+    }
+
+    /// As [`BinaryServer::start_logging`], with at most `open_files` file
+    /// descriptors (`ulimit -n`): to run out of them on purpose.
+    pub async fn start_with_fd_limit(config: &Path, log: &Path, open_files: u32) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        BinaryServer::spawn(config, file.into(), Some(open_files)).await
+    }
+
+    async fn start_with(config: &Path, stderr: std::process::Stdio) -> BinaryServer {
+        BinaryServer::spawn(config, stderr, None).await
+    }
+
+    async fn spawn(
+        config: &Path,
+        stderr: std::process::Stdio,
+        open_files: Option<u32>,
+    ) -> BinaryServer {
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -240,7 +271,18 @@ impl BinaryServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        let mut command = match open_files {
+            None => Command::new(env!("CARGO_BIN_EXE_wxgate")),
+            Some(n) => {
+                // The shell lowers its limit, then becomes wxgate (same pid).
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_wxgate"));
+                sh
+            }
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
@@ -249,7 +291,7 @@ impl BinaryServer {
             ])
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let server = BinaryServer {

@@ -6,218 +6,32 @@
 //! Slow turns (an upstream call) of one conversation run one at a time,
 //! across nodes, under a lease in the store (`lock.rs`), so the history
 //! an upstream keeps sees every turn and answers go out in the order the
-//! questions came. Instant answers (rules) take no lease.
+//! questions came. Instant answers (rules) take no lease. The account's
+//! conversations are in `conversations.rs`; what becomes of an answer that
+//! came too late for its push is in `after.rs`.
+//!
+//! Kept in one file (about 700 lines) on purpose: the paths of one push —
+//! first delivery, retry, held push, slow turn, sweep — share the engine's
+//! private state and read best top to bottom, in the order a push meets them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 
+use super::after::deliver_after;
+use super::conversations::Conversations;
 use super::dedup::{Claim, Dedup, DedupKey, Recorded, Waited};
-use super::jobs::Jobs;
-use super::lock::ConversationLocks;
-use super::pending::{compose, PendingAnswers};
+use super::pending::compose;
 use super::store_dedup::LEASE;
-use super::strategy::{PushTiming, Strategy};
+use super::strategy::Strategy;
 use super::{
-    Deferred, DeliverySettings, LateDelivery, LateFailure, Outcome, Render, ReplyFuture, Responder,
-    Response,
+    Deferred, DeliverySettings, LateDelivery, Outcome, Render, ReplyFuture, Responder, Response,
 };
-use crate::domain::{ConversationKey, Message, MessageKind, Reply};
+use crate::domain::{Message, Reply};
 use crate::metrics::{KindLabel, Metrics};
-use crate::store::{Namespace, Store};
-
-/// How a conversation's slow answers are delivered (`[agent]`, resolved
-/// against the platform's capabilities by the application).
-#[derive(Debug, Clone)]
-pub struct ConversationSettings {
-    /// The strategy in force (`auto` already resolved).
-    pub strategy: Strategy,
-    /// The platform's push deadline, pushes and the margin kept for proxies.
-    pub timing: PushTiming,
-    /// How long an answer waits for the user's next message.
-    pub pending_ttl: Duration,
-    /// Longest text of one passive reply.
-    pub max_text_bytes: usize,
-    /// Ends a reply when more answers wait (e.g. "（回复任意文字继续）").
-    pub more_marker: String,
-    /// Answered while the answer is kept for the next message.
-    pub pending_marker: String,
-    /// A text that only fetches pending answers (never sent to an upstream).
-    pub fetch_word: Option<String>,
-    /// Answered to the fetch word when nothing waits.
-    pub nothing_pending: String,
-    /// At most this many messages per user and minute, then this text.
-    pub rate_limit: Option<(u32, String)>,
-    /// How long a turn waits for the conversation's earlier turns.
-    pub turn_patience: Duration,
-    /// After a 48001, how long the account counts as lacking the send
-    /// permission before late sends are tried again.
-    pub refusal_recheck: Duration,
-}
-
-/// The conversations of one account: their pending answers, their turn
-/// leases, and what the send API refused.
-pub struct Conversations {
-    settings: ConversationSettings,
-    store: Arc<dyn Store>,
-    namespace: Namespace,
-    pending: PendingAnswers,
-    locks: ConversationLocks,
-    refusals: SendRefusals,
-    jobs: Jobs,
-    metrics: Arc<Metrics>,
-}
-
-impl Conversations {
-    /// The conversations of the account whose keys live under `namespace`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        namespace: Namespace,
-        settings: ConversationSettings,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Conversations {
-            pending: PendingAnswers::new(
-                store.clone(),
-                namespace.clone(),
-                settings.pending_ttl,
-                metrics.clone(),
-            ),
-            locks: ConversationLocks::new(store.clone(), namespace.clone()),
-            refusals: SendRefusals::new(
-                store.clone(),
-                namespace.key("late_send_refused"),
-                settings.refusal_recheck,
-            ),
-            jobs: Jobs::new(store.clone(), namespace.clone(), settings.pending_ttl),
-            settings,
-            store,
-            namespace,
-            metrics,
-        }
-    }
-
-    /// The settings in force.
-    pub fn settings(&self) -> &ConversationSettings {
-        &self.settings
-    }
-
-    /// The pending answers.
-    pub fn pending(&self) -> &PendingAnswers {
-        &self.pending
-    }
-
-    /// What the send API refused.
-    pub fn refusals(&self) -> &SendRefusals {
-        &self.refusals
-    }
-
-    /// The strategy for a turn now: late send moves to the next message
-    /// while the account is known to lack the send permission.
-    pub async fn effective(&self) -> Strategy {
-        match self.settings.strategy {
-            Strategy::LateSend if self.refusals.refused().await => Strategy::NextMessage,
-            s => s,
-        }
-    }
-
-    /// One line for `/readyz`.
-    pub async fn describe(&self) -> String {
-        let configured = self.settings.strategy;
-        match (configured, self.refusals.refused().await) {
-            (Strategy::LateSend, true) => format!(
-                "next_message (late_send refused with 48001: the account has no customer-service permission; rechecked every {} s)",
-                self.settings.refusal_recheck.as_secs()
-            ),
-            _ => configured.as_str().to_owned(),
-        }
-    }
-
-    fn key_of(&self, message: &Message) -> ConversationKey {
-        ConversationKey::new(self.namespace.key(""), message.from_user.clone())
-    }
-
-    /// True when `message` is over its sender's rate limit.
-    async fn over_limit(&self, message: &Message) -> Option<Reply> {
-        let (limit, text) = self.settings.rate_limit.as_ref()?;
-        // A window opens with the user's first message and lasts a minute.
-        let key = self.namespace.key(&format!("rate:{}", message.from_user));
-        match self.store.incr(&key, Duration::from_secs(60)).await {
-            Ok(n) if n > i64::from(*limit) => Some(Reply::Text {
-                content: text.clone(),
-            }),
-            Ok(_) => None,
-            Err(e) => {
-                self.metrics.store_error("rate_limit");
-                tracing::warn!(error = %e, "rate limit unavailable; the message is handled");
-                None
-            }
-        }
-    }
-
-    fn is_fetch_word(&self, message: &Message) -> bool {
-        match (&self.settings.fetch_word, &message.kind) {
-            (Some(word), MessageKind::Text { content, .. }) => content.trim() == word,
-            _ => false,
-        }
-    }
-
-    /// Keeps `reply` for the user's next message.
-    async fn keep(&self, message: &Message, replies: Vec<Reply>) {
-        if self.pending.push(&message.from_user, replies).await {
-            tracing::info!("answer kept for the user's next message");
-        }
-    }
-}
-
-/// What the send API refused, remembered in the store so that every node
-/// knows, and rechecked after a while (the account may get verified).
-pub struct SendRefusals {
-    store: Arc<dyn Store>,
-    key: String,
-    recheck: Duration,
-    /// (refused, read at): the store is read at most once per second.
-    cached: Mutex<Option<(bool, Instant)>>,
-}
-
-impl SendRefusals {
-    fn new(store: Arc<dyn Store>, key: String, recheck: Duration) -> Self {
-        SendRefusals {
-            store,
-            key,
-            recheck,
-            cached: Mutex::new(None),
-        }
-    }
-
-    /// True while the send permission is known to be missing.
-    pub async fn refused(&self) -> bool {
-        let now = Instant::now();
-        if let Some((refused, at)) = *self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
-            if now.duration_since(at) < Duration::from_secs(1) {
-                return refused;
-            }
-        }
-        let refused = matches!(self.store.get(&self.key).await, Ok(Some(_)));
-        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((refused, now));
-        refused
-    }
-
-    /// Remembers that the platform refused the send permission.
-    pub async fn refuse(&self) {
-        if let Err(e) = self
-            .store
-            .set(&self.key, b"48001", Some(self.recheck))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot remember the refused send permission");
-        }
-        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((true, Instant::now()));
-    }
-}
 
 /// Slow turns running in the background, so that shutdown can wait for them.
 #[derive(Default)]
@@ -886,73 +700,5 @@ impl Delivery {
             .dedup_hits
             .get_or_create(&KindLabel { kind })
             .inc();
-    }
-}
-
-/// An answer that came after the push stopped waiting, delivered by the
-/// strategy: recorded for the next push (`retry_hold`), sent (`late_send`),
-/// or kept for the next message; what the send API refuses is kept too.
-#[allow(clippy::too_many_arguments)]
-async fn deliver_after(
-    c: &Conversations,
-    key: &DedupKey,
-    message: &Arc<Message>,
-    render: &Arc<dyn Render>,
-    reply: Reply,
-    strategy: Strategy,
-    dedup: &Arc<dyn Dedup>,
-    late: &Arc<dyn LateDelivery>,
-    metrics: &Metrics,
-) {
-    if matches!(reply, Reply::Success) {
-        return;
-    }
-    match strategy {
-        Strategy::RetryHold => {
-            // The next push carries it, unless the last push gave up first.
-            match dedup.settle(key, render.render(&reply)).await {
-                Ok(true) => tracing::info!("answer ready; the next push carries it"),
-                _ => {
-                    c.keep(message, vec![reply]).await;
-                }
-            }
-        }
-        Strategy::NextMessage => c.keep(message, vec![reply]).await,
-        Strategy::LateSend => match late.deliver(message.clone(), reply.clone()).await {
-            Ok(()) => {
-                metrics
-                    .late_results
-                    .get_or_create(&KindLabel { kind: "delivered" })
-                    .inc();
-            }
-            Err(e) => {
-                metrics
-                    .late_results
-                    .get_or_create(&KindLabel { kind: "dropped" })
-                    .inc();
-                let rest = e.rest.clone();
-                match e.kind {
-                    LateFailure::NoPermission => {
-                        tracing::warn!(error = %e, "the account has no customer-service permission (48001); answers now wait for the user's next message");
-                        c.refusals.refuse().await;
-                        c.keep(message, rest.into_iter().collect()).await;
-                    }
-                    LateFailure::OutOfWindow | LateFailure::QuotaSpent => {
-                        tracing::warn!(error = %e, "the send API took no more messages for this user; the rest waits for the next message");
-                        c.keep(message, rest.into_iter().collect()).await;
-                    }
-                    LateFailure::Other => {
-                        metrics.agent_delivery("expired");
-                        tracing::error!(error = %e, "late answer not delivered and not kept: lost");
-                    }
-                }
-            }
-        },
-        Strategy::Passive => {
-            metrics.agent_delivery("expired");
-            tracing::warn!(
-                "answer came after the passive budget and the strategy is passive: dropped"
-            );
-        }
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! Knows no XML, no HTTP and no platform.
 
+mod after;
+mod conversations;
 pub mod dedup;
 mod engine;
 mod jobs;
@@ -26,8 +28,9 @@ use std::time::Duration;
 
 use crate::domain::{Message, Reply};
 pub use crate::rules::SharedRules;
+pub use conversations::{ConversationSettings, Conversations, SendRefusals};
 pub use dedup::{Claim, Dedup, DedupKey, MemoryDedup, Recorded, Waited};
-pub use engine::{ConversationSettings, Conversations, Delivery, SendRefusals};
+pub use engine::Delivery;
 pub use jobs::{JobRecord, Jobs, JOB_LEASE};
 pub use lock::{ConversationLocks, Turn};
 pub use pending::{compose, PendingAnswers};

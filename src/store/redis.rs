@@ -1,4 +1,8 @@
 //! The Redis store: state shared by every node of a deployment.
+//!
+//! One file (about 650 lines) on purpose: each [`Store`] operation's Redis
+//! form stands beside the script it runs and the bounded, breaker-guarded
+//! call every operation shares.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;

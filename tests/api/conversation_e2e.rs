@@ -270,3 +270,62 @@ async fn run_and_stop(path: &Path, client: &CallbackClient) {
     .await;
     assert!(stopped, "the node did not stop");
 }
+
+#[tokio::test]
+async fn sigkill_of_one_node_mid_call_then_a_retry_to_the_other_gets_the_answer() {
+    let redis = RedisServer::start();
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_secs(2),
+        serde_json::json!({"type": "text", "content": "活下来的回答"}),
+    ))
+    .await;
+    // No API credentials: the account can only answer passively, so the
+    // automatic strategy holds WeChat's pushes for the answer.
+    let cfg = TestConfig::new()
+        .account(AccountSpec::token_only(&ACCOUNT.token))
+        .set("agent.passive_budget_ms", 400)
+        .upstream(webhook(&hook))
+        .rules(RULES)
+        .redis(&redis.url());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxgate.toml");
+    cfg.write(&path);
+    let client = CallbackClient::for_entry(cfg.build().primary());
+    let (mut doomed, survivor) = (
+        BinaryServer::start(&path).await,
+        BinaryServer::start(&path).await,
+    );
+    let xml = text_xml("撑住", unix_now(), 31);
+    let push = {
+        let (base, client, xml) = (doomed.base.clone(), client.clone(), xml.clone());
+        tokio::spawn(async move {
+            let (query, body) = client.plain(&xml, unix_now());
+            reqwest::Client::new()
+                .post(format!("{base}{query}"))
+                .body(body)
+                .send()
+                .await
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || !hook.hook_requests().is_empty()).await,
+        "the first node never called the upstream"
+    );
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    assert!(
+        push.await.unwrap().is_err(),
+        "the killed node answered nothing"
+    );
+    // WeChat pushes again about 5 s after the first push; by then the dead
+    // node's leases (3 s) have lapsed.
+    tokio::time::sleep(wxgate::conversation::LEASE + Duration::from_millis(500)).await;
+    let (status, body) = post(&survivor.base, &client, &xml).await;
+    assert_eq!(status, 200);
+    assert_eq!(content(&body), "活下来的回答");
+    assert_eq!(
+        hook.hook_requests().len(),
+        2,
+        "the survivor ran the call again"
+    );
+}

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use wxgate::conversation::{
     ConversationOptions, Conversations, Deferred, Delivery, DeliverySettings, LateDelivery,
-    LateError, LateFailure, LateFuture, MemoryDedup, Outcome, Recorded, Render, Responder,
-    Response, StoreDedup, Strategy, LEASE,
+    LateError, LateFailure, LateFuture, Outcome, Recorded, Render, Responder, Response, StoreDedup,
+    Strategy, LEASE,
 };
 use wxgate::domain::{Message, MessageKind, Reply};
 use wxgate::metrics::Metrics;
@@ -164,15 +164,29 @@ struct Node {
 /// One node of an Official Account (5 s, 3 pushes) with `strategy`,
 /// sharing `store` with any other node built on it.
 fn node(store: &Arc<dyn Store>, agent: &Agent, sends: &Sends, strategy: Strategy) -> Node {
-    let metrics = Arc::new(Metrics::new());
-    let caps = platform::official::capabilities(true, false);
     let options = ConversationOptions {
         delivery: Some(strategy),
         ..ConversationOptions::default()
     };
+    engine(store, Arc::new(agent.clone()), sends, options, "wx_conv")
+}
+
+/// An Official Account's delivery engine over `store`: `responder`
+/// answering, `sends` as its late channel, `options` as its `[agent]`.
+fn engine(
+    store: &Arc<dyn Store>,
+    responder: Arc<dyn Responder>,
+    sends: &Sends,
+    options: ConversationOptions,
+    namespace: &str,
+) -> Node {
+    let metrics = Arc::new(Metrics::new());
+    let caps = platform::official::capabilities(true, false);
     let settings = options.resolve(&caps, None, 2000);
-    assert_eq!(settings.strategy, strategy);
-    let ns = Namespace::for_app("wx_conv");
+    if let Some(strategy) = options.delivery {
+        assert_eq!(settings.strategy, strategy);
+    }
+    let ns = Namespace::for_app(namespace);
     let conversations = Arc::new(Conversations::new(
         store.clone(),
         ns.clone(),
@@ -181,7 +195,7 @@ fn node(store: &Arc<dyn Store>, agent: &Agent, sends: &Sends, strategy: Strategy
     ));
     let delivery = Delivery::new(
         Arc::new(StoreDedup::new(store.clone(), ns, Duration::from_secs(300))),
-        Arc::new(agent.clone()),
+        responder,
         Arc::new(sends.clone()),
         DeliverySettings {
             deadline: Duration::from_millis(4500),
@@ -375,27 +389,14 @@ async fn a_spent_quota_keeps_the_rest_for_the_next_message() {
             })
         }
     }
-    let metrics = Arc::new(Metrics::new());
-    let caps = platform::official::capabilities(true, false);
-    let conversations = Arc::new(Conversations::new(
-        store.clone(),
-        Namespace::for_app("wx_conv"),
-        ConversationOptions::default().resolve(&caps, None, 2000),
-        metrics.clone(),
-    ));
-    let long = Delivery::new(
-        Arc::new(MemoryDedup::new(Duration::from_secs(300), 100)),
+    let long = engine(
+        &store,
         Arc::new(Long),
-        Arc::new(sends.clone()),
-        DeliverySettings {
-            deadline: Duration::from_millis(4500),
-            fallback: Reply::Success,
-            overload: Reply::Success,
-            max_in_flight: 10,
-        },
-        metrics,
+        &sends,
+        ConversationOptions::default(),
+        "wx_conv",
     )
-    .with_conversations(conversations);
+    .delivery;
     let (interim, outcome) = long
         .answer(
             &text(1, "long please"),
@@ -543,31 +544,11 @@ fn a_retry_to_a_surviving_node_takes_over_a_dead_nodes_message() {
 #[tokio::test(start_paused = true)]
 async fn the_rate_limit_answers_its_text_beyond_the_limit() {
     let (store, agent, sends) = (memory(), Agent::new(), Sends::default());
-    let metrics = Arc::new(Metrics::new());
-    let caps = platform::official::capabilities(true, false);
     let options = ConversationOptions {
         rate_limit: Some((2, "慢一点".into())),
         ..ConversationOptions::default()
     };
-    let conversations = Arc::new(Conversations::new(
-        store.clone(),
-        Namespace::for_app("wx_rate"),
-        options.resolve(&caps, None, 2000),
-        metrics.clone(),
-    ));
-    let d = Delivery::new(
-        Arc::new(MemoryDedup::new(Duration::from_secs(300), 100)),
-        Arc::new(agent.clone()),
-        Arc::new(sends.clone()),
-        DeliverySettings {
-            deadline: Duration::from_millis(4500),
-            fallback: Reply::Success,
-            overload: Reply::Success,
-            max_in_flight: 10,
-        },
-        metrics,
-    )
-    .with_conversations(conversations);
+    let d = engine(&store, Arc::new(agent.clone()), &sends, options, "wx_rate").delivery;
     for id in 1..=2 {
         let (a, _) = d
             .answer(&text(id, "rule x"), &render(), tokio::time::Instant::now())

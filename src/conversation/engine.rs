@@ -216,17 +216,10 @@ impl Delivery {
             None => Vec::new(),
         };
         if let Some(c) = conv.as_ref().filter(|c| c.is_fetch_word(message)) {
-            let (reply, rest) = if carried.is_empty() {
-                (
-                    Reply::Text {
-                        content: c.settings.nothing_pending.clone(),
-                    },
-                    Vec::new(),
-                )
-            } else {
-                self.carry(c, carried, None)
+            let nothing = Reply::Text {
+                content: c.settings.nothing_pending.clone(),
             };
-            c.pending.push_front(&message.from_user, rest).await;
+            let reply = self.carry(c, message, carried, None, nothing).await;
             let answer = render.render(&reply);
             self.record(key, record, &answer).await;
             return (answer, Outcome::Fetched);
@@ -234,12 +227,11 @@ impl Delivery {
         let (answer, outcome) = match self.responder.respond(message) {
             Response::Ready(reply) => {
                 let reply = match &conv {
-                    Some(c) if !carried.is_empty() => {
-                        let (reply, rest) = self.carry(c, carried, Some(reply));
-                        c.pending.push_front(&message.from_user, rest).await;
-                        reply
+                    Some(c) => {
+                        self.carry(c, message, carried, Some(reply), Reply::Success)
+                            .await
                     }
-                    _ => reply,
+                    None => reply,
                 };
                 Self::rendered(render.as_ref(), &reply)
             }
@@ -289,12 +281,20 @@ impl Delivery {
     }
 
     /// The passive reply carrying kept answers (and `own`), and what stays kept.
-    fn carry(
+    /// The passive reply carrying the kept answers `carried` first, then
+    /// `own`; what does not fit is put back at the front of the queue. With
+    /// nothing carried, `own`, or else `otherwise`.
+    async fn carry(
         &self,
         c: &Conversations,
+        message: &Message,
         carried: Vec<Reply>,
         own: Option<Reply>,
-    ) -> (Reply, Vec<Reply>) {
+        otherwise: Reply,
+    ) -> Reply {
+        if carried.is_empty() {
+            return own.unwrap_or(otherwise);
+        }
         let n = carried.len();
         let (reply, rest) = compose(
             carried,
@@ -306,7 +306,8 @@ impl Delivery {
         for _ in 0..delivered {
             self.metrics.pending("delivered");
         }
-        (reply, rest)
+        c.pending.push_front(&message.from_user, rest).await;
+        reply
     }
 
     async fn put_back(
@@ -453,13 +454,9 @@ impl Delivery {
         if let Some(reply) = in_time {
             self.metrics
                 .agent_delivery(if push > 1 { "on_retry" } else { "passive" });
-            let reply = if carried.is_empty() {
-                reply
-            } else {
-                let (reply, rest) = self.carry(c, carried, Some(reply));
-                c.pending.push_front(&message.from_user, rest).await;
-                reply
-            };
+            let reply = self
+                .carry(c, message, carried, Some(reply), Reply::Success)
+                .await;
             let (answer, outcome) = Self::rendered(render.as_ref(), &reply);
             self.record(key, true, &answer).await;
             return (answer, outcome);
@@ -477,13 +474,7 @@ impl Delivery {
                     },
                     _ => d.interim,
                 };
-                let reply = if carried.is_empty() {
-                    interim
-                } else {
-                    let (reply, rest) = self.carry(c, carried, None);
-                    c.pending.push_front(&message.from_user, rest).await;
-                    reply
-                };
+                let reply = self.carry(c, message, carried, None, interim).await;
                 if strategy == Strategy::LateSend {
                     self.late.waiting(message);
                 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::conversation::{Deferred, Responder, Response, SharedRules};
-use crate::domain::markdown::{strip_xml_invalid, to_plain, AnswerFormat, LinkStyle};
+use crate::domain::markdown::{strip_xml_invalid, to_plain, LinkStyle};
 use crate::domain::{Message, Reply};
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
@@ -34,8 +34,8 @@ use crate::store::{Namespace, Store};
 pub use history::{ChatMessage, History};
 pub use moderation::Moderation;
 pub use settings::{
-    AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
-    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    AgentSettings, AnswerFormat, ModerationSettings, OpenAiSettings, ProtocolSettings,
+    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
 };
 pub use upstream::{
     openai, webhook, CallFuture, Http, LocalFuture, Protocol, Upstream, UpstreamError,

@@ -353,9 +353,14 @@ impl Writer {
         let text = buf.split_off(link.start.min(buf.len()));
         let label = text.trim();
         let url = link.url.trim();
+        let web = ["http://", "https://"].iter().any(|scheme| {
+            url.get(..scheme.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        });
         let written = match style {
             _ if url.is_empty() => label.to_owned(),
-            LinkStyle::Anchor => {
+            // Only web links become anchors; `javascript:` and the rest stay text.
+            LinkStyle::Anchor if web => {
                 let label = match label {
                     "" if link.image => "图片",
                     "" => url,
@@ -363,8 +368,8 @@ impl Writer {
                 };
                 format!("<a href=\"{}\">{label}</a>", url.replace('"', "%22"))
             }
-            LinkStyle::Text if label.is_empty() || label == url => url.to_owned(),
-            LinkStyle::Text => format!("{label} ({url})"),
+            _ if label.is_empty() || label == url => url.to_owned(),
+            _ => format!("{label} ({url})"),
         };
         buf.push_str(&written);
     }
@@ -446,6 +451,11 @@ mod tests {
             (
                 "<https://example.com>",
                 "<a href=\"https://example.com\">https://example.com</a>",
+            ),
+            ("[x](javascript:alert(1))", "x (javascript:alert(1))"),
+            (
+                "[q](HTTPS://example.com/?a=\"b\")",
+                "<a href=\"HTTPS://example.com/?a=%22b%22\">q</a>",
             ),
         ];
         for (markdown, want) in cases {

@@ -287,6 +287,11 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         old.admin_api_key != new.admin_api_key || old.admin_listen != new.admin_listen,
     );
     check("agent / upstreams", old.agent != new.agent);
+    let voice = |c: &Config| c.accounts.first().map(|a| a.rules.voice().clone());
+    check(
+        "agent.voice_as_text / voice_fallback_text",
+        voice(old) != voice(new),
+    );
     changed
 }
 

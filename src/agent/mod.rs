@@ -26,6 +26,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::conversation::{Deferred, Responder, Response, SharedRules};
+use crate::domain::markdown::{strip_xml_invalid, to_plain, LinkStyle};
 use crate::domain::{Message, Reply};
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
@@ -33,8 +34,8 @@ use crate::store::{Namespace, Store};
 pub use history::{ChatMessage, History};
 pub use moderation::Moderation;
 pub use settings::{
-    AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
-    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    AgentSettings, AnswerFormat, ModerationSettings, OpenAiSettings, ProtocolSettings,
+    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
 };
 pub use upstream::{
     openai, webhook, CallFuture, Http, LocalFuture, Protocol, Upstream, UpstreamError,
@@ -54,6 +55,8 @@ pub struct AgentParts {
     pub app_id: String,
     /// Answered when an upstream is at its concurrency cap.
     pub overload: Reply,
+    /// How the platform's text shows links converted from markdown.
+    pub links: LinkStyle,
     /// Where to count.
     pub metrics: Arc<Metrics>,
 }
@@ -71,6 +74,7 @@ struct Shared {
     settings: AgentSettings,
     interim: Reply,
     overload: Reply,
+    links: LinkStyle,
     moderation: Option<Moderation>,
     metrics: Arc<Metrics>,
 }
@@ -106,6 +110,7 @@ impl AgentResponder {
                 settings: parts.settings,
                 interim,
                 overload: parts.overload,
+                links: parts.links,
                 moderation,
                 metrics: parts.metrics,
             }),
@@ -165,7 +170,10 @@ impl Responder for AgentResponder {
                 })
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(reply) => shared.moderate(reply).await,
+                Ok(reply) => {
+                    let reply = shape_answer(reply, upstream.settings.format, shared.links);
+                    shared.moderate(reply).await
+                }
                 Err(e) => {
                     shared.metrics.agent_failure(e.kind());
                     tracing::warn!(upstream = %upstream.name(), kind = e.kind(), error = %e, "upstream failed; fallback text answered");
@@ -175,6 +183,30 @@ impl Responder for AgentResponder {
                 }
             }
         })
+    }
+}
+
+/// An upstream's answer made fit for WeChat, before it is rendered or
+/// split: the characters an XML 1.0 document cannot hold removed from every
+/// string of it, then, for a `markdown` upstream, a text answer converted
+/// to plain text (links as the platform shows them).
+pub fn shape_answer(reply: Reply, format: AnswerFormat, links: LinkStyle) -> Reply {
+    let reply = reply.map_strings(|s| match strip_xml_invalid(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(clean) => clean,
+    });
+    match (format, reply) {
+        (AnswerFormat::Markdown, Reply::Text { content }) => {
+            let plain = to_plain(&content, links);
+            // Markdown with no text in it (an HTML comment, say): keep what came.
+            let content = if plain.trim().is_empty() {
+                content
+            } else {
+                plain
+            };
+            Reply::Text { content }
+        }
+        (_, reply) => reply,
     }
 }
 

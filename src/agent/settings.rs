@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::domain::markdown::AnswerFormat;
 use crate::secret::Secret;
 
 /// Answered when an upstream fails and no `fallback_text` is configured.
@@ -56,6 +57,9 @@ pub struct UpstreamSettings {
     pub max_concurrency: usize,
     /// Answered when this upstream fails.
     pub fallback_text: String,
+    /// What its text answers are written in: markdown is turned into
+    /// WeChat text before it is sent.
+    pub format: AnswerFormat,
     /// How to talk to it.
     pub protocol: ProtocolSettings,
 }
@@ -101,4 +105,6 @@ pub struct OpenAiSettings {
     pub reset_command: String,
     /// Answered to the reset command.
     pub reset_reply: String,
+    /// Voice transcripts are sent as the user's text (`[agent] voice_as_text`).
+    pub voice_as_text: bool,
 }

@@ -260,6 +260,7 @@ fn deciders(
                 namespace: namespace.clone(),
                 app_id: entry.account.app_id.clone().unwrap_or_default(),
                 overload: config.delivery.settings.overload.clone(),
+                links: platform::capabilities(&entry.account, agent.typing).link_style(),
                 metrics: metrics.clone(),
             })
             .map_err(|e| StartupError::Upstream(e.to_string()))?,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use super::{KindCommand, PartyArgs};
 use crate::config::AccountConfig;
-use crate::domain::Message;
+use crate::domain::{Message, MessageKind};
 use crate::platform::simulate as sim;
 use crate::rules::RuleSet;
 
@@ -30,8 +30,14 @@ pub(super) fn run(
         println!("reply: handed to upstream \"{upstream}\" (its answer is the reply)");
         return ExitCode::SUCCESS;
     }
+    let untranscribed = rules.voice().as_text
+        && matches!(message.kind, MessageKind::Voice { .. })
+        && message.text().is_none();
     match &decision.rule {
         Some(rule) => println!("matched rule: {rule}"),
+        None if untranscribed && decision.reply == rules.voice().fallback => println!(
+            "no rule matched a voice without transcript: the voice fallback applies (agent.voice_fallback_text)"
+        ),
         None if decision.reply.msg_type().is_some() => {
             println!("no rule matched: the default reply applies")
         }

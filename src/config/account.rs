@@ -171,6 +171,8 @@ pub(super) struct Context<'a> {
     pub default_api_base_url: &'a str,
     /// The top-level rules, compiled; `None` when they have errors (already reported).
     pub top_rules: Option<&'a Arc<RuleSet>>,
+    /// How every rule set reads voice messages (`[agent] voice_as_text`).
+    pub voice: &'a crate::rules::VoiceOptions,
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -472,7 +474,7 @@ pub(super) fn validate(
     let rules = match (raw.rules, raw.default_reply) {
         (None, None) => ctx.top_rules.cloned(),
         (rules, default) => match RuleSet::compile(&rules.unwrap_or_default(), default.as_ref()) {
-            Ok(r) => Some(Arc::new(r)),
+            Ok(r) => Some(Arc::new(r.with_voice(ctx.voice.clone()))),
             Err(rule_errors) => {
                 errors.extend(rule_errors.iter().map(ToString::to_string));
                 None

@@ -12,7 +12,8 @@ use crate::agent::{
     AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
     DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
 };
-use crate::rules::RuleSet;
+use crate::domain::markdown::AnswerFormat;
+use crate::rules::{RuleSet, VoiceOptions};
 use crate::secret::Secret;
 
 /// Default `passive_budget_ms`, lowered to fit under a short deadline.
@@ -44,6 +45,8 @@ pub(super) struct AgentSection {
     pub moderation_url: Option<String>,
     pub moderation_template: Option<String>,
     pub moderation_timeout_ms: Option<u64>,
+    pub voice_as_text: Option<bool>,
+    pub voice_fallback_text: Option<String>,
 }
 
 /// Every key of every protocol, so that a key of the wrong protocol gets a
@@ -57,6 +60,7 @@ pub(super) struct UpstreamSection {
     pub timeout_ms: Option<u64>,
     pub max_concurrency: Option<usize>,
     pub fallback_text: Option<String>,
+    pub format: Option<String>,
     // webhook
     pub secret_env: Option<String>,
     // openai
@@ -70,6 +74,27 @@ pub(super) struct UpstreamSection {
     pub reset_reply: Option<String>,
 }
 
+/// `[agent] voice_as_text` and `voice_fallback_text`: how every rule set
+/// reads voice messages.
+pub(super) fn voice_options(agent: &AgentSection, problems: &mut Vec<String>) -> VoiceOptions {
+    let mut voice = VoiceOptions::default();
+    if let Some(as_text) = agent.voice_as_text {
+        voice.as_text = as_text;
+    }
+    match &agent.voice_fallback_text {
+        Some(t) if t.trim().is_empty() => problems
+            .push("agent.voice_fallback_text must not be empty (leave it out instead)".into()),
+        Some(t) => voice.fallback = crate::domain::Reply::Text { content: t.clone() },
+        None => {}
+    }
+    if !voice.as_text && agent.voice_fallback_text.is_some() {
+        problems.push(
+            "agent.voice_fallback_text needs agent.voice_as_text = true (the default)".into(),
+        );
+    }
+    voice
+}
+
 /// Checks `[agent]` and `[[upstreams]]`, and that every upstream a rule
 /// names exists. `env` resolves `secret_env` and `api_key_env`.
 pub(super) fn validate(
@@ -81,6 +106,7 @@ pub(super) fn validate(
     problems: &mut Vec<String>,
 ) -> AgentSettings {
     let conversation = conversation_options(&agent, problems);
+    let voice_as_text = agent.voice_as_text.unwrap_or(true);
     let passive_budget_ms = match agent.passive_budget_ms {
         Some(ms) => {
             if ms < 50 || ms >= deadline_ms {
@@ -156,7 +182,7 @@ pub(super) fn validate(
                 None => format!("upstreams[{i}]"),
             };
             let mut errors = Vec::new();
-            let upstream = upstream(raw, &fallback_text, env, &mut errors);
+            let upstream = upstream(raw, &fallback_text, voice_as_text, env, &mut errors);
             problems.extend(errors.into_iter().map(|e| format!("{label}: {e}")));
             let upstream = upstream?;
             if !names.insert(upstream.name.clone()) {
@@ -266,6 +292,7 @@ fn conversation_options(agent: &AgentSection, problems: &mut Vec<String>) -> Con
 fn upstream(
     raw: UpstreamSection,
     default_fallback: &str,
+    voice_as_text: bool,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<String>,
 ) -> Option<UpstreamSettings> {
@@ -389,6 +416,7 @@ fn upstream(
                     history_turns,
                     history_ttl: Duration::from_secs(history_ttl_secs),
                     reset_command: reset_command.trim().to_owned(),
+                    voice_as_text,
                     reset_reply: raw
                         .reset_reply
                         .filter(|r| !r.trim().is_empty())
@@ -407,6 +435,17 @@ fn upstream(
             None
         }
     };
+    let format = match raw.format.as_deref() {
+        None => None,
+        Some("markdown") => Some(AnswerFormat::Markdown),
+        Some("plain") => Some(AnswerFormat::Plain),
+        Some(other) => {
+            errors.push(format!(
+                "format must be \"markdown\" or \"plain\", not {other:?}"
+            ));
+            None
+        }
+    };
     let (Some(name), Some(url), Some(protocol)) = (name, url, protocol) else {
         return None;
     };
@@ -419,8 +458,14 @@ fn upstream(
         }
         _ => url,
     };
+    // Chat models answer in markdown; a webhook answers what its author wrote.
+    let format = format.unwrap_or(match protocol {
+        ProtocolSettings::OpenAi(_) => AnswerFormat::Markdown,
+        ProtocolSettings::Webhook { .. } => AnswerFormat::Plain,
+    });
     Some(UpstreamSettings {
         name: Arc::from(name),
+        format,
         url,
         timeout: Duration::from_millis(timeout_ms),
         max_concurrency,

@@ -193,8 +193,9 @@ impl Config {
         let security = security::validate(raw.security, &mut problems);
         let allowlist = security.allowlist;
 
+        let voice = agent::voice_options(&raw.agent, &mut problems);
         let top_rules = match RuleSet::compile(&raw.rules, raw.default_reply.as_ref()) {
-            Ok(r) => Some(Arc::new(r)),
+            Ok(r) => Some(Arc::new(r.with_voice(voice.clone()))),
             Err(errors) => {
                 problems.extend(errors.iter().map(ToString::to_string));
                 None
@@ -204,6 +205,7 @@ impl Config {
             server_path: &server_path,
             default_api_base_url: &token_config.api_base_url,
             top_rules: top_rules.as_ref(),
+            voice: &voice,
             env: &env,
         };
         let (accounts, accounts_ok) =

@@ -191,6 +191,92 @@ upstream = "llm"
         (10, Duration::from_secs(1800), "/reset")
     );
     assert!(!format!("{c:?}").contains("s3cret"));
+    use crate::agent::AnswerFormat;
+    assert_eq!(
+        (hook.format, llm.format),
+        (AnswerFormat::Plain, AnswerFormat::Markdown)
+    );
+    assert!(o.voice_as_text);
+    let voice = c.primary().rules.voice();
+    assert!(voice.as_text);
+    assert_eq!(
+        voice.fallback,
+        crate::domain::Reply::Text {
+            content: crate::rules::DEFAULT_VOICE_FALLBACK_TEXT.into()
+        }
+    );
+}
+
+#[test]
+fn voice_and_format_keys_are_read_and_checked() {
+    let c = load(
+        r#"
+[account]
+token = "a"
+[agent]
+voice_as_text = false
+[[upstreams]]
+name = "hook"
+url = "http://127.0.0.1:9000/wx"
+protocol = "webhook"
+format = "markdown"
+[[upstreams]]
+name = "llm"
+url = "http://127.0.0.1:11434/v1"
+protocol = "openai"
+model = "m"
+format = "plain"
+[[accounts]]
+name = "two"
+token = "b"
+rules = []
+"#,
+    )
+    .unwrap();
+    use crate::agent::{AnswerFormat, ProtocolSettings};
+    let [hook, llm] = &c.agent.upstreams[..] else {
+        panic!("two upstreams")
+    };
+    assert_eq!(
+        (hook.format, llm.format),
+        (AnswerFormat::Markdown, AnswerFormat::Plain)
+    );
+    let ProtocolSettings::OpenAi(o) = &llm.protocol else {
+        panic!("openai")
+    };
+    assert!(!o.voice_as_text);
+    // Every account's rules, its own included, read voice the same way.
+    assert!(c.accounts.iter().all(|a| !a.rules.voice().as_text));
+
+    let err = load(
+        r#"
+[account]
+token = "a"
+[agent]
+voice_as_text = false
+voice_fallback_text = "请发文字"
+[[upstreams]]
+name = "hook"
+url = "http://127.0.0.1:9000/wx"
+protocol = "webhook"
+format = "html"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "agent.voice_fallback_text needs agent.voice_as_text = true",
+        "upstreams[0] \"hook\": format must be \"markdown\" or \"plain\", not \"html\"",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    let err = load("[account]\ntoken = \"a\"\n[agent]\nvoice_fallback_text = \" \"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("agent.voice_fallback_text must not be empty"),
+        "{err}"
+    );
 }
 
 #[test]

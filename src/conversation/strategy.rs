@@ -227,6 +227,7 @@ mod tests {
             typing: false,
             media_upload: false,
             streaming: false,
+            text_links: false,
         }
     }
 

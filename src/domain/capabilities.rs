@@ -20,6 +20,20 @@ pub struct Capabilities {
     pub media_upload: bool,
     /// An answer can be shown while it is still being written.
     pub streaming: bool,
+    /// Text messages render `<a href="…">…</a>` as a link, so converted
+    /// markdown links are written that way (else as `text (url)`).
+    pub text_links: bool,
+}
+
+impl Capabilities {
+    /// How converted markdown writes links in this platform's text.
+    pub fn link_style(&self) -> super::markdown::LinkStyle {
+        if self.text_links {
+            super::markdown::LinkStyle::Anchor
+        } else {
+            super::markdown::LinkStyle::Text
+        }
+    }
 }
 
 /// Answering in the push's own response.
@@ -91,6 +105,7 @@ mod tests {
             typing: false,
             media_upload: false,
             streaming: false,
+            text_links: false,
         };
         assert_eq!(caps.retry_window(), Some(Duration::from_secs(15)));
         assert!(!caps.can_send_late());

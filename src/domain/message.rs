@@ -231,10 +231,16 @@ impl Message {
         self.fields.child_text("EventKey").unwrap_or("")
     }
 
-    /// The text content, for text messages and recognised voice.
+    /// The text content: a text message's content, or a voice message's
+    /// transcript (`<Recognition>`) when it has a non-blank one. `None` for
+    /// every other kind and for voice without a transcript.
     pub fn text(&self) -> Option<&str> {
         match &self.kind {
             MessageKind::Text { content, .. } => Some(content),
+            MessageKind::Voice {
+                recognition: Some(r),
+                ..
+            } if !r.trim().is_empty() => Some(r),
             _ => None,
         }
     }

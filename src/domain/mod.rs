@@ -9,6 +9,7 @@
 mod capabilities;
 mod conversation;
 mod fields;
+pub mod markdown;
 mod message;
 mod reply;
 pub mod split;

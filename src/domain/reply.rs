@@ -94,6 +94,59 @@ impl Reply {
         Ok(Reply::News { articles })
     }
 
+    /// The same reply with every string in it (text, titles, URLs, media
+    /// ids) passed through `f`.
+    pub fn map_strings(self, mut f: impl FnMut(String) -> String) -> Reply {
+        match self {
+            Reply::Success => Reply::Success,
+            Reply::Text { content } => Reply::Text {
+                content: f(content),
+            },
+            Reply::Image { media_id } => Reply::Image {
+                media_id: f(media_id),
+            },
+            Reply::Voice { media_id } => Reply::Voice {
+                media_id: f(media_id),
+            },
+            Reply::Video {
+                media_id,
+                title,
+                description,
+            } => Reply::Video {
+                media_id: f(media_id),
+                title: title.map(&mut f),
+                description: description.map(&mut f),
+            },
+            Reply::Music {
+                title,
+                description,
+                music_url,
+                hq_music_url,
+                thumb_media_id,
+            } => Reply::Music {
+                title: title.map(&mut f),
+                description: description.map(&mut f),
+                music_url: music_url.map(&mut f),
+                hq_music_url: hq_music_url.map(&mut f),
+                thumb_media_id: f(thumb_media_id),
+            },
+            Reply::News { articles } => Reply::News {
+                articles: articles
+                    .into_iter()
+                    .map(|a| Article {
+                        title: f(a.title),
+                        description: f(a.description),
+                        pic_url: f(a.pic_url),
+                        url: f(a.url),
+                    })
+                    .collect(),
+            },
+            Reply::TransferCustomerService { kf_account } => Reply::TransferCustomerService {
+                kf_account: kf_account.map(&mut f),
+            },
+        }
+    }
+
     /// The `MsgType` this reply renders, or `None` for `success`.
     pub fn msg_type(&self) -> Option<&'static str> {
         Some(match self {

@@ -27,11 +27,14 @@ pub fn split_text(text: &str, max: usize) -> Vec<&str> {
         let window = &rest[..floor_char_boundary(rest, max)];
         let half = window.len() / 2;
         let newline = window.rfind('\n').filter(|&i| i >= half);
-        let sentence = sentence_end(window).filter(|&i| i >= half);
+        let sentence = sentence_end(window, rest).filter(|&i| i >= half);
         let (end, next) = match (newline, sentence) {
             (Some(i), _) => (i, i + 1),
             (None, Some(i)) => (i, i),
-            (None, None) => match (window.rfind('\n').filter(|&i| i > 0), sentence_end(window)) {
+            (None, None) => match (
+                window.rfind('\n').filter(|&i| i > 0),
+                sentence_end(window, rest),
+            ) {
                 (Some(i), _) => (i, i + 1),
                 (None, Some(i)) => (i, i),
                 (None, None) => (window.len(), window.len()),
@@ -49,12 +52,20 @@ fn push<'a>(parts: &mut Vec<&'a str>, part: &'a str) {
     }
 }
 
-/// The byte index just after the last sentence end in `s`, if any.
-fn sentence_end(s: &str) -> Option<usize> {
-    s.char_indices()
+/// The byte index just after the last sentence end in `window` (a prefix
+/// of `text`), if any. An ASCII `.`, `!` or `?` ends a sentence only when
+/// blank space or the end of `text` follows it, so that URLs (`example.com`,
+/// `?q=1`) and numbers (`3.14`) are never cut.
+fn sentence_end(window: &str, text: &str) -> Option<usize> {
+    window
+        .char_indices()
         .rev()
-        .find(|(_, c)| SENTENCE_ENDS.contains(c))
-        .map(|(i, c)| i + c.len_utf8())
+        .filter(|(_, c)| SENTENCE_ENDS.contains(c))
+        .map(|(i, c)| (c, i + c.len_utf8()))
+        .find(|&(c, end)| {
+            !c.is_ascii() || text[end..].chars().next().is_none_or(char::is_whitespace)
+        })
+        .map(|(_, end)| end)
 }
 
 /// The largest char boundary not above `index`.
@@ -68,6 +79,20 @@ fn floor_char_boundary(s: &str, index: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_and_numbers_are_not_sentence_ends() {
+        let url = "see https://example.com/a.b?c=d.e for 3.14";
+        let text = format!("{} {url}", "x".repeat(30));
+        for part in split_text(&text, 40) {
+            assert!(!part.ends_with('.') && !part.ends_with('?'), "{part:?}");
+        }
+        // A real sentence end still is one.
+        assert_eq!(
+            split_text("First sentence here. Second one is longer", 30),
+            ["First sentence here.", " Second one is longer"]
+        );
+    }
 
     #[test]
     fn short_text_is_one_part() {

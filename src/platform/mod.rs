@@ -71,5 +71,11 @@ mod tests {
         // 微信客服 never answers in the callback: its messages are pulled.
         assert!(kf::capabilities().passive_reply.is_none());
         assert!(kf::capabilities().can_send_late());
+        // Official Account text renders <a href> links, with or without the API.
+        use crate::domain::markdown::LinkStyle;
+        assert_eq!(bare.link_style(), LinkStyle::Anchor);
+        assert_eq!(full.link_style(), LinkStyle::Anchor);
+        assert_eq!(wecom::capabilities(true).link_style(), LinkStyle::Text);
+        assert_eq!(kf::capabilities().link_style(), LinkStyle::Text);
     }
 }

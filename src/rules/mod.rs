@@ -90,9 +90,38 @@ pub struct UpstreamRef {
     pub upstream: Arc<str>,
 }
 
+/// Answered to a voice message without a transcript when no fallback text is configured.
+pub const DEFAULT_VOICE_FALLBACK_TEXT: &str =
+    "抱歉，没能识别这条语音。请打开语音转文字后重发，或直接发送文字。";
+
+/// How voice messages meet the rules (`[agent] voice_as_text`,
+/// `voice_fallback_text`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceOptions {
+    /// A voice message's transcript (`<Recognition>`) is its text: text
+    /// rules match it, `{content}` is it, upstreams get it.
+    pub as_text: bool,
+    /// Answered to a voice message with no transcript (speech recognition
+    /// off) that no rule took, when it would otherwise have gone to the
+    /// text rules or to an upstream.
+    pub fallback: Reply,
+}
+
+impl Default for VoiceOptions {
+    fn default() -> Self {
+        VoiceOptions {
+            as_text: true,
+            fallback: Reply::Text {
+                content: DEFAULT_VOICE_FALLBACK_TEXT.to_owned(),
+            },
+        }
+    }
+}
+
 /// A compiled, immutable set of rules.
 #[derive(Debug)]
 pub struct RuleSet {
+    voice: VoiceOptions,
     rules: Vec<CompiledRule>,
     /// Indices of rules that are not text rules, in order.
     others: Vec<usize>,
@@ -231,6 +260,7 @@ impl RuleSet {
             return Err(errors);
         }
         Ok(RuleSet {
+            voice: VoiceOptions::default(),
             rules,
             others,
             text,
@@ -266,6 +296,35 @@ impl RuleSet {
         diff
     }
 
+    /// The same rules, reading voice messages as `voice` says.
+    pub fn with_voice(mut self, voice: VoiceOptions) -> RuleSet {
+        self.voice = voice;
+        self
+    }
+
+    /// How voice messages are read.
+    pub fn voice(&self) -> &VoiceOptions {
+        &self.voice
+    }
+
+    /// The text the text rules see: a text's content, or with
+    /// `voice_as_text` a voice's transcript (`None` when it has none).
+    fn text_of<'m>(&self, message: &'m Message) -> Option<&'m str> {
+        match &message.kind {
+            MessageKind::Text { .. } => message.text(),
+            MessageKind::Voice { .. } if self.voice.as_text => message.text(),
+            _ => None,
+        }
+    }
+
+    /// A voice message the rules would read as text but that has no
+    /// transcript.
+    fn is_voice_without_text(&self, message: &Message) -> bool {
+        self.voice.as_text
+            && matches!(message.kind, MessageKind::Voice { .. })
+            && message.text().is_none()
+    }
+
     /// Whether a default reply is configured.
     pub fn has_default_reply(&self) -> bool {
         self.default.is_some()
@@ -295,10 +354,9 @@ impl RuleSet {
     /// (not events), the default reply; else `success`. Events get no default
     /// reply: answering an unsubscribe or a job report makes no sense.
     pub fn evaluate(&self, message: &Message) -> Decision {
-        let mut best = match &message.kind {
-            MessageKind::Text { content, .. } => self.text.first_match(content),
-            _ => None,
-        };
+        let mut best = self
+            .text_of(message)
+            .and_then(|text| self.text.first_match(text));
         for &i in &self.others {
             if best.is_some_and(|b| b < i) {
                 break;
@@ -307,6 +365,20 @@ impl RuleSet {
                 best = Some(i);
                 break;
             }
+        }
+        // A voice without a transcript that no rule took would have been
+        // read by the text rules or handed to an upstream as empty text:
+        // it gets the voice fallback instead.
+        if best.is_none()
+            && self.is_voice_without_text(message)
+            && (self.rules.len() > self.others.len()
+                || matches!(self.default, Some(Action::Upstream(_))))
+        {
+            return Decision {
+                rule: None,
+                reply: self.voice.fallback.clone(),
+                upstream: None,
+            };
         }
         let (rule, action) = match best {
             Some(i) => (
@@ -319,7 +391,10 @@ impl RuleSet {
             ),
         };
         let (reply, upstream) = match action {
-            Some(Action::Reply(reply, templated)) => (fill(reply, *templated, message), None),
+            Some(Action::Reply(reply, templated)) => (
+                fill(reply, *templated, message, self.text_of(message)),
+                None,
+            ),
             Some(Action::Upstream(name)) => (Reply::Success, Some(name.clone())),
             None => (Reply::Success, None),
         };
@@ -521,11 +596,13 @@ fn non_empty(value: String, what: &str) -> Result<String, String> {
     }
 }
 
-fn fill(reply: &Reply, templated: bool, message: &Message) -> Reply {
+fn fill(reply: &Reply, templated: bool, message: &Message, content: Option<&str>) -> Reply {
     if !templated {
         return reply.clone();
     }
-    map_strings(reply, &mut |s: &str| template::expand(s, message))
+    map_strings(reply, &mut |s: &str| {
+        template::expand_with_content(s, message, content)
+    })
 }
 
 /// Rebuilds a reply with every user-visible string passed through `f`.

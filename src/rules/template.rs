@@ -34,13 +34,20 @@ pub fn has_placeholders(template: &str) -> bool {
     template.contains('{') || template.contains('}')
 }
 
-/// Expands a validated template for a message.
+/// Expands a validated template for a message; `{content}` is
+/// [`Message::text`] (a text, or a voice's transcript).
 pub fn expand(template: &str, message: &Message) -> String {
+    expand_with_content(template, message, message.text())
+}
+
+/// Expands a validated template with `content` as `{content}` (empty when
+/// `None`): the rules pass the text they matched on.
+pub fn expand_with_content(template: &str, message: &Message, content: Option<&str>) -> String {
     expand_with(template, |name| {
         Ok(match name {
             "from_user" => message.from_user.clone(),
             "to_user" => message.to_user.clone(),
-            "content" => message.text().unwrap_or_default().to_owned(),
+            "content" => content.unwrap_or_default().to_owned(),
             "event" => message.event_name().to_owned(),
             "event_key" => message.event_key().to_owned(),
             "msg_type" => message.msg_type.clone(),

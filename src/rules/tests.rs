@@ -396,3 +396,118 @@ reply = { type = "text", content = "C" }
     assert!(old.diff(&old).is_empty());
     assert_eq!(new.diff(&new).to_string(), "unchanged");
 }
+
+fn voice(recognition: Option<&str>) -> Message {
+    let extra = match recognition {
+        Some(r) => format!("<MediaId>m</MediaId><Format>amr</Format><Recognition><![CDATA[{r}]]></Recognition><MsgId>7</MsgId>"),
+        None => "<MediaId>m</MediaId><Format>amr</Format><MsgId>7</MsgId>".to_owned(),
+    };
+    other("voice", &extra)
+}
+
+const VOICE_RULES: &str = r#"
+[default_reply]
+type = "text"
+content = "default"
+
+[[rules]]
+name = "price"
+match = { contains = "多少钱" }
+reply = { type = "text", content = "价格：{content}" }
+
+[[rules]]
+name = "order"
+match = { regex = '^订单\d+$' }
+reply = { type = "text", content = "order" }
+
+[[rules]]
+name = "hi"
+match = { text = "你好" }
+reply = { type = "text", content = "hi" }
+
+[[rules]]
+name = "go"
+match = { prefix = "去" }
+reply = { type = "text", content = "go {content}" }
+"#;
+
+#[test]
+fn a_voice_transcript_is_read_by_every_kind_of_text_rule_and_fills_content() {
+    let set = rules(VOICE_RULES).unwrap();
+    let d = set.evaluate(&voice(Some("这个多少钱？")));
+    assert_eq!(d.rule.as_deref(), Some("price"));
+    assert_eq!(said(&d.reply), "价格：这个多少钱？");
+    assert_eq!(
+        set.evaluate(&voice(Some("订单42"))).rule.as_deref(),
+        Some("order")
+    );
+    assert_eq!(
+        set.evaluate(&voice(Some("你好"))).rule.as_deref(),
+        Some("hi")
+    );
+    assert_eq!(
+        said(&set.evaluate(&voice(Some("去北京"))).reply),
+        "go 去北京"
+    );
+    // A transcript no rule matches gets the default reply, like a text.
+    assert_eq!(said(&set.evaluate(&voice(Some("天气"))).reply), "default");
+}
+
+#[test]
+fn voice_as_text_off_leaves_voice_to_the_non_text_rules() {
+    let set = rules(VOICE_RULES).unwrap().with_voice(VoiceOptions {
+        as_text: false,
+        ..VoiceOptions::default()
+    });
+    let d = set.evaluate(&voice(Some("这个多少钱？")));
+    assert_eq!((d.rule, said(&d.reply)), (None, "default"));
+    // Without a transcript either: no fallback, the default reply.
+    assert_eq!(said(&set.evaluate(&voice(None)).reply), "default");
+}
+
+#[test]
+fn a_voice_without_transcript_gets_the_voice_fallback_unless_a_rule_takes_it() {
+    let set = rules(VOICE_RULES).unwrap();
+    let d = set.evaluate(&voice(None));
+    assert_eq!((d.rule.as_deref(), d.upstream.as_deref()), (None, None));
+    assert_eq!(said(&d.reply), crate::rules::DEFAULT_VOICE_FALLBACK_TEXT);
+    // A blank transcript counts as none.
+    assert_eq!(
+        said(&set.evaluate(&voice(Some("  "))).reply),
+        crate::rules::DEFAULT_VOICE_FALLBACK_TEXT
+    );
+    let custom = rules(VOICE_RULES).unwrap().with_voice(VoiceOptions {
+        as_text: true,
+        fallback: Reply::Text {
+            content: "请发文字".into(),
+        },
+    });
+    assert_eq!(said(&custom.evaluate(&voice(None)).reply), "请发文字");
+
+    // A msg_type rule answers voice by itself: no fallback.
+    let typed = rules(&format!(
+        "{VOICE_RULES}\n[[rules]]\nname = \"any-voice\"\nmatch = {{ msg_type = \"voice\" }}\nreply = {{ type = \"text\", content = \"voice\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(said(&typed.evaluate(&voice(None)).reply), "voice");
+    // …but a transcript a text rule matches is that rule's, if it comes first.
+    assert_eq!(
+        typed.evaluate(&voice(Some("多少钱"))).rule.as_deref(),
+        Some("price")
+    );
+
+    // No text rules and a fixed default reply: the voice would reach
+    // neither text rules nor an upstream, so the default reply stands.
+    let plain = rules("[default_reply]\ntype = \"text\"\ncontent = \"default\"\n").unwrap();
+    assert_eq!(said(&plain.evaluate(&voice(None)).reply), "default");
+    // A default reply handing messages to an upstream: the fallback, not
+    // an upstream call with nothing to say.
+    let agent = rules("[default_reply]\ntype = \"upstream\"\nupstream = \"llm\"\n").unwrap();
+    let d = agent.evaluate(&voice(None));
+    assert_eq!(d.upstream, None);
+    assert_eq!(said(&d.reply), crate::rules::DEFAULT_VOICE_FALLBACK_TEXT);
+    assert_eq!(
+        agent.evaluate(&voice(Some("你好"))).upstream.as_deref(),
+        Some("llm")
+    );
+}

@@ -35,15 +35,13 @@ struct AnswerMessage {
     content: Option<String>,
 }
 
-/// What the user said: the text, or recognised speech. `None` for
-/// pictures, events and the rest, which a chat model cannot take.
-pub fn user_text(message: &Message) -> Option<&str> {
+/// What the user said: the text, or (with `voice_as_text`) recognised
+/// speech. `None` for pictures, events and the rest, which a chat model
+/// cannot take.
+pub fn user_text(message: &Message, voice_as_text: bool) -> Option<&str> {
     match &message.kind {
-        MessageKind::Text { content, .. } => Some(content.as_str()),
-        MessageKind::Voice {
-            recognition: Some(r),
-            ..
-        } => Some(r.as_str()),
+        MessageKind::Text { .. } => message.text(),
+        MessageKind::Voice { .. } if voice_as_text => message.text(),
         _ => None,
     }
     .filter(|t| !t.trim().is_empty())
@@ -87,7 +85,7 @@ impl OpenAi {
 
     async fn exchange(&self, http: &Http, message: &Message) -> Result<Reply, UpstreamError> {
         let settings = &self.settings;
-        let Some(text) = user_text(message) else {
+        let Some(text) = user_text(message, settings.voice_as_text) else {
             tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text only; answering success");
             return Ok(Reply::Success);
         };
@@ -138,7 +136,7 @@ impl Protocol for OpenAi {
 
     /// The reset command clears the user's history and is answered at once.
     fn intercept(&self, message: &Arc<Message>) -> Option<LocalFuture> {
-        let text = user_text(message)?;
+        let text = user_text(message, self.settings.voice_as_text)?;
         if text.trim() != self.settings.reset_command {
             return None;
         }

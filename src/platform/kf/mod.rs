@@ -47,5 +47,6 @@ pub fn capabilities() -> Capabilities {
         typing: false,
         media_upload: true,
         streaming: false,
+        text_links: false,
     }
 }

@@ -23,7 +23,8 @@ pub const DIALECT: Dialect = Dialect {
 /// pushes about 5 s apart, one news article to a user message); the
 /// customer-service API only with API credentials (and, on WeChat's side,
 /// a verified account): 5 messages per user message within 48 h, text up
-/// to about 2048 bytes, the typing indicator (PROTOCOL §7).
+/// to about 2048 bytes, the typing indicator (PROTOCOL §7). Text messages,
+/// passive and customer-service alike, render `<a href>` links.
 pub fn capabilities(can_send: bool, typing: bool) -> Capabilities {
     Capabilities {
         passive_reply: Some(PassiveReply {
@@ -42,5 +43,6 @@ pub fn capabilities(can_send: bool, typing: bool) -> Capabilities {
         typing: can_send && typing,
         media_upload: can_send,
         streaming: false,
+        text_links: true,
     }
 }

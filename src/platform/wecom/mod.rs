@@ -39,5 +39,6 @@ pub fn capabilities(can_send: bool) -> Capabilities {
         typing: false,
         media_upload: can_send,
         streaming: false,
+        text_links: false,
     }
 }

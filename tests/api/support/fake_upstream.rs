@@ -5,7 +5,8 @@
 //!   raw bytes and `X-Wxgate-Signature` header;
 //! - `POST /v1/chat/completions`: an OpenAI-compatible endpoint that records
 //!   the messages it received and the `Authorization` header, and answers
-//!   `answer <n>: <last user text>` (optionally after a delay).
+//!   `answer <n>: <last user text>` (optionally after a delay), or a fixed
+//!   answer set with [`FakeUpstream::set_chat_answer`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ struct Inner {
     chat_delay: Duration,
     /// Questions starting with this take this long instead.
     slow_prefix: Option<(String, Duration)>,
+    /// Answered instead of `answer <n>: …` when set.
+    chat_answer: Option<String>,
 }
 
 pub struct FakeUpstream {
@@ -72,6 +75,7 @@ impl FakeUpstream {
             chats: Vec::new(),
             chat_delay: Duration::ZERO,
             slow_prefix: None,
+            chat_answer: None,
         }));
         let router = Router::new()
             .route("/hook", post(hook))
@@ -112,6 +116,11 @@ impl FakeUpstream {
     /// Questions starting with `prefix` are answered after `delay`.
     pub fn set_slow_prefix(&self, prefix: &str, delay: Duration) {
         self.state.lock().unwrap().slow_prefix = Some((prefix.to_owned(), delay));
+    }
+
+    /// Every chat completion answers `content` from now on (markdown, say).
+    pub fn set_chat_answer(&self, content: &str) {
+        self.state.lock().unwrap().chat_answer = Some(content.to_owned());
     }
 
     pub fn hook_requests(&self) -> Vec<HookRequest> {
@@ -159,7 +168,7 @@ async fn chat(
     headers: HeaderMap,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let (n, delay) = {
+    let (n, delay, fixed) = {
         let mut inner = state.lock().unwrap();
         inner.chats.push(ChatRequest {
             body: body.clone(),
@@ -178,7 +187,7 @@ async fn chat(
             Some((prefix, slow)) if last.starts_with(prefix.as_str()) => *slow,
             _ => inner.chat_delay,
         };
-        (inner.chats.len(), delay)
+        (inner.chats.len(), delay, inner.chat_answer.clone())
     };
     tokio::time::sleep(delay).await;
     let last = body["messages"]
@@ -187,11 +196,12 @@ async fn chat(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
+    let answer = fixed.unwrap_or_else(|| format!("answer {n}: {last}"));
     axum::Json(json!({
         "id": format!("chatcmpl-{n}"),
         "object": "chat.completion",
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("answer {n}: {last}")}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
     }))
     .into_response()
 }

@@ -17,6 +17,33 @@ pub fn text_xml(content: &str, now: i64, msg_id: u64) -> String {
     xml
 }
 
+/// A voice message from the fixture user, with WeChat's transcript
+/// (`<Recognition>`) when speech recognition is on.
+pub fn voice_xml(recognition: Option<&str>, now: i64, msg_id: u64) -> String {
+    let mut xml = String::from("<xml>");
+    push_cdata_element(&mut xml, "ToUserName", &ACCOUNT.original_id);
+    push_cdata_element(&mut xml, "FromUserName", &ACCOUNT.openid);
+    xml.push_str(&format!("<CreateTime>{now}</CreateTime>"));
+    push_cdata_element(&mut xml, "MsgType", "voice");
+    push_cdata_element(&mut xml, "MediaId", "voice-media-1");
+    push_cdata_element(&mut xml, "Format", "amr");
+    if let Some(r) = recognition {
+        push_cdata_element(&mut xml, "Recognition", r);
+    }
+    xml.push_str(&format!("<MsgId>{msg_id}</MsgId></xml>"));
+    xml
+}
+
+/// A WeCom voice message from `zhangsan`, with a transcript when given.
+pub fn wecom_voice(recognition: Option<&str>, now: i64, msg_id: u64) -> String {
+    let recognition = recognition
+        .map(|r| format!("<Recognition><![CDATA[{r}]]></Recognition>"))
+        .unwrap_or_default();
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[voice-media-1]]></MediaId><Format><![CDATA[amr]]></Format>{recognition}<MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>"
+    )
+}
+
 /// A WeCom text message from `zhangsan` to the app [`AGENT_ID`] of [`CORP_ID`].
 pub fn wecom_text(content: &str, now: i64, msg_id: u64) -> String {
     format!(

@@ -28,7 +28,7 @@ pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
 pub use fake_upstream::{Behaviour, FakeUpstream};
 pub use fake_wechat::FakeWechat;
 pub use fixtures::{fixtures_dir, ACCOUNT};
-pub use messages::{kf_notification_xml, text_xml, wecom_text};
+pub use messages::{kf_notification_xml, text_xml, voice_xml, wecom_text, wecom_voice};
 pub use redis_server::RedisServer;
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.

@@ -38,6 +38,7 @@ pub(super) struct AgentSection {
     pub rate_limit_per_minute: Option<u32>,
     pub rate_limited_text: Option<String>,
     pub proxy_margin_ms: Option<u64>,
+    pub debounce_ms: Option<u64>,
     pub passive_budget_ms: Option<u64>,
     pub interim_text: Option<String>,
     pub fallback_text: Option<String>,
@@ -284,6 +285,13 @@ fn conversation_options(agent: &AgentSection, problems: &mut Vec<String>) -> Con
             ));
         }
         o.proxy_margin = Duration::from_millis(ms);
+    }
+    match agent.debounce_ms {
+        None | Some(0) => {}
+        Some(ms) if ms > 3000 => problems.push(format!(
+            "agent.debounce_ms must be at most 3000 (the window is taken from the 5 s WeChat waits), not {ms}"
+        )),
+        Some(ms) => o.debounce = Some(Duration::from_millis(ms)),
     }
     o
 }

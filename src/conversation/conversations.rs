@@ -36,6 +36,8 @@ pub struct ConversationSettings {
     pub nothing_pending: String,
     /// At most this many messages per user and minute, then this text.
     pub rate_limit: Option<(u32, String)>,
+    /// Texts of one user arriving within this window become one turn.
+    pub debounce: Option<Duration>,
     /// How long a turn waits for the conversation's earlier turns.
     pub turn_patience: Duration,
     /// After a 48001, how long the account counts as lacking the send
@@ -148,6 +150,60 @@ impl Conversations {
             (Some(word), MessageKind::Text { content, .. }) => content.trim() == word,
             _ => false,
         }
+    }
+
+    /// Merges the texts `message`'s user sends within the debounce window
+    /// into one turn: `Some(merged)` for the message that opened the window
+    /// (after the window, with every text in arrival order), `None` for the
+    /// ones merged into it. Fails open (the message is its own turn).
+    pub(super) async fn debounce(&self, message: &Message, window: Duration) -> Option<Message> {
+        let MessageKind::Text { content, .. } = &message.kind else {
+            return Some(message.clone());
+        };
+        let texts = self
+            .namespace
+            .key(&format!("debounce:{}:texts", message.from_user));
+        let leader = self
+            .namespace
+            .key(&format!("debounce:{}:leader", message.from_user));
+        // Every text goes in first; the leader takes them all after the
+        // window, having given up leadership just before, so a text is
+        // either taken by it or finds no leader and leads the next window.
+        let owner = format!("{:016x}", rand::random::<u64>()).into_bytes();
+        let queued = self
+            .store
+            .list_push(&texts, &[content.clone().into_bytes()], window * 4)
+            .await;
+        let lead = self.store.set_nx(&leader, &owner, window * 2).await;
+        match (queued, lead) {
+            (Ok(()), Ok(false)) => {
+                tracing::info!("text merged into the turn its user opened just before");
+                return None;
+            }
+            (Ok(()), Ok(true)) => {}
+            _ => return Some(message.clone()),
+        }
+        tokio::time::sleep(window).await;
+        let _ = self.store.compare_and_delete(&leader, &owner).await;
+        let parts: Vec<String> = match self.store.list_take(&texts).await {
+            Ok(values) => values
+                .into_iter()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .collect(),
+            Err(_) => vec![content.clone()],
+        };
+        if parts.is_empty() {
+            return None;
+        }
+        let merged = parts.join("\n");
+        let mut m = message.clone();
+        if let MessageKind::Text { content, .. } = &mut m.kind {
+            content.clone_from(&merged);
+        }
+        if let Some(field) = m.fields.children.iter_mut().find(|f| f.name == "Content") {
+            field.text = merged;
+        }
+        Some(m)
     }
 
     /// Keeps `reply` for the user's next message.

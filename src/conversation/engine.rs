@@ -243,6 +243,33 @@ impl Delivery {
                     .await
             }
             Response::Deferred(d) => match conv {
+                Some(c) if c.settings.debounce.is_some() && message.text().is_some() => {
+                    let window = c.settings.debounce.unwrap_or_default();
+                    drop(d);
+                    let Some(merged) = c.debounce(message, window).await else {
+                        c.pending.push_front(&message.from_user, carried).await;
+                        let answer = render.render(&Reply::Success);
+                        self.record(key, record, &answer).await;
+                        return (answer, Outcome::Merged);
+                    };
+                    let merged = Arc::new(merged);
+                    let d = match self.responder.respond(&merged) {
+                        Response::Deferred(d) => d,
+                        Response::Ready(reply) => Deferred {
+                            future: Box::pin(std::future::ready(reply)),
+                            budget: self.settings.deadline,
+                            interim: Reply::Success,
+                        },
+                        Response::Pending(future) => Deferred {
+                            future,
+                            budget: self.settings.deadline,
+                            interim: Reply::Success,
+                        },
+                    };
+                    return self
+                        .turn(&c, key, push, &merged, render, d, started, carried)
+                        .await;
+                }
                 Some(c) => {
                     // The turn records its own answer: retries may be
                     // answered by a later push than this one.

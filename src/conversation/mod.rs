@@ -230,6 +230,8 @@ pub enum Outcome {
     RateLimited,
     /// A fetch word: only pending answers were sent.
     Fetched,
+    /// Merged into the turn its user opened just before (`debounce_ms`).
+    Merged,
 }
 
 impl Outcome {
@@ -256,6 +258,7 @@ impl Outcome {
             Outcome::Pending => "pending",
             Outcome::RateLimited => "rate_limited",
             Outcome::Fetched => "fetched",
+            Outcome::Merged => "merged",
         }
     }
 }

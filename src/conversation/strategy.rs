@@ -135,6 +135,9 @@ pub struct ConversationOptions {
     pub rate_limit: Option<(u32, String)>,
     /// Kept free before the platform's deadline.
     pub proxy_margin: Duration,
+    /// Texts of one user arriving within this window become one turn
+    /// (`None`: off).
+    pub debounce: Option<Duration>,
 }
 
 /// Answered while an answer waits for the user's next message.
@@ -159,6 +162,7 @@ impl Default for ConversationOptions {
             nothing_pending: DEFAULT_NOTHING_PENDING.to_owned(),
             rate_limit: None,
             proxy_margin: Duration::from_millis(500),
+            debounce: None,
         }
     }
 }
@@ -198,6 +202,7 @@ impl ConversationOptions {
             fetch_word: self.fetch_word.clone(),
             nothing_pending: self.nothing_pending.clone(),
             rate_limit: self.rate_limit.clone(),
+            debounce: self.debounce,
             turn_patience: Duration::from_secs(120),
             refusal_recheck: Duration::from_secs(3600),
         }

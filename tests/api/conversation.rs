@@ -564,3 +564,56 @@ async fn the_rate_limit_answers_its_text_beyond_the_limit() {
     );
     let _ = MessageKind::Unknown;
 }
+
+#[tokio::test(start_paused = true)]
+async fn texts_within_the_debounce_window_become_one_turn_answered_once() {
+    let (store, agent, sends) = (memory(), Agent::new(), Sends::default());
+    let options = ConversationOptions {
+        debounce: Some(Duration::from_millis(1000)),
+        ..ConversationOptions::default()
+    };
+    let n = engine(
+        &store,
+        Arc::new(agent.clone()),
+        &sends,
+        options,
+        "wx_debounce",
+    );
+    let first = {
+        let d = n.delivery.clone();
+        tokio::spawn(async move {
+            d.answer(
+                &text(1, "fast 你好"),
+                &render(),
+                tokio::time::Instant::now(),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (second, outcome) = n
+        .delivery
+        .answer(
+            &text(2, "fast 在吗"),
+            &render(),
+            tokio::time::Instant::now(),
+        )
+        .await;
+    assert_eq!((second, outcome), (None, Outcome::Merged));
+    let (answer, outcome) = first.await.unwrap();
+    assert_eq!(answer.as_deref(), Some("answer:fast 你好\nfast 在吗"));
+    assert_eq!(outcome, Outcome::Replied);
+    assert_eq!(agent.calls(), 1, "one turn for both texts");
+    // After the window, a text is its own turn again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (third, _) = n
+        .delivery
+        .answer(
+            &text(3, "fast 再见"),
+            &render(),
+            tokio::time::Instant::now(),
+        )
+        .await;
+    assert_eq!(third.as_deref(), Some("answer:fast 再见"));
+    assert_eq!(agent.calls(), 2);
+}

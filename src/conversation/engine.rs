@@ -10,7 +10,7 @@
 //! conversations are in `conversations.rs`; what becomes of an answer that
 //! came too late for its push is in `after.rs`.
 //!
-//! Kept in one file (about 700 lines) on purpose: the paths of one push —
+//! Kept in one file (about 720 lines) on purpose: the paths of one push —
 //! first delivery, retry, held push, slow turn, sweep — share the engine's
 //! private state and read best top to bottom, in the order a push meets them.
 

@@ -4,7 +4,10 @@
 //!
 //! These drive `Delivery::answer` directly, as the server does after a
 //! request is authenticated; the HTTP path is covered by `agent.rs` and the
-//! tests below that go through the real server.
+//! tests in `conversation_e2e.rs` go through the real server.
+//!
+//! One file (about 620 lines): every test shares the fake agent, the fake
+//! send channel and the engine builder above them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

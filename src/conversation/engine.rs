@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::after::deliver_after;
 use super::conversations::Conversations;
 use super::dedup::{Claim, Dedup, DedupKey, Recorded, Waited};
+use super::jobs::Jobs;
 use super::pending::compose;
 use super::store_dedup::LEASE;
 use super::strategy::Strategy;
@@ -384,8 +385,7 @@ impl Delivery {
             }
             Waited::TimedOut => match (&conv, strategy) {
                 (Some(c), Strategy::RetryHold) => {
-                    self.held_or_marker(c, key, push, message, render, started)
-                        .await
+                    self.held_or_marker(c, key, push, render, started).await
                 }
                 _ => {
                     self.metrics.deadline_fallbacks.inc();
@@ -402,7 +402,6 @@ impl Delivery {
         c: &Conversations,
         key: &DedupKey,
         push: u32,
-        message: &Message,
         render: &Arc<dyn Render>,
         started: Instant,
     ) -> (Recorded, Outcome) {
@@ -427,7 +426,6 @@ impl Delivery {
                     push,
                     "last push: marker answered, the answer waits for the next message"
                 );
-                let _ = message;
                 (marker, Outcome::Pending)
             }
             _ => match self.dedup.wait(key, Duration::from_millis(200)).await {
@@ -491,8 +489,7 @@ impl Delivery {
         match strategy {
             Strategy::RetryHold => {
                 c.pending.push_front(&message.from_user, carried).await;
-                self.held_or_marker(c, key, push, message, render, started)
-                    .await
+                self.held_or_marker(c, key, push, render, started).await
             }
             Strategy::LateSend | Strategy::Passive | Strategy::NextMessage => {
                 let interim = match strategy {
@@ -542,16 +539,7 @@ impl Delivery {
             c.jobs.start(key.as_str(), &message, strategy).await;
             // Keep this node's claim and job alive while the turn runs, so
             // that a retry elsewhere waits rather than taking it over.
-            let renew = {
-                let (dedup, key, jobs) = (dedup.clone(), key.clone(), c.jobs.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(LEASE / 3).await;
-                        dedup.renew(&key).await;
-                        jobs.renew(key.as_str()).await;
-                    }
-                })
-            };
+            let renew = keep_alive(&c.jobs, key.as_str(), Some((&dedup, &key)));
             let _turn = c
                 .locks
                 .acquire(&c.key_of(&message), c.settings.turn_patience)
@@ -563,7 +551,7 @@ impl Delivery {
                 )
                 .await;
             }
-            renew.abort();
+            drop(renew);
             c.jobs.finish(key.as_str()).await;
         });
     }
@@ -597,15 +585,7 @@ impl Delivery {
                 (self.dedup.clone(), self.late.clone(), self.metrics.clone());
             tokio::spawn(async move {
                 let _guard = guard;
-                let renew = {
-                    let (jobs, id) = (c.jobs.clone(), id.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(LEASE / 3).await;
-                            jobs.renew(&id).await;
-                        }
-                    })
-                };
+                let renew = keep_alive(&c.jobs, &id, None);
                 let _turn = c
                     .locks
                     .acquire(&c.key_of(&message), c.settings.turn_patience)
@@ -621,7 +601,7 @@ impl Delivery {
                     &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
                 )
                 .await;
-                renew.abort();
+                drop(renew);
                 c.jobs.finish(&id).await;
             });
         }
@@ -718,5 +698,30 @@ impl Delivery {
             .dedup_hits
             .get_or_create(&KindLabel { kind })
             .inc();
+    }
+}
+
+/// Renews a running turn's job (and this node's claim on its message, when
+/// given) every third of a lease, until dropped.
+fn keep_alive(jobs: &Jobs, id: &str, claim: Option<(&Arc<dyn Dedup>, &DedupKey)>) -> Renewal {
+    let (jobs, id) = (jobs.clone(), id.to_owned());
+    let claim = claim.map(|(dedup, key)| (dedup.clone(), key.clone()));
+    Renewal(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LEASE / 3).await;
+            if let Some((dedup, key)) = &claim {
+                dedup.renew(key).await;
+            }
+            jobs.renew(&id).await;
+        }
+    }))
+}
+
+/// A renewal task, stopped when dropped.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

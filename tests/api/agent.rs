@@ -7,45 +7,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use toml::Table;
-use wxgate::message::xml::parse_str;
 
 use crate::support::fake_wechat::APP_ID;
 use crate::support::{
-    eventually, table, text_reply, text_xml, AccountSpec, Behaviour, FakeUpstream, FakeWechat,
-    TestApp, TestConfig, ACCOUNT,
+    self, eventually, plain_content, table, text_reply, text_xml, Behaviour, FakeUpstream,
+    FakeWechat, TestApp, TestConfig, ACCOUNT, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
 const HOOK_SECRET: &str = "hook-secret-0123456789";
 const LLM_KEY: &str = "sk-local-test-key";
-const INTERIM: &str = "正在思考…";
-
-/// A static rule, and the upstream `agent` answering everything else.
-const RULES: &str = r#"
-[[rules]]
-name = "static"
-match = { text = "菜单" }
-reply = { type = "text", content = "static menu" }
-
-[default_reply]
-type = "upstream"
-upstream = "agent"
-"#;
-
-/// A plain-mode account with API credentials against `wechat`, an agent
-/// section with a short passive budget, and `upstream` as the default
-/// reply's target `agent`.
+/// The shared agent account, with a fallback text and the upstreams' secrets.
 fn agent_config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
-    TestConfig::new()
-        .account(AccountSpec::official_api(&ACCOUNT.token))
-        .token_api(wechat)
-        .set("token.timeout_secs", 2)
-        .set("token.lock_ttl_ms", 3000)
-        .set("agent.passive_budget_ms", 400)
-        .set("agent.interim_text", INTERIM)
+    support::agent_config(wechat, upstream)
         .set("agent.fallback_text", "暂时无法回答")
-        .upstream(upstream)
-        .rules(RULES)
         .env("HOOK_SECRET", HOOK_SECRET)
         .env("LLM_KEY", LLM_KEY)
         .source("agent.toml")
@@ -79,23 +54,6 @@ fn openai(upstream: &FakeUpstream) -> Table {
     ])
 }
 
-/// The `Content` of a plain reply (panics on `success`).
-fn content(body: &str) -> String {
-    parse_str(body)
-        .unwrap_or_else(|e| panic!("not reply XML ({e}): {body}"))
-        .child_text("Content")
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn sent_texts(wechat: &FakeWechat) -> Vec<String> {
-    wechat
-        .custom_sends()
-        .iter()
-        .map(|b| b["text"]["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 fn text_of(json: &str) -> Value {
     json!({ "type": "text", "content": json })
 }
@@ -109,7 +67,10 @@ async fn a_fast_answer_is_the_passive_reply_and_the_request_is_signed() {
     let (status, body) = app
         .post_plain(&text_xml("在吗", NOW, 4561255354251345929))
         .await;
-    assert_eq!((status, content(&body).as_str()), (200, "你好，我是助手"));
+    assert_eq!(
+        (status, plain_content(&body).as_str()),
+        (200, "你好，我是助手")
+    );
 
     let requests = hook.hook_requests();
     assert_eq!(requests.len(), 1);
@@ -126,7 +87,7 @@ async fn a_fast_answer_is_the_passive_reply_and_the_request_is_signed() {
     );
     // Static rules still answer without the upstream.
     let (_, body) = app.post_plain(&text_xml("菜单", NOW, 2)).await;
-    assert_eq!(content(&body), "static menu");
+    assert_eq!(plain_content(&body), "static menu");
     assert_eq!(hook.hook_requests().len(), 1);
 
     assert!(wechat.custom_sends().is_empty());
@@ -176,22 +137,22 @@ async fn a_slow_answer_gets_the_interim_reply_then_ordered_custom_messages() {
     let started = Instant::now();
     let (status, body) = app.post_plain(&text_xml("讲个长故事", NOW, 7)).await;
     let took = started.elapsed();
-    assert_eq!((status, content(&body).as_str()), (200, INTERIM));
+    assert_eq!((status, plain_content(&body).as_str()), (200, INTERIM));
     assert!(
         took < Duration::from_millis(1000),
         "answered at once ({took:?})"
     );
 
     assert!(
-        eventually(Duration::from_secs(6), || sent_texts(&wechat).concat()
+        eventually(Duration::from_secs(6), || wechat.sent_texts().concat()
             == long)
         .await,
         "the full answer never arrived: {:?}",
-        sent_texts(&wechat)
+        wechat.sent_texts()
     );
     // Nothing more comes afterwards.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let parts = sent_texts(&wechat);
+    let parts = wechat.sent_texts();
     assert!(parts.len() >= 3, "{parts:?}");
     assert!(
         parts.iter().all(|p| p.len() <= 2000 && p.ends_with('。')),
@@ -280,12 +241,12 @@ async fn wechat_retries_of_a_slow_message_start_one_upstream_call_and_one_delive
     let later = app.post_plain(&xml).await;
     let last = app.post_plain(&xml).await;
     for (status, body) in [&first, &in_flight, &later, &last] {
-        assert_eq!((*status, content(body).as_str()), (200, INTERIM));
+        assert_eq!((*status, plain_content(body).as_str()), (200, INTERIM));
     }
     assert!(eventually(Duration::from_secs(5), || !wechat.custom_sends().is_empty()).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hook.hook_requests().len(), 1, "one upstream call");
-    assert_eq!(sent_texts(&wechat), ["慢慢的回答"], "one delivery");
+    assert_eq!(wechat.sent_texts(), ["慢慢的回答"], "one delivery");
     assert_eq!(wechat.typing_calls().len(), 1);
 }
 
@@ -296,11 +257,11 @@ async fn history_carries_across_turns_and_resets_on_the_command() {
     let app = spawn(agent_config(&wechat, openai(&llm))).await;
 
     let (_, a1) = app.post_plain(&text_xml("第一问", NOW, 1)).await;
-    assert_eq!(content(&a1), "answer 1: 第一问");
+    assert_eq!(plain_content(&a1), "answer 1: 第一问");
     let (_, a2) = app.post_plain(&text_xml("第二问", NOW, 2)).await;
-    assert_eq!(content(&a2), "answer 2: 第二问");
+    assert_eq!(plain_content(&a2), "answer 2: 第二问");
     let (_, a3) = app.post_plain(&text_xml("第三问", NOW, 3)).await;
-    assert_eq!(content(&a3), "answer 3: 第三问");
+    assert_eq!(plain_content(&a3), "answer 3: 第三问");
 
     let roles = |i: usize| -> Vec<(String, String)> {
         llm.chat_requests()[i].body["messages"]
@@ -354,10 +315,10 @@ async fn history_carries_across_turns_and_resets_on_the_command() {
 
     // The reset command answers at once and never reaches the model.
     let (_, reset) = app.post_plain(&text_xml("/reset", NOW, 4)).await;
-    assert_eq!(content(&reset), wxgate::agent::DEFAULT_RESET_REPLY);
+    assert_eq!(plain_content(&reset), wxgate::agent::DEFAULT_RESET_REPLY);
     assert_eq!(llm.chat_requests().len(), 3);
     let (_, a4) = app.post_plain(&text_xml("新话题", NOW, 5)).await;
-    assert_eq!(content(&a4), "answer 4: 新话题");
+    assert_eq!(plain_content(&a4), "answer 4: 新话题");
     assert_eq!(
         roles(3),
         pairs(&[("system", "你是客服"), ("user", "新话题")])
@@ -371,17 +332,17 @@ async fn a_slow_model_answers_late_and_its_answer_joins_the_history() {
     llm.set_chat_delay(Duration::from_millis(800));
     let app = spawn(agent_config(&wechat, openai(&llm))).await;
     let (_, body) = app.post_plain(&text_xml("慢问题", NOW, 1)).await;
-    assert_eq!(content(&body), INTERIM);
+    assert_eq!(plain_content(&body), INTERIM);
     assert!(
-        eventually(Duration::from_secs(4), || sent_texts(&wechat)
+        eventually(Duration::from_secs(4), || wechat.sent_texts()
             == ["answer 1: 慢问题"])
         .await,
         "{:?}",
-        sent_texts(&wechat)
+        wechat.sent_texts()
     );
     llm.set_chat_delay(Duration::ZERO);
     let (_, body) = app.post_plain(&text_xml("下一个", NOW, 2)).await;
-    assert_eq!(content(&body), "answer 2: 下一个");
+    assert_eq!(plain_content(&body), "answer 2: 下一个");
     let messages = &llm.chat_requests()[1].body["messages"];
     assert_eq!(
         messages[2],
@@ -418,18 +379,18 @@ async fn upstream_failures_answer_the_fallback_text() {
     upstream.insert("timeout_ms".into(), 200.into());
     let app = spawn(agent_config(&wechat, upstream)).await;
     let (_, body) = app.post_plain(&text_xml("a", NOW, 1)).await;
-    assert_eq!(content(&body), "暂时无法回答");
+    assert_eq!(plain_content(&body), "暂时无法回答");
     hook.set_behaviour(Behaviour::Malformed);
     let (_, body) = app.post_plain(&text_xml("b", NOW, 2)).await;
-    assert_eq!(content(&body), "暂时无法回答");
+    assert_eq!(plain_content(&body), "暂时无法回答");
     hook.set_behaviour(Behaviour::Reply(json!({"type": "text"})));
     let (_, body) = app.post_plain(&text_xml("c", NOW, 3)).await;
-    assert_eq!(content(&body), "暂时无法回答");
+    assert_eq!(plain_content(&body), "暂时无法回答");
     // Slower than its own timeout (and faster than the passive budget).
     hook.set_behaviour(Behaviour::Slow(Duration::from_secs(3), text_of("too late")));
     let started = Instant::now();
     let (_, body) = app.post_plain(&text_xml("d", NOW, 4)).await;
-    assert_eq!(content(&body), "暂时无法回答");
+    assert_eq!(plain_content(&body), "暂时无法回答");
     assert!(started.elapsed() < Duration::from_millis(400));
     let metrics = app.metrics.render();
     for kind in ["error", "malformed", "timeout"] {
@@ -455,9 +416,9 @@ async fn a_late_failure_is_delivered_as_the_fallback_text() {
         json!("not a reply"),
     ));
     let (_, body) = app.post_plain(&text_xml("x", NOW, 1)).await;
-    assert_eq!(content(&body), INTERIM);
+    assert_eq!(plain_content(&body), INTERIM);
     assert!(
-        eventually(Duration::from_secs(4), || sent_texts(&wechat)
+        eventually(Duration::from_secs(4), || wechat.sent_texts()
             == ["暂时无法回答"])
         .await
     );
@@ -510,7 +471,7 @@ async fn busy_and_stale_tokens_on_send_are_retried_a_bounded_number_of_times() {
     wechat.fail_next_sends(&[-1, 40001]);
     app.post_plain(&text_xml("late", NOW, 1)).await;
     assert!(
-        eventually(Duration::from_secs(6), || sent_texts(&wechat)
+        eventually(Duration::from_secs(6), || wechat.sent_texts()
             == ["终于到了"])
         .await
     );
@@ -537,9 +498,9 @@ async fn beyond_the_concurrency_cap_the_overload_reply_applies_at_once() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let (_, body) = app.post_plain(&text_xml("two", NOW, 2)).await;
-    assert_eq!(content(&body), "客服稍等");
+    assert_eq!(plain_content(&body), "客服稍等");
     assert!(started.elapsed() < Duration::from_millis(300));
-    assert_eq!(content(&first.await.unwrap().1), INTERIM);
+    assert_eq!(plain_content(&first.await.unwrap().1), INTERIM);
     assert_eq!(hook.hook_requests().len(), 1);
     assert!(app
         .metrics
@@ -549,7 +510,7 @@ async fn beyond_the_concurrency_cap_the_overload_reply_applies_at_once() {
     assert!(eventually(Duration::from_secs(3), || !wechat.custom_sends().is_empty()).await);
     hook.set_behaviour(Behaviour::Reply(text_of("free again")));
     let (_, body) = app.post_plain(&text_xml("three", NOW, 3)).await;
-    assert_eq!(content(&body), "free again");
+    assert_eq!(plain_content(&body), "free again");
 }
 
 #[tokio::test]
@@ -566,18 +527,18 @@ async fn flagged_answers_are_replaced_by_the_moderation_template() {
     });
     let app = TestApp::builder().config(config).now(NOW).spawn().await;
     let (_, body) = app.post_plain(&text_xml("x", NOW, 1)).await;
-    assert_eq!(content(&body), "这个问题我无法回答");
+    assert_eq!(plain_content(&body), "这个问题我无法回答");
     assert_eq!(
         moderation.hook_requests()[0].body,
         json!({"input": "不该说的话"})
     );
     moderation.set_behaviour(Behaviour::Reply(json!({"flagged": false})));
     let (_, body) = app.post_plain(&text_xml("y", NOW, 2)).await;
-    assert_eq!(content(&body), "不该说的话");
+    assert_eq!(plain_content(&body), "不该说的话");
     // A check that fails does not let the answer through.
     moderation.set_behaviour(Behaviour::Fail(500));
     let (_, body) = app.post_plain(&text_xml("z", NOW, 3)).await;
-    assert_eq!(content(&body), "这个问题我无法回答");
+    assert_eq!(plain_content(&body), "这个问题我无法回答");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use wxgate::conversation::{
     LateError, LateFailure, LateFuture, Outcome, Recorded, Render, Responder, Response, StoreDedup,
     Strategy, LEASE,
 };
-use wxgate::domain::{Message, MessageKind, Reply};
+use wxgate::domain::{Message, Reply};
 use wxgate::metrics::Metrics;
 use wxgate::platform;
 use wxgate::store::{MemoryStore, Namespace, Store};
@@ -122,8 +122,7 @@ impl LateDelivery for Sends {
             let parts: Vec<&str> = content.split('\n').collect();
             let refuse = this.refuse.lock().unwrap().first().copied();
             for (i, part) in parts.iter().enumerate() {
-                if let Some((at, kind)) = refuse.filter(|(at, _)| *at == i) {
-                    let _ = at;
+                if let Some((_, kind)) = refuse.filter(|(at, _)| *at == i) {
                     return Err(LateError {
                         kind,
                         rest: Some(Reply::Text {
@@ -565,7 +564,6 @@ async fn the_rate_limit_answers_its_text_beyond_the_limit() {
         (a.as_deref(), outcome),
         (Some("慢一点"), Outcome::RateLimited)
     );
-    let _ = MessageKind::Unknown;
 }
 
 #[tokio::test(start_paused = true)]

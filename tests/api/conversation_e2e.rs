@@ -9,36 +9,10 @@ use serde_json::Value;
 use toml::Table;
 
 use crate::support::{
-    eventually, table, text_xml, AccountSpec, Behaviour, BinaryServer, CallbackClient,
-    FakeUpstream, FakeWechat, RedisServer, TestApp, TestConfig, ACCOUNT,
+    agent_config, eventually, eventually_async, plain_content, table, text_xml, AccountSpec,
+    Behaviour, BinaryServer, CallbackClient, FakeUpstream, FakeWechat, RedisServer, TestApp,
+    TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
 };
-
-const INTERIM: &str = "正在思考…";
-
-const RULES: &str = r#"
-[[rules]]
-name = "static"
-match = { text = "菜单" }
-reply = { type = "text", content = "static menu" }
-
-[default_reply]
-type = "upstream"
-upstream = "agent"
-"#;
-
-/// An Official Account with API credentials against `wechat`, a 400 ms
-/// passive budget, `upstream` answering everything but "菜单".
-fn config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
-    TestConfig::new()
-        .account(AccountSpec::official_api(&ACCOUNT.token))
-        .token_api(wechat)
-        .set("token.timeout_secs", 2)
-        .set("token.lock_ttl_ms", 3000)
-        .set("agent.passive_budget_ms", 400)
-        .set("agent.interim_text", INTERIM)
-        .upstream(upstream)
-        .rules(RULES)
-}
 
 fn openai(upstream: &FakeUpstream) -> Table {
     table([
@@ -60,43 +34,8 @@ fn webhook(upstream: &FakeUpstream) -> Table {
     ])
 }
 
-fn sent_texts(wechat: &FakeWechat) -> Vec<String> {
-    wechat
-        .custom_sends()
-        .iter()
-        .filter_map(|s| s["text"]["content"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The `Content` of a plain reply.
-fn content(body: &str) -> String {
-    wxgate::message::xml::parse_str(body)
-        .unwrap_or_else(|e| panic!("{e}: {body:?}"))
-        .child_text("Content")
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn unix_now() -> i64 {
     crate::support::now_unix()
-}
-
-/// Polls an async condition until it holds or `limit` passes.
-async fn until<F, Fut>(limit: Duration, mut done: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = std::time::Instant::now() + limit;
-    loop {
-        if done().await {
-            return true;
-        }
-        if std::time::Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]
@@ -107,7 +46,7 @@ async fn a_refused_send_permission_flips_the_account_to_the_next_message() {
     // An unverified account: custom send answers 48001.
     wechat.fail_next_sends(&[48001]);
     let app = TestApp::builder()
-        .config(config(&wechat, openai(&llm)))
+        .config(agent_config(&wechat, openai(&llm)))
         .spawn()
         .await;
     let (_, ready) = app.get("/readyz").await;
@@ -119,19 +58,19 @@ async fn a_refused_send_permission_flips_the_account_to_the_next_message() {
 
     let (status, body) = app.post_plain(&text_xml("第一个问题", app.now(), 1)).await;
     assert_eq!(status, 200);
-    assert_eq!(content(&body), INTERIM);
+    assert_eq!(plain_content(&body), INTERIM);
     assert!(
-        until(Duration::from_secs(5), || async {
+        eventually_async(Duration::from_secs(5), || async {
             let (_, ready) = app.get("/readyz").await;
             ready.contains("next_message")
         })
         .await,
         "the refusal is remembered and shown"
     );
-    assert!(sent_texts(&wechat).is_empty(), "nothing got through");
+    assert!(wechat.sent_texts().is_empty(), "nothing got through");
     // The next message carries the kept answer, then its own.
     let (_, body) = app.post_plain(&text_xml("菜单", app.now(), 2)).await;
-    assert_eq!(content(&body), "answer 1: 第一个问题\n\nstatic menu");
+    assert_eq!(plain_content(&body), "answer 1: 第一个问题\n\nstatic menu");
     let metrics = app.metrics.render();
     assert!(
         metrics.contains("wxgate_agent_failures_total{kind=\"send_48001\"} 1"),
@@ -148,7 +87,7 @@ async fn two_nodes_on_one_redis_answer_one_users_turns_in_order_with_full_histor
     llm.set_chat_delay(Duration::from_millis(50));
     let node = || async {
         TestApp::builder()
-            .config(config(&wechat, openai(&llm)).redis(&redis.url()))
+            .config(agent_config(&wechat, openai(&llm)).redis(&redis.url()))
             .spawn()
             .await
     };
@@ -164,21 +103,21 @@ async fn two_nodes_on_one_redis_answer_one_users_turns_in_order_with_full_histor
     };
     let ((s1, b1), (s2, b2)) = tokio::join!(first, second);
     assert_eq!((s1, s2), (200, 200));
-    assert_eq!(content(&b1), INTERIM);
-    assert_eq!(content(&b2), INTERIM, "the second waits its turn");
+    assert_eq!(plain_content(&b1), INTERIM);
+    assert_eq!(plain_content(&b2), INTERIM, "the second waits its turn");
     assert!(
-        eventually(Duration::from_secs(8), || sent_texts(&wechat).len() >= 2).await,
+        eventually(Duration::from_secs(8), || wechat.sent_texts().len() >= 2).await,
         "{:?}",
-        sent_texts(&wechat)
+        wechat.sent_texts()
     );
     assert_eq!(
-        sent_texts(&wechat),
+        wechat.sent_texts(),
         ["answer 1: slow first", "answer 2: fast second"],
         "answers in the order the questions came"
     );
     // The third turn's history holds both earlier turns.
     let (_, b3) = a.post_plain(&text_xml("fast third", a.now(), 13)).await;
-    assert_eq!(content(&b3), "answer 3: fast third");
+    assert_eq!(plain_content(&b3), "answer 3: fast third");
     let chats = llm.chat_requests();
     let history: Vec<String> = chats[2].body["messages"]
         .as_array()
@@ -235,14 +174,14 @@ async fn sigterm_mid_call_then_a_restart_on_the_same_redis_delivers_once() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxgate.toml");
-    let cfg = config(&wechat, webhook(&hook))
+    let cfg = agent_config(&wechat, webhook(&hook))
         .redis(&redis.url())
         .set("delivery.shutdown_grace_secs", 1);
     cfg.write(&path);
     let client = CallbackClient::for_entry(cfg.build().primary());
     run_and_stop(&path, &client).await;
     assert!(
-        sent_texts(&wechat).is_empty(),
+        wechat.sent_texts().is_empty(),
         "the first node's call was cut"
     );
     assert_eq!(hook.hook_requests().len(), 1);
@@ -250,18 +189,18 @@ async fn sigterm_mid_call_then_a_restart_on_the_same_redis_delivers_once() {
     // A new node on the same Redis finds the cut turn and runs it again.
     let _again = BinaryServer::start(&path).await;
     assert!(
-        eventually(Duration::from_secs(15), || !sent_texts(&wechat).is_empty()).await,
+        eventually(Duration::from_secs(15), || !wechat.sent_texts().is_empty()).await,
         "the answer never arrived"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sent_texts(&wechat), ["深思熟虑的回答"], "delivered once");
+    assert_eq!(wechat.sent_texts(), ["深思熟虑的回答"], "delivered once");
 }
 
 async fn run_and_stop(path: &Path, client: &CallbackClient) {
     let mut first = BinaryServer::start(path).await;
     let (status, body) = post(&first.base, client, &text_xml("想一想", unix_now(), 21)).await;
     assert_eq!(status, 200);
-    assert_eq!(content(&body), INTERIM);
+    assert_eq!(plain_content(&body), INTERIM);
     terminate(&mut first);
     // It stops after its grace period, with the upstream call unfinished.
     let stopped = eventually(Duration::from_secs(5), || {
@@ -285,7 +224,7 @@ async fn sigkill_of_one_node_mid_call_then_a_retry_to_the_other_gets_the_answer(
         .account(AccountSpec::token_only(&ACCOUNT.token))
         .set("agent.passive_budget_ms", 400)
         .upstream(webhook(&hook))
-        .rules(RULES)
+        .rules(AGENT_RULES)
         .redis(&redis.url());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wxgate.toml");
@@ -322,7 +261,7 @@ async fn sigkill_of_one_node_mid_call_then_a_retry_to_the_other_gets_the_answer(
     tokio::time::sleep(wxgate::conversation::LEASE + Duration::from_millis(500)).await;
     let (status, body) = post(&survivor.base, &client, &xml).await;
     assert_eq!(status, 200);
-    assert_eq!(content(&body), "活下来的回答");
+    assert_eq!(plain_content(&body), "活下来的回答");
     assert_eq!(
         hook.hook_requests().len(),
         2,

@@ -10,32 +10,15 @@ use toml::Table;
 use wxgate::message::xml::parse_str;
 
 use crate::support::{
-    eventually, table, text_xml, AccountSpec, Behaviour, FakeUpstream, FakeWechat, TestApp,
-    TestConfig, ACCOUNT,
+    eventually, plain_content, table, text_xml, AccountSpec, Behaviour, FakeUpstream, FakeWechat,
+    TestApp, TestConfig, ACCOUNT, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
-const INTERIM: &str = "正在思考…";
 
 const MARKDOWN: &str = "## 价格\n\n我们有**两种**套餐：\n\n- 基础版：*5 元*\n- 高级版：`9 元`\n\n| 套餐 | 价格 |\n|---|---|\n| 基础 | 5 |\n\n> 限时优惠\n\n详见[价格页](https://example.com/pricing)。\n\n```\nprice --all\n```";
 
 const PLAIN: &str = "价格\n\n我们有两种套餐：\n\n• 基础版：5 元\n• 高级版：9 元\n\n套餐 | 价格\n基础 | 5\n\n> 限时优惠\n\n详见<a href=\"https://example.com/pricing\">价格页</a>。\n\nprice --all";
-
-fn content(body: &str) -> String {
-    parse_str(body)
-        .unwrap_or_else(|e| panic!("not reply XML ({e}): {body}"))
-        .child_text("Content")
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn sent_texts(wechat: &FakeWechat) -> Vec<String> {
-    wechat
-        .custom_sends()
-        .iter()
-        .map(|b| b["text"]["content"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
 
 fn config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
     TestConfig::new()
@@ -74,12 +57,12 @@ async fn an_openai_markdown_answer_arrives_as_plain_text() {
     llm.set_chat_answer(MARKDOWN);
     let app = spawn(config(&wechat, openai(&llm, &[]))).await;
     let (status, body) = app.post_plain(&text_xml("多少钱", NOW, 1)).await;
-    assert_eq!((status, content(&body).as_str()), (200, PLAIN));
+    assert_eq!((status, plain_content(&body).as_str()), (200, PLAIN));
 
     // `format = "plain"` sends the model's text as it is.
     let raw = spawn(config(&wechat, openai(&llm, &[("format", "plain")]))).await;
     let (_, body) = raw.post_plain(&text_xml("多少钱", NOW, 2)).await;
-    assert_eq!(content(&body), MARKDOWN);
+    assert_eq!(plain_content(&body), MARKDOWN);
 }
 
 #[tokio::test]
@@ -94,7 +77,7 @@ async fn a_long_markdown_answer_is_converted_before_it_is_split() {
     llm.set_chat_delay(Duration::from_millis(900));
     let app = spawn(config(&wechat, openai(&llm, &[]))).await;
     let (_, body) = app.post_plain(&text_xml("讲讲", NOW, 3)).await;
-    assert_eq!(content(&body), INTERIM);
+    assert_eq!(plain_content(&body), INTERIM);
 
     let expected: Vec<String> = (1..=60)
         .map(|i| format!("第{i}段：这是比较长的回答内容，用来测试拆分。"))
@@ -102,13 +85,13 @@ async fn a_long_markdown_answer_is_converted_before_it_is_split() {
     let expected = expected.join("\n\n");
     // Cuts fall between paragraphs and drop the blank line there.
     assert!(
-        eventually(Duration::from_secs(6), || sent_texts(&wechat).join("\n\n")
+        eventually(Duration::from_secs(6), || wechat.sent_texts().join("\n\n")
             == expected)
         .await,
         "{:?}",
-        sent_texts(&wechat)
+        wechat.sent_texts()
     );
-    let parts = sent_texts(&wechat);
+    let parts = wechat.sent_texts();
     assert!(parts.len() >= 2, "{parts:?}");
     assert!(
         parts
@@ -134,7 +117,7 @@ async fn control_characters_never_reach_a_reply() {
     let app = spawn(config(&wechat, hook_table)).await;
     let (status, body) = app.post_plain(&text_xml("hi", NOW, 4)).await;
     assert_eq!(status, 200);
-    assert_eq!(content(&body), "abc[0m\td");
+    assert_eq!(plain_content(&body), "abc[0m\td");
 
     // News titles too.
     hook.set_behaviour(Behaviour::Reply(json!({
@@ -150,5 +133,5 @@ async fn control_characters_never_reach_a_reply() {
     llm.set_chat_answer("**好**\u{0}的\u{8}");
     let app = spawn(config(&wechat, openai(&llm, &[]))).await;
     let (_, body) = app.post_plain(&text_xml("hi", NOW, 6)).await;
-    assert_eq!(content(&body), "好的");
+    assert_eq!(plain_content(&body), "好的");
 }

@@ -1,5 +1,6 @@
 //! The shared harness of the API tests.
 //!
+//! - `agent`: the agent tests' account and reading plain replies;
 //! - `app`: [`TestApp`], the app in-process on a free port (one builder),
 //!   and [`BinaryServer`], the real binary;
 //! - `config`: [`TestConfig`], configurations built as TOML values;
@@ -10,6 +11,7 @@
 //! - `fixtures`: the recorded fixtures and the shared vectors;
 //! - `responders`: reply decisions and late-delivery hooks to swap in.
 
+pub mod agent;
 pub mod app;
 pub mod client;
 pub mod config;
@@ -22,6 +24,7 @@ pub mod responders;
 
 use std::time::{Duration, Instant};
 
+pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
@@ -33,9 +36,18 @@ pub use redis_server::RedisServer;
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    eventually_async(limit, || std::future::ready(done())).await
+}
+
+/// As [`eventually`], for a condition that must await (an HTTP call).
+pub async fn eventually_async<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let until = Instant::now() + limit;
     loop {
-        if done() {
+        if done().await {
             return true;
         }
         if Instant::now() >= until {

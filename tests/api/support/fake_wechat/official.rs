@@ -83,6 +83,14 @@ impl FakeWechat {
         self.outbox_of("/cgi-bin/message/custom/send")
     }
 
+    /// The texts of the accepted custom sends, in order (empty for other kinds).
+    pub fn sent_texts(&self) -> Vec<String> {
+        self.custom_sends()
+            .iter()
+            .map(|b| b["text"]["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// Bodies of the accepted typing calls, in order.
     pub fn typing_calls(&self) -> Vec<Value> {
         self.outbox_of("/cgi-bin/message/custom/typing")

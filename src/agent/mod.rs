@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::conversation::{Deferred, Responder, Response, SharedRules};
+use crate::conversation::{Deferred, Parts, PartsSender, Responder, Response, SharedRules};
 use crate::domain::markdown::{strip_xml_invalid, to_plain, LinkStyle};
 use crate::domain::{Message, Reply};
 use crate::metrics::{Metrics, UpstreamLabel};
@@ -35,10 +35,10 @@ pub use history::{ChatMessage, History};
 pub use moderation::Moderation;
 pub use settings::{
     AgentSettings, AnswerFormat, ModerationSettings, OpenAiSettings, ProtocolSettings,
-    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY, DEFAULT_STREAM_CUT_TEXT,
 };
 pub use upstream::{
-    openai, webhook, CallFuture, Http, LocalFuture, Protocol, Upstream, UpstreamError,
+    openai, webhook, CallFuture, Emit, Http, LocalFuture, Protocol, Upstream, UpstreamError,
 };
 
 /// What the responder needs besides the rules.
@@ -120,11 +120,13 @@ impl AgentResponder {
     fn deferred(
         &self,
         future: impl std::future::Future<Output = Reply> + Send + 'static,
+        parts: Option<Parts>,
     ) -> Response {
         Response::Deferred(Deferred {
             future: Box::pin(future.instrument(tracing::Span::current())),
             budget: self.shared.settings.passive_budget,
             interim: self.shared.interim.clone(),
+            parts,
         })
     }
 }
@@ -149,7 +151,7 @@ impl Responder for AgentResponder {
             });
         };
         if let Some(local) = upstream.intercept(message) {
-            return self.deferred(local);
+            return self.deferred(local, None);
         }
         let Ok(permit) = upstream.permits.clone().try_acquire_owned() else {
             self.shared.metrics.agent_failure("overload");
@@ -158,10 +160,29 @@ impl Responder for AgentResponder {
         };
         let shared = self.shared.clone();
         let message = message.clone();
-        self.deferred(async move {
+        // A streamed answer's parts go out early, each made fit for WeChat
+        // on its own; with moderation on, an answer is checked whole first.
+        let (sender, parts) = match upstream.streams() && shared.moderation.is_none() {
+            true => {
+                let (sender, parts) = tokio::sync::mpsc::unbounded_channel();
+                (Some(sender), Some(parts))
+            }
+            false => (None, None),
+        };
+        let future = async move {
             let _permit = permit;
             let started = Instant::now();
-            let result = upstream.call(&message, &shared.app_id).await;
+            let (format, links) = (upstream.settings.format, shared.links);
+            let emit_part = sender.map(|sender: PartsSender| {
+                move |raw: String| {
+                    // The engine may have stopped listening (a sweep): the part is then in the whole answer anyway.
+                    let _ = sender.send(shape_answer(Reply::Text { content: raw }, format, links));
+                }
+            });
+            let emit: Emit<'_> = emit_part
+                .as_ref()
+                .map(|f| f as &(dyn Fn(String) + Send + Sync));
+            let result = upstream.call(&message, &shared.app_id, emit).await;
             shared
                 .metrics
                 .upstream_latency
@@ -182,7 +203,8 @@ impl Responder for AgentResponder {
                     }
                 }
             }
-        })
+        };
+        self.deferred(future, parts)
     }
 }
 

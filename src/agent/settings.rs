@@ -8,6 +8,9 @@ use crate::secret::Secret;
 
 /// Answered when an upstream fails and no `fallback_text` is configured.
 pub const DEFAULT_FALLBACK_TEXT: &str = "抱歉，暂时无法回答，请稍后再试。";
+/// Ends a streamed answer the upstream broke off, when no
+/// `stream_cut_text` is configured.
+pub const DEFAULT_STREAM_CUT_TEXT: &str = "（回答中断了，后面的部分没能生成，请再问一次。）";
 /// Answered to the reset command when no `reset_reply` is configured.
 pub const DEFAULT_RESET_REPLY: &str = "好的，我们重新开始吧。";
 
@@ -107,4 +110,9 @@ pub struct OpenAiSettings {
     pub reset_reply: String,
     /// Voice transcripts are sent as the user's text (`[agent] voice_as_text`).
     pub voice_as_text: bool,
+    /// Ask for the answer as server-sent events and hand on complete
+    /// parts as they arrive.
+    pub stream: bool,
+    /// Ends what a stream broke off mid-answer delivered.
+    pub stream_cut_text: String,
 }

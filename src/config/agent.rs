@@ -10,7 +10,7 @@ use crate::conversation::{ConversationOptions, Strategy, DEFAULT_RATE_LIMITED};
 
 use crate::agent::{
     AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
-    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY, DEFAULT_STREAM_CUT_TEXT,
 };
 use crate::domain::markdown::AnswerFormat;
 use crate::rules::{RuleSet, VoiceOptions};
@@ -73,6 +73,8 @@ pub(super) struct UpstreamSection {
     pub history_ttl_secs: Option<u64>,
     pub reset_command: Option<String>,
     pub reset_reply: Option<String>,
+    pub stream: Option<bool>,
+    pub stream_cut_text: Option<String>,
 }
 
 /// `[agent] voice_as_text` and `voice_fallback_text`: how every rule set
@@ -373,6 +375,8 @@ fn upstream(
         ("history_ttl_secs", raw.history_ttl_secs.is_some()),
         ("reset_command", raw.reset_command.is_some()),
         ("reset_reply", raw.reset_reply.is_some()),
+        ("stream", raw.stream.is_some()),
+        ("stream_cut_text", raw.stream_cut_text.is_some()),
     ];
     let protocol = match raw.protocol.as_deref() {
         Some("webhook") => {
@@ -415,6 +419,14 @@ fn upstream(
                 errors.push("reset_command must not be empty".into());
             }
             let api_key = secret(raw.api_key_env, "api_key_env", errors);
+            let stream_cut_text = match raw.stream_cut_text {
+                Some(t) if t.trim().is_empty() => {
+                    errors.push("stream_cut_text must not be empty (leave it out instead)".into());
+                    String::new()
+                }
+                Some(t) => t,
+                None => DEFAULT_STREAM_CUT_TEXT.to_owned(),
+            };
             model.map(|model| {
                 ProtocolSettings::OpenAi(OpenAiSettings {
                     model,
@@ -425,6 +437,8 @@ fn upstream(
                     history_ttl: Duration::from_secs(history_ttl_secs),
                     reset_command: reset_command.trim().to_owned(),
                     voice_as_text,
+                    stream: raw.stream.unwrap_or(false),
+                    stream_cut_text,
                     reset_reply: raw
                         .reset_reply
                         .filter(|r| !r.trim().is_empty())

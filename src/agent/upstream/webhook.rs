@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::protocol::{CallFuture, Http, Protocol, UpstreamError};
+use super::protocol::{CallFuture, Emit, Http, Protocol, UpstreamError};
 use crate::domain::{Message, MessageKind, Reply};
 use crate::rules::{build_reply, ReplySpec};
 use crate::secret::Secret;
@@ -204,7 +204,13 @@ impl Protocol for Webhook {
         "webhook"
     }
 
-    fn call<'a>(&'a self, http: &'a Http, message: &'a Message, app_id: &'a str) -> CallFuture<'a> {
+    fn call<'a>(
+        &'a self,
+        http: &'a Http,
+        message: &'a Message,
+        app_id: &'a str,
+        _emit: Emit<'a>,
+    ) -> CallFuture<'a> {
         Box::pin(self.exchange(http, message, app_id))
     }
 }

@@ -24,6 +24,7 @@ mod props;
 mod reload;
 mod store_breaker;
 mod store_tls;
+mod streaming;
 mod support;
 mod token;
 mod token_app;

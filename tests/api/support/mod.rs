@@ -28,7 +28,7 @@ pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
-pub use fake_upstream::{Behaviour, FakeUpstream};
+pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};
 pub use fake_wechat::FakeWechat;
 pub use fixtures::{fixtures_dir, ACCOUNT};
 pub use messages::{kf_notification_xml, text_xml, voice_xml, wecom_text, wecom_voice};

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::after::deliver_after;
 use super::conversations::Conversations;
@@ -553,56 +554,61 @@ impl Delivery {
         let guard = self.tasks.enter(&self.metrics);
         let (c, key, message, render) = (c.clone(), key.clone(), message.clone(), render.clone());
         let (dedup, late, metrics) = (self.dedup.clone(), self.late.clone(), self.metrics.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            // Written down first: a stop or crash from here on leaves the
-            // turn for another node's sweep.
-            c.jobs.start(key.as_str(), &message, strategy).await;
-            // Keep this node's claim and job alive while the turn runs, so
-            // that a retry elsewhere waits rather than taking it over.
-            let renew = keep_alive(&c.jobs, key.as_str(), Some((&dedup, &key)));
-            let _turn = c
-                .locks
-                .acquire(&c.key_of(&message), c.settings.turn_patience)
-                .await;
-            match parts {
-                None => {
-                    let reply = future.await;
-                    if let Err(reply) = tx.send(reply) {
-                        deliver_after(
-                            &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
-                        )
-                        .await;
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                // Written down first: a stop or crash from here on leaves the
+                // turn for another node's sweep.
+                c.jobs.start(key.as_str(), &message, strategy).await;
+                // Keep this node's claim and job alive while the turn runs, so
+                // that a retry elsewhere waits rather than taking it over.
+                let renew = keep_alive(&c.jobs, key.as_str(), Some((&dedup, &key)));
+                let _turn = c
+                    .locks
+                    .acquire(&c.key_of(&message), c.settings.turn_patience)
+                    .await;
+                match parts {
+                    None => {
+                        let reply = future.await;
+                        if let Err(reply) = tx.send(reply) {
+                            deliver_after(
+                                &c, &key, &message, &render, reply, strategy, &dedup, &late,
+                                &metrics,
+                            )
+                            .await;
+                        }
+                    }
+                    Some(parts) => {
+                        let cx = TurnContext {
+                            c: &c,
+                            key: &key,
+                            message: &message,
+                            render: &render,
+                            dedup: &dedup,
+                            late: &late,
+                            metrics: &metrics,
+                        };
+                        let mut streamed = Streamed::new(parts);
+                        let last = streamed.run(&cx, future, &mut tx, strategy).await;
+                        // Ready while the push waits: all of it answers the push.
+                        if tx.send(streamed.whole(&last)).is_err() {
+                            let (rest, strategy) = streamed.rest(&cx, last, strategy).await;
+                            deliver_after(
+                                &c, &key, &message, &render, rest, strategy, &dedup, &late,
+                                &metrics,
+                            )
+                            .await;
+                        }
+                        // Parts a push took while the whole was answered are
+                        // part of that answer: nothing of the turn stays kept.
+                        c.pending.take_parts(key.as_str()).await;
                     }
                 }
-                Some(parts) => {
-                    let cx = TurnContext {
-                        c: &c,
-                        key: &key,
-                        message: &message,
-                        render: &render,
-                        dedup: &dedup,
-                        late: &late,
-                        metrics: &metrics,
-                    };
-                    let mut streamed = Streamed::new(parts);
-                    let last = streamed.run(&cx, future, &mut tx, strategy).await;
-                    // Ready while the push waits: all of it answers the push.
-                    if tx.send(streamed.whole(&last)).is_err() {
-                        let (rest, strategy) = streamed.rest(&cx, last, strategy).await;
-                        deliver_after(
-                            &c, &key, &message, &render, rest, strategy, &dedup, &late, &metrics,
-                        )
-                        .await;
-                    }
-                    // Parts a push took while the whole was answered are
-                    // part of that answer: nothing of the turn stays kept.
-                    c.pending.take_parts(key.as_str()).await;
-                }
+                drop(renew);
+                c.jobs.finish(key.as_str()).await;
             }
-            drop(renew);
-            c.jobs.finish(key.as_str()).await;
-        });
+            .instrument(tracing::Span::current()),
+        );
     }
 
     /// The parts of a streamed answer no one has delivered yet, within one
@@ -699,24 +705,27 @@ impl Delivery {
         let late = self.late.clone();
         let metrics = self.metrics.clone();
         let guard = self.tasks.enter(&self.metrics);
-        tokio::spawn(async move {
-            let _guard = guard;
-            let reply = future.await;
-            if let Err(reply) = tx.send(reply) {
-                // WeChat has been answered already: deliver late.
-                let kind = match late.deliver(late_message, reply).await {
-                    Ok(()) => "delivered",
-                    Err(e) => {
-                        tracing::warn!(error = %e, "late reply not delivered");
-                        "dropped"
-                    }
-                };
-                metrics
-                    .late_results
-                    .get_or_create(&KindLabel { kind })
-                    .inc();
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let reply = future.await;
+                if let Err(reply) = tx.send(reply) {
+                    // WeChat has been answered already: deliver late.
+                    let kind = match late.deliver(late_message, reply).await {
+                        Ok(()) => "delivered",
+                        Err(e) => {
+                            tracing::warn!(error = %e, "late reply not delivered");
+                            "dropped"
+                        }
+                    };
+                    metrics
+                        .late_results
+                        .get_or_create(&KindLabel { kind })
+                        .inc();
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         let in_time = |reply: &Reply| {
             if matches!(interim, Interim::Upstream(_)) {
                 self.metrics.agent_delivery("passive");

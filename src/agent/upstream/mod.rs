@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 
 use super::history::History;
 use super::settings::{ProtocolSettings, UpstreamSettings};
-use crate::domain::{Message, Reply};
-pub use protocol::{CallFuture, Http, LocalFuture, Protocol, UpstreamError};
+use crate::domain::Message;
+pub use protocol::{Answer, CallFuture, Http, LocalFuture, Protocol, UpstreamError};
 
 /// A configured upstream, ready to call.
 pub struct Upstream {
@@ -52,7 +52,7 @@ impl Upstream {
     }
 
     /// Asks the upstream for the reply to `message`.
-    pub async fn call(&self, message: &Message, app_id: &str) -> Result<Reply, UpstreamError> {
+    pub async fn call(&self, message: &Message, app_id: &str) -> Result<Answer, UpstreamError> {
         let timeout = self.settings.timeout;
         let call = self.protocol.call(&self.http, message, app_id);
         // reqwest's timeout covers the body too; this also bounds the store.

@@ -526,6 +526,26 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn names_are_checked_after_resolution() {
+        use reqwest::dns::Resolve;
+        let name = |n: &str| n.parse::<reqwest::dns::Name>().unwrap();
+        let guarded = GuardedResolver {
+            allow_private: false,
+        };
+        let err = guarded
+            .resolve(name("localhost"))
+            .await
+            .err()
+            .expect("localhost is refused");
+        assert!(err.to_string().contains("not a public address"), "{err}");
+        let open = GuardedResolver {
+            allow_private: true,
+        };
+        let addrs: Vec<SocketAddr> = open.resolve(name("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
     #[test]
     fn urls_are_checked_by_scheme_and_address() {
         let check = |u: &str, allow| check_url(&reqwest::Url::parse(u).unwrap(), allow);

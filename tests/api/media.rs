@@ -13,7 +13,8 @@ use wxgate::message::xml::parse_str;
 use crate::support::fake_wechat::{CORP_ID, CORP_SECRET};
 use crate::support::{
     self, eventually, image_xml, plain_content, table, text_xml, wecom_image, AccountSpec,
-    Behaviour, FakeUpstream, FakeWechat, FileServer, TestApp, TestConfig, INTERIM,
+    Behaviour, FakeUpstream, FakeWechat, FileServer, TestApp, TestConfig, ACCOUNT, AGENT_RULES,
+    INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -118,6 +119,24 @@ async fn without_the_upload_permission_the_link_is_sent_as_text() {
     assert_eq!(wechat.api_calls("/cgi-bin/media/upload"), 1);
     assert!(wechat.media_uploads().is_empty());
     assert!(media_failures(&app), "{}", app.metrics.render());
+}
+
+#[tokio::test]
+async fn an_account_without_the_api_sends_the_link_without_downloading() {
+    let files = FileServer::start().await;
+    files.serve("/cat.png", "image/png", PNG);
+    let url = files.url("/cat.png");
+    let hook = FakeUpstream::start(image_answer(&url)).await;
+    let config = TestConfig::new()
+        .account(AccountSpec::token_only(&ACCOUNT.token))
+        .set("agent.allow_private_media", true)
+        .upstream(webhook(&hook))
+        .rules(AGENT_RULES);
+    let app = spawn(config).await;
+    let (_, body) = app.post_plain(&text_xml("来张猫图", NOW, 1)).await;
+    assert_eq!(plain_content(&body), format!("<a href=\"{url}\">{url}</a>"));
+    assert_eq!(files.hits("/cat.png"), 0);
+    assert!(media_failures(&app));
 }
 
 #[tokio::test]

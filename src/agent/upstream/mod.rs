@@ -2,6 +2,7 @@
 //! the call. The protocols ([`webhook`], [`openai`]) implement
 //! [`Protocol`] from `protocol.rs` and know nothing of each other.
 
+mod chat_media;
 pub mod openai;
 mod protocol;
 pub mod webhook;

@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use toml::Table;
 use wxgate::message::xml::parse_str;
 
-use crate::support::fake_wechat::{CORP_ID, CORP_SECRET};
+use crate::support::fake_wechat::{kf_text, CORP_ID, CORP_SECRET, KF_SECRET};
 use crate::support::{
-    self, eventually, image_xml, plain_content, table, text_xml, wecom_image, AccountSpec,
-    Behaviour, FakeUpstream, FakeWechat, FileServer, TestApp, TestConfig, ACCOUNT, AGENT_RULES,
-    INTERIM,
+    self, eventually, image_xml, kf_notification_xml, plain_content, table, text_xml, wecom_image,
+    AccountSpec, Behaviour, CallbackClient, FakeUpstream, FakeWechat, FileServer, TestApp,
+    TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -361,4 +361,98 @@ async fn wecom_pictures_go_to_vision_and_images_come_back_by_wecom_upload() {
         last_user_content(&llm.chat_requests()[0].body)[1]["image_url"]["url"],
         pic
     );
+}
+
+#[tokio::test]
+async fn a_customer_service_answer_goes_as_an_image_uploaded_with_its_token() {
+    const KF_TOKEN: &str = "kfCallbackToken";
+    const KF_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const OPEN_KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
+    let wechat = FakeWechat::start().await;
+    let files = FileServer::start().await;
+    files.serve("/menu.jpg", "image/jpeg", b"\xff\xd8\xff fake jpeg menu");
+    let hook = FakeUpstream::start(image_answer(&files.url("/menu.jpg"))).await;
+    let now = support::now_unix();
+    wechat.kf_push(
+        OPEN_KFID,
+        vec![kf_text(
+            "from_msgid_1",
+            "wm_customer",
+            OPEN_KFID,
+            now,
+            "菜单图",
+        )],
+    );
+    let config = TestConfig::new()
+        .add_account(
+            AccountSpec::kf(KF_TOKEN, KF_KEY, CORP_ID, KF_SECRET)
+                .name("service")
+                .set("path", "/kf")
+                .api(&wechat)
+                .rules("[default_reply]\ntype = \"upstream\"\nupstream = \"agent\"\n"),
+        )
+        .set("agent.allow_private_media", true)
+        .upstream(webhook(&hook))
+        .source("kf-media.toml");
+    let app = TestApp::builder().config(config).now(now).spawn().await;
+    let token = wechat.kf_notification_token(OPEN_KFID);
+    let (query, body) = CallbackClient::kf(KF_TOKEN, KF_KEY, CORP_ID)
+        .encrypted(&kf_notification_xml(&token, OPEN_KFID, now), now);
+    let (status, _) = app.post(&query, body).await;
+    assert_eq!(status, 200);
+
+    assert!(
+        eventually(Duration::from_secs(5), || !wechat.kf_sends().is_empty()).await,
+        "nothing sent"
+    );
+    let sent = &wechat.kf_sends()[0];
+    assert_eq!(sent["msgtype"], "image", "{sent}");
+    let uploads = wechat.media_uploads();
+    assert_eq!(
+        sent["image"]["media_id"].as_str(),
+        Some(uploads[0].media_id.as_str())
+    );
+    let token = &wechat.api_call_tokens("/cgi-bin/media/upload")[0];
+    assert_eq!(wechat.token_secret(token).as_deref(), Some(KF_SECRET));
+}
+
+#[tokio::test]
+async fn a_video_keeps_its_title_and_any_refusal_sends_the_link() {
+    let wechat = FakeWechat::start().await;
+    let files = FileServer::start().await;
+    files.serve("/clip.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42 fake");
+    files.serve("/other.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42 other");
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({
+        "type": "video", "url": files.url("/clip.mp4"), "title": "演示", "description": "一段视频",
+    })))
+    .await;
+    let app = spawn(media_config(&wechat, webhook(&hook))).await;
+
+    let (_, body) = app.post_plain(&text_xml("视频", NOW, 1)).await;
+    let xml = parse_str(&body).unwrap();
+    assert_eq!(xml.child_text("MsgType"), Some("video"), "{body}");
+    let video = xml.child("Video").unwrap();
+    assert_eq!(
+        (
+            video.child_text("MediaId"),
+            video.child_text("Title"),
+            video.child_text("Description")
+        ),
+        (
+            Some(wechat.media_uploads()[0].media_id.as_str()),
+            Some("演示"),
+            Some("一段视频")
+        )
+    );
+    assert_eq!(wechat.media_uploads()[0].kind, "video");
+
+    // WeChat refusing the file for any reason: the link, labelled by the title.
+    wechat.refuse_uploads(40004);
+    let url = files.url("/other.mp4");
+    hook.set_behaviour(Behaviour::Reply(
+        json!({ "type": "video", "url": url, "title": "演示" }),
+    ));
+    let (_, body) = app.post_plain(&text_xml("另一段", NOW, 2)).await;
+    assert_eq!(plain_content(&body), format!("<a href=\"{url}\">演示</a>"));
+    assert_eq!(wechat.media_uploads().len(), 1);
 }

@@ -382,8 +382,13 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// The text sent instead of media: the link as the platform shows links.
 pub fn link_text(label: Option<&str>, url: &str, links: LinkStyle) -> String {
     let label = label.map(str::trim).filter(|l| !l.is_empty());
+    // Only web links become anchors, as in converted markdown.
+    let web = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    });
     match (links, label) {
-        (LinkStyle::Anchor, label) => format!(
+        (LinkStyle::Anchor, label) if web => format!(
             "<a href=\"{}\">{}</a>",
             url.replace('"', "%22"),
             label.unwrap_or(url)
@@ -574,5 +579,9 @@ mod tests {
             "猫 (https://e.com/cat.png)"
         );
         assert_eq!(link_text(Some(" "), url, LinkStyle::Text), url);
+        assert_eq!(
+            link_text(Some("x"), "javascript:alert(1)", LinkStyle::Anchor),
+            "x (javascript:alert(1))"
+        );
     }
 }

@@ -65,11 +65,11 @@ pub(super) fn error(code: i64) -> Json<Value> {
         41001 => "access_token missing",
         41005 => "media data missing",
         42001 => "access_token expired",
-        48001 => "api unauthorized",
         45009 => "reach max api daily quota limit",
         45015 => "response out of time limit or subscription is canceled",
         45047 => "out of response count limit",
         45072 => "command field invalid",
+        48001 => "api unauthorized",
         _ => "error",
     };
     Json(json!({ "errcode": code, "errmsg": format!("{message} rid: 0000-fake") }))

@@ -8,12 +8,16 @@
 //!   else with the interim text, and the result goes to the late hook.
 //! - Protocols: [`webhook`] (wxgate's JSON, optional HMAC) and [`openai`]
 //!   (chat completions with per-user history in the shared store).
+//! - [`media`]: answers of media by URL, downloaded under a guard and
+//!   uploaded through the platform's [`MediaUpload`] inside the upstream's
+//!   future, so they go passively when they fit the budget and late if not.
 //!
 //! Depends on the domain, the rules, the conversation layer's traits, the
 //! store and metrics; knows nothing of platforms, HTTP or crypto. Answers
 //! that miss the passive budget go to the platform's late channel.
 
 mod history;
+pub mod media;
 mod moderation;
 mod settings;
 
@@ -32,13 +36,15 @@ use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
 
 pub use history::{ChatMessage, History};
+pub use media::{Media, MediaUpload};
 pub use moderation::Moderation;
 pub use settings::{
-    AgentSettings, AnswerFormat, ModerationSettings, OpenAiSettings, ProtocolSettings,
-    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY, DEFAULT_STREAM_CUT_TEXT,
+    AgentSettings, AnswerFormat, MediaSettings, ModerationSettings, OpenAiSettings,
+    ProtocolSettings, UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    DEFAULT_STREAM_CUT_TEXT, DEFAULT_VISION_PROMPT,
 };
 pub use upstream::{
-    openai, webhook, CallFuture, Emit, Http, LocalFuture, Protocol, Upstream, UpstreamError,
+    openai, webhook, Answer, CallFuture, Emit, Http, LocalFuture, Protocol, Upstream, UpstreamError,
 };
 
 /// What the responder needs besides the rules.
@@ -57,6 +63,9 @@ pub struct AgentParts {
     pub overload: Reply,
     /// How the platform's text shows links converted from markdown.
     pub links: LinkStyle,
+    /// The platform's media upload, when the account has one (else media
+    /// answers become links).
+    pub media: Option<Arc<dyn MediaUpload>>,
     /// Where to count.
     pub metrics: Arc<Metrics>,
 }
@@ -76,13 +85,25 @@ struct Shared {
     overload: Reply,
     links: LinkStyle,
     moderation: Option<Moderation>,
+    media: Media,
     metrics: Arc<Metrics>,
 }
 
 impl AgentResponder {
     /// Builds a client per upstream. Does no I/O.
     pub fn new(parts: AgentParts) -> Result<AgentResponder, reqwest::Error> {
-        let history = History::new(parts.store, parts.namespace, parts.metrics.clone());
+        let history = History::new(
+            parts.store.clone(),
+            parts.namespace.clone(),
+            parts.metrics.clone(),
+        );
+        let media = Media::new(
+            parts.media,
+            parts.store,
+            parts.namespace,
+            parts.settings.media,
+            parts.metrics.clone(),
+        )?;
         let mut upstreams = HashMap::new();
         for u in &parts.settings.upstreams {
             upstreams.insert(
@@ -112,6 +133,7 @@ impl AgentResponder {
                 overload: parts.overload,
                 links: parts.links,
                 moderation,
+                media,
                 metrics: parts.metrics,
             }),
         })
@@ -191,8 +213,15 @@ impl Responder for AgentResponder {
                 })
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(reply) => {
+                Ok(Answer::Reply(reply)) => {
                     let reply = shape_answer(reply, upstream.settings.format, shared.links);
+                    shared.moderate(reply).await
+                }
+                // The upload runs here, inside the deferred future: within
+                // the passive budget it is the passive reply, else it goes late.
+                Ok(Answer::Media(answer)) => {
+                    let reply = shared.media.reply(answer, shared.links).await;
+                    let reply = shape_answer(reply, AnswerFormat::Plain, shared.links);
                     shared.moderate(reply).await
                 }
                 Err(e) => {

@@ -15,6 +15,7 @@ mod hygiene;
 mod init;
 mod kf;
 mod markdown;
+mod media;
 mod multinode;
 mod nginx_config;
 mod operator;

@@ -2,6 +2,7 @@
 //! the call. The protocols ([`webhook`], [`openai`]) implement
 //! [`Protocol`] from `protocol.rs` and know nothing of each other.
 
+mod chat_media;
 pub mod openai;
 mod protocol;
 pub mod webhook;
@@ -13,8 +14,8 @@ use tokio::sync::Semaphore;
 
 use super::history::History;
 use super::settings::{ProtocolSettings, UpstreamSettings};
-use crate::domain::{Message, Reply};
-pub use protocol::{CallFuture, Emit, Http, LocalFuture, Protocol, UpstreamError};
+use crate::domain::Message;
+pub use protocol::{Answer, CallFuture, Emit, Http, LocalFuture, Protocol, UpstreamError};
 
 /// A configured upstream, ready to call.
 pub struct Upstream {
@@ -63,7 +64,7 @@ impl Upstream {
         message: &Message,
         app_id: &str,
         emit: Emit<'_>,
-    ) -> Result<Reply, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let timeout = self.settings.timeout;
         let call = self.protocol.call(&self.http, message, app_id, emit);
         // reqwest's timeout covers the body too; this also bounds the store.

@@ -2,11 +2,15 @@
 //! (OpenAI, Ollama, vLLM, llama.cpp, …), with per-user memory and a reset
 //! command that clears it. With `stream = true` the answer is read as
 //! server-sent events and complete parts are handed on as they arrive.
+//! With `vision = true` a picture goes to the model
+//! as an image input; with `image_answers = true` an answer that is one
+//! markdown image and nothing else becomes an image reply.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::chat_media::{image_answer, outgoing, vision_picture, Outgoing, PICTURE_PLACEHOLDER};
 use super::protocol::{
     CallFuture, Emit, Http, LocalFuture, Protocol, UpstreamError, MAX_RESPONSE_BYTES,
 };
@@ -25,7 +29,7 @@ const NEXT_PART_BYTES: usize = 300;
 #[derive(Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: &'a [ChatMessage],
+    messages: &'a [Outgoing<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     stream: bool,
@@ -307,8 +311,11 @@ impl OpenAi {
         emit: Emit<'_>,
     ) -> Result<Reply, UpstreamError> {
         let settings = &self.settings;
-        let Some(text) = user_text(message, settings.voice_as_text) else {
-            tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text only; answering success");
+        let picture = vision_picture(message, settings.vision);
+        let text = user_text(message, settings.voice_as_text)
+            .or(picture.map(|_| settings.vision_prompt.as_str()));
+        let Some(text) = text else {
+            tracing::debug!(msg_type = %message.msg_type, "a chat upstream takes text (and pictures with vision) only; answering success");
             return Ok(Reply::Success);
         };
         let openid = &message.from_user;
@@ -326,7 +333,7 @@ impl OpenAi {
         messages.push(ChatMessage::new("user", text));
         let mut request = http.post().json(&ChatRequest {
             model: &settings.model,
-            messages: &messages,
+            messages: &outgoing(&messages, picture),
             temperature: settings.temperature,
             stream: settings.stream,
         });
@@ -344,7 +351,11 @@ impl OpenAi {
             (answer, reply)
         };
         if remember {
-            history.push(ChatMessage::new("user", text));
+            let remembered = match picture {
+                Some(_) => format!("{PICTURE_PLACEHOLDER} {text}"),
+                None => text.to_owned(),
+            };
+            history.push(ChatMessage::new("user", remembered));
             history.push(ChatMessage::new("assistant", answer.as_str()));
             self.history
                 .save(
@@ -430,7 +441,11 @@ impl Protocol for OpenAi {
         _app_id: &'a str,
         emit: Emit<'a>,
     ) -> CallFuture<'a> {
-        Box::pin(self.exchange(http, message, emit))
+        let image_answers = self.settings.image_answers;
+        Box::pin(async move {
+            let reply = self.exchange(http, message, emit).await?;
+            Ok(image_answer(reply, image_answers))
+        })
     }
 
     fn streams(&self) -> bool {

@@ -10,13 +10,30 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::agent::media::MediaAnswer;
 use crate::domain::{Message, Reply};
 
 /// Upstream answers are small JSON documents; anything bigger is refused.
 pub(super) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// A protocol's answer to come.
-pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send + 'a>>;
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer, UpstreamError>> + Send + 'a>>;
+
+/// What an upstream answered: a reply as it is, or media by URL that the
+/// agent bridge uploads first (see `agent::media`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A reply, ready to shape and send.
+    Reply(Reply),
+    /// A picture, voice or video to download and upload for its `media_id`.
+    Media(MediaAnswer),
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Self {
+        Answer::Reply(reply)
+    }
+}
 
 /// Where a streaming protocol hands each complete part of its answer (raw,
 /// as the upstream wrote it) while the rest is still arriving; `None` when

@@ -14,6 +14,7 @@ mod fixtures;
 mod hygiene;
 mod init;
 mod kf;
+mod logs;
 mod markdown;
 mod media;
 mod multinode;

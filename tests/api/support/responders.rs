@@ -37,6 +37,27 @@ impl Responder for SlowResponder {
     }
 }
 
+/// Answers "rule:<content>" at once, as a rule does, counting its calls.
+#[derive(Default)]
+pub struct CountingRule {
+    calls: AtomicUsize,
+}
+
+impl CountingRule {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Responder for CountingRule {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Response::Ready(Reply::Text {
+            content: format!("rule:{}", message.text().unwrap_or_default()),
+        })
+    }
+}
+
 /// Records late replies: (recipient, reply).
 #[derive(Default)]
 pub struct RecordingLate(pub Mutex<Vec<(String, Reply)>>);

@@ -8,7 +8,7 @@ use super::StartupError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountEntry, Config, StoreConfig};
 use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient};
-use crate::store::{MemoryStore, Namespace, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store};
 use crate::token::{IssuedToken, TokenManager, TokenSettings};
 
 /// The access token machinery of one account, built from the config.
@@ -67,7 +67,7 @@ impl TokenParts {
         let tokens = TokenManager::new(
             client.clone(),
             store.clone(),
-            &Namespace::new(&entry.namespace, config.store.key_format()),
+            &config.store.namespace(&entry.namespace),
             clock,
             settings,
         );

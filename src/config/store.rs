@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::{KeyFormat, RedisSettings, RedisTarget, SentinelSettings};
+use crate::store::{KeyFormat, Namespace, RedisSettings, RedisTarget, SentinelSettings};
 
 /// `[store]` as written.
 #[derive(Debug, Deserialize)]
@@ -74,6 +74,24 @@ impl StoreConfig {
         match self {
             StoreConfig::Memory => KeyFormat::Tagged,
             StoreConfig::Redis { key_format, .. } => *key_format,
+        }
+    }
+
+    /// The keys of the account whose store namespace id is `id`: spelled
+    /// as `key_format` says; on a Cluster without the older spelling's
+    /// fallback (no older version ran on one).
+    pub fn namespace(&self, id: &str) -> Namespace {
+        let namespace = Namespace::new(id, self.key_format());
+        match self {
+            StoreConfig::Redis {
+                settings:
+                    RedisSettings {
+                        target: RedisTarget::Cluster { .. },
+                        ..
+                    },
+                ..
+            } => namespace.without_legacy_keys(),
+            _ => namespace,
         }
     }
 }

@@ -205,6 +205,14 @@ impl Namespace {
         }
     }
 
+    /// The same namespace without [`Namespace::legacy_key`]s: for a Redis
+    /// Cluster, where no older version can have left state (they had no
+    /// Cluster support) and the older keys would sit in other slots.
+    pub fn without_legacy_keys(mut self) -> Self {
+        self.legacy_prefix = None;
+        self
+    }
+
     /// The full key for `name`, e.g. `access_token`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

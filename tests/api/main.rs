@@ -23,6 +23,8 @@ mod peer_samples;
 mod props;
 mod reload;
 mod store_breaker;
+mod store_cluster;
+mod store_sentinel;
 mod store_tls;
 mod support;
 mod token;

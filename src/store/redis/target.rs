@@ -102,6 +102,19 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// How often the Sentinels are asked whether the master is still the one
+/// connected to. After a `SENTINEL FAILOVER` the old master keeps accepting
+/// writes until the Sentinels turn it into a replica (seconds later); this
+/// bounds how long a node keeps writing there.
+pub(super) const MASTER_RECHECK: Duration = Duration::from_secs(1);
+
+/// The master a Sentinel target is connected to.
+pub(super) struct Master {
+    connection: MultiplexedConnection,
+    addr: String,
+    checked: tokio::time::Instant,
+}
+
 /// The client of one target, connecting lazily.
 pub(super) enum Target {
     Single {
@@ -111,8 +124,9 @@ pub(super) enum Target {
     Sentinel {
         /// Asks the Sentinels for the master; one asker at a time.
         client: tokio::sync::Mutex<SentinelClient>,
-        /// The connection to the current master, until it fails.
-        master: Mutex<Option<MultiplexedConnection>>,
+        /// The connection to the current master, until it fails or the
+        /// Sentinels name another.
+        master: Mutex<Option<Master>>,
     },
     Cluster {
         client: ClusterClient,
@@ -230,20 +244,51 @@ impl Target {
                 Ok(Connection::Cluster(connection.clone()))
             }
             Target::Sentinel { client, master } => {
-                if let Some(c) = lock(master).clone() {
-                    return Ok(Connection::Sentinel(c));
-                }
-                let mut sentinel = client.lock().await;
-                // Another operation may have found the master meanwhile.
-                if let Some(c) = lock(master).clone() {
-                    return Ok(Connection::Sentinel(c));
+                let current = lock(master)
+                    .as_ref()
+                    .map(|m| (m.connection.clone(), m.checked.elapsed() < MASTER_RECHECK));
+                let mut sentinel = match current {
+                    Some((c, true)) => return Ok(Connection::Sentinel(c)),
+                    // Due for a check, but another operation is asking the
+                    // Sentinels already: go on with the current master.
+                    Some((c, false)) => match client.try_lock() {
+                        Ok(sentinel) => sentinel,
+                        Err(_) => return Ok(Connection::Sentinel(c)),
+                    },
+                    None => client.lock().await,
+                };
+                // Ask the Sentinels which master it is now (they check that
+                // it says it is one).
+                let named = sentinel.async_get_client().await?;
+                let addr = named.get_connection_info().addr.to_string();
+                {
+                    let mut current = lock(master);
+                    if let Some(m) = current.as_mut().filter(|m| m.addr == addr) {
+                        m.checked = tokio::time::Instant::now();
+                        return Ok(Connection::Sentinel(m.connection.clone()));
+                    }
                 }
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(timeout)
                     .set_response_timeout(timeout);
-                let c = sentinel.get_async_connection_with_config(&config).await?;
-                *lock(master) = Some(c.clone());
-                tracing::info!("connected to the master the Sentinels name");
+                let c = named
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                let previous = lock(master).replace(Master {
+                    connection: c.clone(),
+                    addr: addr.clone(),
+                    checked: tokio::time::Instant::now(),
+                });
+                match previous {
+                    Some(old) => tracing::warn!(
+                        from = %old.addr,
+                        to = %addr,
+                        "the Sentinels name another Redis master; switched to it"
+                    ),
+                    None => {
+                        tracing::info!(master = %addr, "connected to the Redis master the Sentinels name")
+                    }
+                }
                 Ok(Connection::Sentinel(c))
             }
         }
@@ -253,7 +298,8 @@ impl Target {
     /// errors) or `refusal` (Redis's error text): after a failover the old
     /// master drops its clients or answers READONLY, so the Sentinel target
     /// forgets its master and asks the Sentinels again on the next
-    /// operation. The other clients reconnect by themselves.
+    /// operation (it also asks every [`MASTER_RECHECK`]). The other clients
+    /// reconnect by themselves.
     pub(super) fn failed(&self, refusal: Option<&str>) {
         let Target::Sentinel { master, .. } = self else {
             return;

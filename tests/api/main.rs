@@ -26,6 +26,7 @@ mod store_breaker;
 mod store_cluster;
 mod store_sentinel;
 mod store_tls;
+mod store_upgrade;
 mod support;
 mod token;
 mod token_app;

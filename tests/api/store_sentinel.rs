@@ -4,7 +4,8 @@
 //! well-formed reply, the store follows the new master by itself, a
 //! message is handled twice only when docs/operations.md says it can be
 //! (its first delivery fell in the failover or met a store error), and the
-//! access token is still fetched once.
+//! access token is still fetched once. And with the Sentinel gone the
+//! nodes stay with the master they have.
 
 use std::time::{Duration, Instant};
 
@@ -172,4 +173,34 @@ async fn a_sentinel_failover_under_a_message_stream_loses_no_answer() {
     let c = node().await;
     assert_eq!(c.get("/readyz").await.0, 200);
     assert_eq!(wechat.token_requests(), 1, "the token was fetched once");
+}
+
+#[tokio::test]
+async fn without_the_sentinel_the_nodes_stay_with_the_master_they_have() {
+    let mut sentinel = RedisSentinel::start();
+    let wechat = FakeWechat::start().await;
+    let handler = SlowResponder::new(Duration::from_millis(2));
+    let app = TestApp::builder()
+        .config(config(&sentinel, &wechat))
+        .now(NOW)
+        .responder(handler.clone())
+        .spawn()
+        .await;
+    assert_eq!(app.get("/readyz").await.0, 200);
+    sentinel.stop_sentinel();
+    // Long enough a stream for the master to be due for several rechecks
+    // with the Sentinels (every second), each of which fails.
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        let text = format!("alone {i}");
+        let (status, reply) = app.post_plain(&text_xml(&text, NOW, 60_000 + i)).await;
+        assert_eq!(status, 200, "{reply}");
+        well_formed(&reply, &text);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store_errors(&[&app]), 0, "every store operation succeeded");
+    assert_eq!(handler.calls() as u64, i);
+    assert_eq!(app.get("/readyz").await.0, 200);
 }

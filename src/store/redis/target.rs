@@ -247,19 +247,42 @@ impl Target {
                 let current = lock(master)
                     .as_ref()
                     .map(|m| (m.connection.clone(), m.checked.elapsed() < MASTER_RECHECK));
-                let mut sentinel = match current {
+                let (mut sentinel, current) = match current {
                     Some((c, true)) => return Ok(Connection::Sentinel(c)),
                     // Due for a check, but another operation is asking the
                     // Sentinels already: go on with the current master.
                     Some((c, false)) => match client.try_lock() {
-                        Ok(sentinel) => sentinel,
+                        Ok(sentinel) => (sentinel, Some(c)),
                         Err(_) => return Ok(Connection::Sentinel(c)),
                     },
-                    None => client.lock().await,
+                    None => (client.lock().await, None),
                 };
                 // Ask the Sentinels which master it is now (they check that
-                // it says it is one).
-                let named = sentinel.async_get_client().await?;
+                // it says it is one). A recheck that fails (the Sentinels
+                // unreachable or slow) keeps the current master: the
+                // operations on it tell whether it is still there.
+                let asked = tokio::time::timeout(timeout / 2, sentinel.async_get_client()).await;
+                let named = match (asked, current) {
+                    (Ok(Ok(named)), _) => named,
+                    (failed, Some(c)) => {
+                        if let Some(m) = lock(master).as_mut() {
+                            m.checked = tokio::time::Instant::now();
+                        }
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "no answer in time".to_owned(),
+                        };
+                        tracing::warn!(%error, "cannot ask the Sentinels for the master; staying with the current one");
+                        return Ok(Connection::Sentinel(c));
+                    }
+                    (Ok(Err(e)), None) => return Err(e),
+                    (Err(_), None) => {
+                        return Err(RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the Sentinels did not name the master in time",
+                        )))
+                    }
+                };
                 let addr = named.get_connection_info().addr.to_string();
                 {
                     let mut current = lock(master);

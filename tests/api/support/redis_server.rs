@@ -524,6 +524,14 @@ impl RedisSentinel {
     pub fn command(&self, port: u16, args: &[&str]) -> String {
         command_at(port, args)
     }
+
+    /// Kills the Sentinel (the master and replica go on).
+    pub fn stop_sentinel(&mut self) {
+        // Started last, after the master and the replica.
+        if let Some(child) = self.children.get_mut(2) {
+            kill(child);
+        }
+    }
 }
 
 impl Drop for RedisSentinel {

@@ -5,7 +5,8 @@
 //! message is handled twice only when docs/operations.md says it can be
 //! (its first delivery fell in the failover or met a store error), and the
 //! access token is still fetched once. And with the Sentinel gone the
-//! nodes stay with the master they have.
+//! nodes stay with the master they have; passwords for the master and for
+//! the Sentinel are used, and a wrong one is reported without being shown.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::support::fake_wechat::APP_ID;
 use crate::support::responders::SlowResponder;
 use crate::support::{
     eventually_async, text_xml, AccountSpec, FakeWechat, RedisSentinel, TestApp, TestConfig,
-    ACCOUNT, SENTINEL_MASTER,
+    ACCOUNT, SENTINEL_MASTER, SENTINEL_MASTER_PASSWORD,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -203,4 +204,43 @@ async fn without_the_sentinel_the_nodes_stay_with_the_master_they_have() {
     assert_eq!(store_errors(&[&app]), 0, "every store operation succeeded");
     assert_eq!(handler.calls() as u64, i);
     assert_eq!(app.get("/readyz").await.0, 200);
+}
+
+#[tokio::test]
+async fn the_master_and_the_sentinel_passwords_are_used_and_never_shown() {
+    let sentinel = RedisSentinel::start_with_passwords();
+    let wechat = FakeWechat::start().await;
+    let handler = SlowResponder::new(Duration::from_millis(2));
+    let with = |password: &str| {
+        config(&sentinel, &wechat).set("store.sentinel.password", password.to_owned())
+    };
+    let app = TestApp::builder()
+        .config(with(SENTINEL_MASTER_PASSWORD))
+        .now(NOW)
+        .responder(handler.clone())
+        .spawn()
+        .await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, reply) = app.post_plain(&text_xml("with passwords", NOW, 1)).await;
+    assert_eq!(status, 200);
+    well_formed(&reply, "with passwords");
+    let (master, _) = sentinel.ports();
+    assert_ne!(sentinel.command(master, &["DBSIZE"]), ":0\r\n");
+
+    let wrong = TestApp::builder()
+        .config(with("not-the-password"))
+        .now(NOW)
+        .responder(handler.clone())
+        .spawn()
+        .await;
+    let (status, body) = wrong.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    for secret in [
+        SENTINEL_MASTER_PASSWORD,
+        "not-the-password",
+        "sentinel-secret-2",
+    ] {
+        assert!(!body.contains(secret), "{body}");
+    }
 }

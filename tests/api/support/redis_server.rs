@@ -264,27 +264,40 @@ fn pong(port: u16) -> bool {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 16];
     stream.write_all(b"PING\r\n").is_ok()
-        && stream
-            .read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+        && stream.read(&mut buf).is_ok_and(|n| {
+            // A server with a password answers, but only after AUTH.
+            buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH")
+        })
 }
 
 /// Runs one command on the server at `port` through a raw connection and
 /// returns the raw reply (what one read gets; set-up and checks only).
 fn command_at(port: u16, args: &[&str]) -> String {
-    let mut request = format!("*{}\r\n", args.len());
-    for a in args {
-        request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
+    command_as(port, None, args)
+}
+
+/// [`command_at`] after `AUTH password` when there is one.
+fn command_as(port: u16, password: Option<&str>, args: &[&str]) -> String {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
         .unwrap_or_else(|e| panic!("redis on port {port} is not running: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = stream.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let mut exchange = |args: &[&str]| {
+        let mut request = format!("*{}\r\n", args.len());
+        for a in args {
+            request.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    if let Some(password) = password {
+        let ok = exchange(&["AUTH", password]);
+        assert!(ok.starts_with("+OK"), "AUTH on {port}: {ok:?}");
+    }
+    exchange(args)
 }
 
 /// A free loopback port whose cluster bus port (+10000) is free too.
@@ -406,14 +419,32 @@ pub struct RedisSentinel {
     master: u16,
     replica: u16,
     sentinel: u16,
+    /// The master's and the replica's (`requirepass`, `masterauth`).
+    password: Option<&'static str>,
+    /// The Sentinel's own.
+    sentinel_password: Option<&'static str>,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
 }
+
+/// The master's and replica's password of [`RedisSentinel::start_with_passwords`].
+pub const SENTINEL_MASTER_PASSWORD: &str = "master-secret-1";
 
 impl RedisSentinel {
     /// Starts the three and waits until the replica is in sync and the
     /// Sentinel knows it (so a failover can pick it).
     pub fn start() -> RedisSentinel {
+        RedisSentinel::spawn(None, None)
+    }
+
+    /// As [`RedisSentinel::start`], the master and replica with the password
+    /// [`SENTINEL_MASTER_PASSWORD`], the Sentinel with one of its own (in
+    /// [`RedisSentinel::sentinel_url`]).
+    pub fn start_with_passwords() -> RedisSentinel {
+        RedisSentinel::spawn(Some(SENTINEL_MASTER_PASSWORD), Some("sentinel-secret-2"))
+    }
+
+    fn spawn(password: Option<&'static str>, sentinel_password: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (master, replica, sentinel) = (free_port(), free_port(), free_port());
         let mut children = Vec::new();
@@ -424,23 +455,33 @@ impl RedisSentinel {
             if role == "replica" {
                 command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
             }
+            if let Some(password) = password {
+                command
+                    .args(["--requirepass", password])
+                    .args(["--masterauth", password]);
+            }
             children.push(spawn_redis(command, port, &node_dir));
             wait_for_pong(port);
         }
         // Sentinel rewrites its config file: it lives in the temporary
         // directory. `redis-server <file> --sentinel` is the Sentinel.
         let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {sentinel}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
-                 sentinel failover-timeout {SENTINEL_MASTER} 10000\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "port {sentinel}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 1\n\
+             sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 10000\n",
+            dir.path().display()
+        );
+        if let Some(password) = password {
+            text.push_str(&format!(
+                "sentinel auth-pass {SENTINEL_MASTER} {password}\n"
+            ));
+        }
+        if let Some(password) = sentinel_password {
+            text.push_str(&format!("requirepass {password}\n"));
+        }
+        std::fs::write(&conf, text).unwrap();
         let child = Command::new("redis-server")
             .arg(&conf)
             .arg("--sentinel")
@@ -453,19 +494,24 @@ impl RedisSentinel {
             master,
             replica,
             sentinel,
+            password,
+            sentinel_password,
             children,
             _dir: dir,
         };
         wait_for_pong(sentinel);
         assert!(
             wait_until(Duration::from_secs(15), || {
-                command_at(replica, &["INFO", "replication"]).contains("master_link_status:up")
+                cluster
+                    .cmd(replica, &["INFO", "replication"])
+                    .contains("master_link_status:up")
             }),
             "the replica never synced with the master"
         );
         assert!(
             wait_until(Duration::from_secs(15), || {
-                command_at(sentinel, &["SENTINEL", "REPLICAS", SENTINEL_MASTER])
+                cluster
+                    .cmd(sentinel, &["SENTINEL", "REPLICAS", SENTINEL_MASTER])
                     .contains(&replica.to_string())
             }),
             "the Sentinel never learnt of the replica"
@@ -473,14 +519,17 @@ impl RedisSentinel {
         cluster
     }
 
-    /// `redis://127.0.0.1:<port>` of the Sentinel.
+    /// `redis://[:password@]127.0.0.1:<port>` of the Sentinel.
     pub fn sentinel_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.sentinel)
+        match self.sentinel_password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.sentinel),
+            None => format!("redis://127.0.0.1:{}", self.sentinel),
+        }
     }
 
     /// The port the Sentinel names as the master now.
     pub fn master_port(&self) -> u16 {
-        let reply = command_at(
+        let reply = self.cmd(
             self.sentinel,
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER],
         );
@@ -499,21 +548,21 @@ impl RedisSentinel {
     /// Asks the Sentinel for a failover (`SENTINEL FAILOVER`) and returns
     /// at once.
     pub fn failover(&self) {
-        let reply = command_at(self.sentinel, &["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
+        let reply = self.cmd(self.sentinel, &["SENTINEL", "FAILOVER", SENTINEL_MASTER]);
         assert!(reply.starts_with("+OK"), "SENTINEL FAILOVER: {reply:?}");
     }
 
     /// Whether the replica has been promoted: the Sentinel names it, and
     /// it says it is a master.
     pub fn promoted(&self) -> bool {
-        self.master_port() == self.replica && command_at(self.replica, &["ROLE"]).contains("master")
+        self.master_port() == self.replica && self.cmd(self.replica, &["ROLE"]).contains("master")
     }
 
     /// How many ordinary clients the first master has, leaving out the
     /// Sentinel's and the connection asking: after a failover, 0 once every
     /// node has left it.
     pub fn first_master_clients(&self) -> usize {
-        command_at(self.master, &["CLIENT", "LIST", "TYPE", "normal"])
+        self.cmd(self.master, &["CLIENT", "LIST", "TYPE", "normal"])
             .lines()
             .filter(|l| l.contains("addr="))
             .filter(|l| !l.contains("name=sentinel") && !l.contains("cmd=client|list"))
@@ -522,7 +571,16 @@ impl RedisSentinel {
 
     /// Runs one command on the server at `port`.
     pub fn command(&self, port: u16, args: &[&str]) -> String {
-        command_at(port, args)
+        self.cmd(port, args)
+    }
+
+    fn cmd(&self, port: u16, args: &[&str]) -> String {
+        let password = if port == self.sentinel {
+            self.sentinel_password
+        } else {
+            self.password
+        };
+        command_as(port, password, args)
     }
 
     /// Kills the Sentinel (the master and replica go on).

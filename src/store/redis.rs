@@ -1,7 +1,7 @@
 //! The Redis store: state shared by every node of a deployment, on one
 //! server, a Sentinel-watched master or a Cluster (`target`).
 //!
-//! One file (about 650 lines) on purpose: each [`Store`] operation's Redis
+//! One file (about 690 lines) on purpose: each [`Store`] operation's Redis
 //! form stands beside the script it runs and the bounded, breaker-guarded
 //! call every operation shares.
 //!

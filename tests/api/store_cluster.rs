@@ -4,6 +4,7 @@
 //! answer kept as pending on one node and carried by the next message on
 //! the other, and every key of the account in one slot, so on one master
 //! (the keys are hash-tagged; the scripts touch several of them at once).
+//! And the same cluster with TLS only, its CA trusted with `tls_ca_file`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,4 +123,41 @@ async fn a_slow_answer_kept_on_one_node_comes_with_the_next_message_on_the_other
     assert!(wechat.sent_texts().is_empty(), "nothing got through");
     assert_eq!(wechat.token_requests(), 1);
     on_one_master(&cluster);
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_keeps_the_state_with_the_ca_trusted() {
+    let cluster = RedisCluster::start_tls();
+    let slow = SlowResponder::new(Duration::from_millis(50));
+    let config = on_cluster(TestConfig::fixture("safe"), &cluster)
+        .set("store.tls_ca_file", cluster.ca_file().display().to_string());
+    let app = TestApp::builder()
+        .config(config)
+        .now(NOW)
+        .responder(slow.clone())
+        .spawn()
+        .await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let wechat = CallbackClient::fixture("safe");
+    let (query, body) = wechat.encrypted(&text_xml("over tls", NOW, 7100), NOW);
+    for _ in 0..2 {
+        let (status, reply) = app.post(&query, body.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(content_of(&reply), "slow:over tls");
+    }
+    assert_eq!(
+        slow.calls(),
+        1,
+        "the retry was recognised through the cluster"
+    );
+    on_one_master(&cluster);
+
+    // Without the CA the nodes' certificates are refused.
+    let untrusted = TestApp::builder()
+        .config(on_cluster(TestConfig::fixture("safe"), &cluster))
+        .now(NOW)
+        .spawn()
+        .await;
+    assert_eq!(untrusted.get("/readyz").await.0, 503);
 }

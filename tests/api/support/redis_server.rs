@@ -1,7 +1,11 @@
 //! Throwaway `redis-server`s on free loopback ports, killed on drop: one
 //! server ([`RedisServer`], optionally with TLS), a 3-master Cluster made
-//! with `redis-cli --cluster create` ([`RedisCluster`]), and a master, its
-//! replica and one Sentinel ([`RedisSentinel`]).
+//! with `redis-cli --cluster create` ([`RedisCluster`], optionally TLS
+//! only), and a master, its replica and one Sentinel ([`RedisSentinel`],
+//! optionally with passwords).
+//!
+//! One file (about 690 lines) on purpose: the three deployments share the
+//! certificates, the spawning, the waiting and the raw commands below.
 //!
 //! No persistence (`--save "" --appendonly no`), so a restart comes back
 //! empty, like a Redis that lost its data. Panics with a clear message when
@@ -47,6 +51,69 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A temporary directory with certificates made by `openssl`: a CA
+/// (`ca.pem`) and a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`).
+fn make_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=wxgate test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    dir
+}
+
 impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub fn start() -> RedisServer {
@@ -62,62 +129,7 @@ impl RedisServer {
     /// Starts a server that also listens with TLS, its certificates made
     /// here with `openssl` (a CA, a server certificate for 127.0.0.1).
     pub fn start_tls() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=wxgate test CA",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        );
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "san.ext",
-                "-out",
-                "server.pem",
-            ],
-        );
+        let dir = make_certs();
         let mut server = RedisServer {
             port: free_port(),
             child: None,
@@ -317,6 +329,8 @@ pub struct RedisCluster {
     ports: Vec<u16>,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
+    /// With TLS only (`tls-cluster yes`): the certificates.
+    tls: Option<tempfile::TempDir>,
 }
 
 impl RedisCluster {
@@ -324,11 +338,22 @@ impl RedisCluster {
     /// --cluster create … --cluster-yes`, and waits until every node says
     /// `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        RedisCluster::spawn(None)
+    }
+
+    /// As [`RedisCluster::start`], every node listening with TLS only (its
+    /// clients and the cluster bus), certificates made with `openssl`.
+    pub fn start_tls() -> RedisCluster {
+        RedisCluster::spawn(Some(make_certs()))
+    }
+
+    fn spawn(tls: Option<tempfile::TempDir>) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = RedisCluster {
             ports: Vec::new(),
             children: Vec::new(),
             _dir: dir,
+            tls,
         };
         for _ in 0..3 {
             let port = free_cluster_port();
@@ -339,23 +364,44 @@ impl RedisCluster {
                 .args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--cluster-node-timeout", "2000"]);
-            cluster.children.push(spawn_redis(command, port, &node_dir));
+            let child = match &cluster.tls {
+                None => spawn_redis(command, port, &node_dir),
+                Some(certs) => {
+                    let file = |name: &str| certs.path().join(name).display().to_string();
+                    command
+                        .args(["--tls-port", &port.to_string()])
+                        .args(["--tls-cluster", "yes"])
+                        .args(["--tls-cert-file", &file("server.pem")])
+                        .args(["--tls-key-file", &file("server.key")])
+                        .args(["--tls-ca-cert-file", &file("ca.pem")])
+                        .args(["--tls-auth-clients", "no"]);
+                    // No plain port at all.
+                    spawn_redis(command, 0, &node_dir)
+                }
+            };
+            cluster.children.push(child);
             cluster.ports.push(port);
         }
         for &port in &cluster.ports {
-            wait_for_pong(port);
+            assert!(
+                wait_until(Duration::from_secs(10), || match cluster.tls {
+                    None => pong(port),
+                    Some(_) => cluster.command(port, &["PING"]).contains("PONG"),
+                }),
+                "cluster node {port} did not answer PING within 10 s"
+            );
         }
         let nodes: Vec<String> = cluster
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let out = Command::new("redis-cli")
+        let out = cluster
+            .cli()
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| {
                 panic!(
@@ -372,7 +418,9 @@ impl RedisCluster {
         for &port in &cluster.ports {
             assert!(
                 wait_until(Duration::from_secs(15), || {
-                    command_at(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    cluster
+                        .command(port, &["CLUSTER", "INFO"])
+                        .contains("cluster_state:ok")
                 }),
                 "cluster node {port} never reached cluster_state:ok"
             );
@@ -380,12 +428,53 @@ impl RedisCluster {
         cluster
     }
 
-    /// `redis://127.0.0.1:<port>` of every node.
+    /// `redis-cli`, with TLS and the CA when the cluster has them.
+    fn cli(&self) -> Command {
+        let mut cli = Command::new("redis-cli");
+        cli.stdin(Stdio::null());
+        if let Some(certs) = &self.tls {
+            cli.arg("--tls")
+                .arg("--cacert")
+                .arg(certs.path().join("ca.pem"));
+        }
+        cli
+    }
+
+    /// Runs one command on the node at `port` (raw RESP without TLS,
+    /// through `redis-cli` with it) and returns its reply as text.
+    fn command(&self, port: u16, args: &[&str]) -> String {
+        if self.tls.is_none() {
+            return command_at(port, args);
+        }
+        let out = self
+            .cli()
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `redis://127.0.0.1:<port>` of every node (`rediss://` with TLS).
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         self.ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect()
+    }
+
+    /// The CA certificate that signed the nodes' (a TLS cluster's).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.tls
+            .as_ref()
+            .expect("started with start_tls")
+            .path()
+            .join("ca.pem")
     }
 
     /// Each node's number of keys (`DBSIZE`), in node order.
@@ -393,7 +482,7 @@ impl RedisCluster {
         self.ports
             .iter()
             .map(|&p| {
-                let reply = command_at(p, &["DBSIZE"]);
+                let reply = self.command(p, &["DBSIZE"]);
                 reply
                     .trim()
                     .trim_start_matches(':')

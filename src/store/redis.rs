@@ -281,17 +281,19 @@ impl RedisStore {
                 after: self.timeout,
             }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.classify(operation, e)),
+            Ok(Err(e)) => {
+                if target::says_master_moved(&e) {
+                    self.target.master_may_have_moved();
+                }
+                Err(self.classify(operation, e))
+            }
         };
         match &result {
             Ok(_) => self.breaker.succeeded(),
-            Err(StoreError::Command { reason, .. }) => {
-                self.breaker.succeeded();
-                self.target.failed(Some(reason));
-            }
+            Err(StoreError::Command { .. }) => self.breaker.succeeded(),
             Err(_) => {
                 self.breaker.failed();
-                self.target.failed(None);
+                self.target.master_may_have_moved();
             }
         }
         result
@@ -661,6 +663,18 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("redis"), "{err}");
+    }
+
+    #[test]
+    fn refusals_of_a_demoted_master_are_recognised_by_their_code() {
+        let refusal = |kind, text: &'static str| RedisError::from((kind, "refused", text.into()));
+        let readonly = refusal(
+            ErrorKind::ReadOnly,
+            "You can't write against a read only replica.",
+        );
+        assert!(target::says_master_moved(&readonly), "{readonly}");
+        let script = refusal(ErrorKind::ResponseError, "ERR user_script:1: oops");
+        assert!(!target::says_master_moved(&script), "{script}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -317,25 +317,30 @@ impl Target {
         }
     }
 
-    /// An operation failed with `unreachable` (timeouts and connection
-    /// errors) or `refusal` (Redis's error text): after a failover the old
-    /// master drops its clients or answers READONLY, so the Sentinel target
-    /// forgets its master and asks the Sentinels again on the next
-    /// operation (it also asks every [`MASTER_RECHECK`]). The other clients
-    /// reconnect by themselves.
-    pub(super) fn failed(&self, refusal: Option<&str>) {
+    /// An operation failed in a way that says the master may have moved:
+    /// a timeout, a connection error, or a refusal with one of
+    /// [`MASTER_MOVED_CODES`] (after a failover the old master drops its
+    /// clients or answers READONLY). The Sentinel target forgets its master
+    /// and asks the Sentinels again on the next operation (it also asks
+    /// every [`MASTER_RECHECK`]); the other clients reconnect by themselves.
+    pub(super) fn master_may_have_moved(&self) {
         let Target::Sentinel { master, .. } = self else {
             return;
         };
-        let moved = refusal.is_none_or(|r| {
-            ["READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS"]
-                .iter()
-                .any(|code| r.contains(code))
-        });
-        if moved && lock(master).take().is_some() {
+        if lock(master).take().is_some() {
             tracing::info!("lost the Redis master; asking the Sentinels again");
         }
     }
+}
+
+/// Error codes of a server that is not (or no longer, or not yet) the
+/// writable master.
+pub(super) const MASTER_MOVED_CODES: &[&str] = &["READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS"];
+
+/// Whether `e` is a refusal with one of [`MASTER_MOVED_CODES`].
+pub(super) fn says_master_moved(e: &RedisError) -> bool {
+    e.code()
+        .is_some_and(|code| MASTER_MOVED_CODES.contains(&code))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -130,7 +130,7 @@ async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
         .unwrap();
     assert_eq!(outsider.get(&url).send().await.unwrap().status(), 403);
     // The list is shared through the store for nodes that cannot reach WeChat.
-    let stored = redis.command(&["GET", &format!("wxgate:{APP_ID}:callback_ips")]);
+    let stored = redis.command(&["GET", &format!("wxgate:{{{APP_ID}}}:callback_ips")]);
     assert!(stored.contains("101.226.103.0/25"), "{stored}");
     let (_, metrics) = app.get("/metrics").await;
     assert!(

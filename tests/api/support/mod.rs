@@ -37,7 +37,9 @@ pub use fixtures::{fixtures_dir, ACCOUNT};
 pub use messages::{
     image_xml, kf_notification_xml, text_xml, voice_xml, wecom_image, wecom_text, wecom_voice,
 };
-pub use redis_server::RedisServer;
+pub use redis_server::{
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, SENTINEL_MASTER_PASSWORD,
+};
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

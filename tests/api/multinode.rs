@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::support::fake_wechat::APP_ID;
 use crate::support::responders::{CountingRule, SlowResponder};
 use crate::support::{
-    content_of, text_xml, AccountSpec, CallbackClient, FakeWechat, RedisServer, TestApp, TestConfig,
+    concurrent_pushes, content_of, text_xml, AccountSpec, CallbackClient, FakeWechat, RedisServer,
+    TestApp, TestConfig,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -34,15 +35,8 @@ async fn two_nodes_on_one_redis_handle_each_message_once() {
             NOW,
         );
         // WeChat's retries land on different nodes, concurrently.
-        let sends: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
-            .into_iter()
-            .map(|node| {
-                let (q, body) = (query.clone(), body.clone());
-                tokio::spawn(async move { node.post(&q, body).await })
-            })
-            .collect();
-        for send in sends {
-            let (status, reply) = send.await.unwrap();
+        let nodes = [a.clone(), b.clone(), a.clone(), b.clone()];
+        for (status, reply) in concurrent_pushes(&nodes, &query, &body).await {
             assert_eq!(status, 200);
             assert_eq!(content_of(&reply), format!("slow:cluster {round}"));
         }
@@ -78,10 +72,8 @@ async fn a_rules_answer_is_recorded_beside_the_reply_and_a_retry_right_after_it_
     let (a, b) = (node().await, node().await);
     let wechat = CallbackClient::fixture("safe");
     for round in 0..20u64 {
-        let (query, body) = wechat.encrypted(
-            &text_xml(&format!("quick {round}"), NOW, 7000 + round),
-            NOW,
-        );
+        let (query, body) =
+            wechat.encrypted(&text_xml(&format!("quick {round}"), NOW, 7000 + round), NOW);
         let (status, first) = a.post(&query, body.clone()).await;
         assert_eq!(status, 200);
         // At once, on the other node: the record may still be on its way.

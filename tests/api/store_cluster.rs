@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::support::responders::SlowResponder;
 use crate::support::{
-    agent_config, content_of, eventually_async, plain_content, table, text_xml, Behaviour,
-    CallbackClient, FakeUpstream, FakeWechat, RedisCluster, TestApp, TestConfig, INTERIM,
+    agent_config, concurrent_pushes, content_of, eventually_async, plain_content, table, text_xml,
+    Behaviour, CallbackClient, FakeUpstream, FakeWechat, RedisCluster, TestApp, TestConfig,
+    INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -55,15 +56,8 @@ async fn two_nodes_on_a_cluster_handle_each_retried_message_once() {
             NOW,
         );
         // WeChat's retries land on both nodes, concurrently.
-        let sends: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
-            .into_iter()
-            .map(|node| {
-                let (q, body) = (query.clone(), body.clone());
-                tokio::spawn(async move { node.post(&q, body).await })
-            })
-            .collect();
-        for send in sends {
-            let (status, reply) = send.await.unwrap();
+        let nodes = [a.clone(), b.clone(), a.clone(), b.clone()];
+        for (status, reply) in concurrent_pushes(&nodes, &query, &body).await {
             assert_eq!(status, 200);
             assert_eq!(content_of(&reply), format!("slow:cluster {round}"));
         }

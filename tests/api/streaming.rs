@@ -7,21 +7,17 @@ use std::time::Duration;
 use toml::Table;
 
 use crate::support::{
-    agent_config, eventually, plain_content, table, text_xml, Behaviour, FakeUpstream, FakeWechat,
-    StreamPlan, TestApp,
+    agent_config, eventually, openai_upstream, plain_content, table, text_xml, Behaviour,
+    FakeUpstream, FakeWechat, StreamPlan, TestApp,
 };
 
 const NOW: i64 = 1_750_000_000;
 
 fn streaming(llm: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", llm.openai_base().into()),
-        ("model", "test-model".into()),
-        ("stream", true.into()),
-        ("timeout_ms", 20_000.into()),
-    ])
+    openai_upstream(
+        llm,
+        table([("stream", true.into()), ("timeout_ms", 20_000.into())]),
+    )
 }
 
 async fn spawn(wechat: &FakeWechat, llm: &FakeUpstream) -> TestApp {

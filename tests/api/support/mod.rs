@@ -26,7 +26,9 @@ pub mod responders;
 
 use std::time::{Duration, Instant};
 
-pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
+pub use agent::{
+    agent_config, openai_upstream, plain_content, webhook_upstream, AGENT_RULES, INTERIM,
+};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};

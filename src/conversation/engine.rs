@@ -29,7 +29,7 @@ use super::jobs::Jobs;
 use super::pending::compose;
 use super::store_dedup::LEASE;
 use super::strategy::Strategy;
-use super::stream::{gathered, join, Streamed, TurnContext};
+use super::stream::{join, Streamed, TurnContext};
 use super::{
     Deferred, DeliverySettings, LateDelivery, Outcome, Parts, Render, ReplyFuture, Responder,
     Response,
@@ -304,14 +304,9 @@ impl Delivery {
                     }
                     None => {
                         let left = self.left(started).min(d.budget);
-                        self.race(
-                            message,
-                            render,
-                            gathered(d.future, d.parts),
-                            left,
-                            Interim::Upstream(d.interim),
-                        )
-                        .await
+                        let interim = Interim::Upstream(d.interim.clone());
+                        self.race(message, render, d.into_whole(), left, interim)
+                            .await
                     }
                 },
             };
@@ -683,7 +678,7 @@ impl Delivery {
                 let reply = match responder.respond(&message) {
                     Response::Ready(reply) => reply,
                     Response::Pending(future) => future.await,
-                    Response::Deferred(d) => gathered(d.future, d.parts).await,
+                    Response::Deferred(d) => d.into_whole().await,
                 };
                 let key = DedupKey::from_raw(&id);
                 let render: Arc<dyn Render> = Arc::new(|_: &Reply| None);

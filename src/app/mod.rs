@@ -185,6 +185,10 @@ impl Application {
             reloader: Some(Arc::new(Reloader::new(config.clone(), reload_rules))),
             admin_key: config.admin_api_key.clone(),
             token_endpoint,
+            console: config
+                .console
+                .clone()
+                .map(|c| server::console::Console::new(c, clock.clone())),
         });
         let settings = RouterSettings {
             max_body_bytes: config.server.max_body_bytes,

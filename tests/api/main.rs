@@ -5,6 +5,7 @@
 
 mod agent;
 mod cli;
+mod console;
 mod conversation;
 mod conversation_e2e;
 mod delivery;

@@ -4,6 +4,8 @@
 //! - `app`: [`TestApp`], the app in-process on a free port (one builder),
 //!   and [`BinaryServer`], the real binary;
 //! - `config`: [`TestConfig`], configurations built as TOML values;
+//! - `console`: [`ConsoleApp`], the operator console served from a
+//!   config file on disk, and [`ConsoleClient`], a signed-in browser's API;
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
@@ -15,6 +17,7 @@ pub mod agent;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod fake_upstream;
 pub mod fake_wechat;
 pub mod fixtures;
@@ -28,6 +31,7 @@ pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
+pub use console::{ConsoleApp, CONSOLE_KEY};
 pub use fake_upstream::{Behaviour, FakeUpstream};
 pub use fake_wechat::FakeWechat;
 pub use fixtures::{fixtures_dir, ACCOUNT};

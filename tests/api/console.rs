@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::support::{ConsoleApp, TestApp, TestConfig, ACCOUNT, CONSOLE_KEY};
 
 /// A draft: the fixture's first rule changed, a rule for 多少钱 added.
-const DRAFT: &str = r#"[default_reply]
+pub(crate) const DRAFT: &str = r#"[default_reply]
 type = "text"
 content = "echo: {content}"
 
@@ -28,7 +28,7 @@ reply = { type = "text", content = "十块钱" }
 "#;
 
 /// A draft whose second rule has a regex that does not compile.
-const BAD_REGEX: &str = r#"[[rules]]
+pub(crate) const BAD_REGEX: &str = r#"[[rules]]
 name = "fine"
 match = { text = "a" }
 reply = { type = "text", content = "A" }

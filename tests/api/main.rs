@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod console;
+mod console_browser;
 mod conversation;
 mod conversation_e2e;
 mod delivery;

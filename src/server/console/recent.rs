@@ -1,8 +1,8 @@
 //! The recent messages and answers of each account, in memory, bounded
 //! (`console.recent_messages` per account, the oldest dropped first): fed
 //! by the callback handler once it has answered, read by the
-//! conversations page. OpenIDs are kept shortened only; texts are kept
-//! only with `console.show_content = true`.
+//! conversations page. OpenIDs are kept shortened only (in the texts
+//! too); texts are kept only with `console.show_content = true`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -94,16 +94,26 @@ impl Recent {
             }
             None => String::new(),
         });
+        // A text may quote the OpenID (`hi {from_user}`): shortened there too.
+        let user = short_id(&message.from_user);
+        let shorten = |text: String| {
+            if message.from_user.is_empty() {
+                text
+            } else {
+                text.replace(&message.from_user, &user)
+            }
+        };
+        let content = content.map(shorten);
         let entry = Entry {
             at,
-            user: short_id(&message.from_user),
+            user: user.clone(),
             msg_type: message.msg_type.clone(),
             content,
             outcome: seen.outcome,
             strategy: seen.strategy,
             reply_type: seen.reply.as_ref().and_then(Reply::msg_type),
             reply: if self.show_content {
-                seen.reply.as_ref().and_then(reply_text)
+                seen.reply.as_ref().and_then(reply_text).map(shorten)
             } else {
                 None
             },

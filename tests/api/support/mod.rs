@@ -6,6 +6,7 @@
 //! - `config`: [`TestConfig`], configurations built as TOML values;
 //! - `console`: [`ConsoleApp`], the operator console served from a
 //!   config file on disk, and [`ConsoleClient`], a signed-in browser's API;
+//! - `browser`: [`Browser`], a real headless Chromium through chromedriver;
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod console;
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 
 pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
+pub use browser::Browser;
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
 pub use console::{ConsoleApp, CONSOLE_KEY};

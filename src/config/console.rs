@@ -112,3 +112,83 @@ pub(super) fn validate(
         public_url,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(
+        raw: ConsoleSection,
+        key: bool,
+        listener: bool,
+    ) -> (Option<ConsoleConfig>, Vec<String>) {
+        let mut problems = Vec::new();
+        let config = validate(raw, key, listener, &mut problems);
+        (config, problems)
+    }
+
+    #[test]
+    fn off_by_default_and_on_with_the_key_and_the_listener() {
+        let (config, problems) = check(ConsoleSection::default(), false, false);
+        assert!(config.is_none() && problems.is_empty());
+        let on = || ConsoleSection {
+            enabled: true,
+            ..ConsoleSection::default()
+        };
+        let (config, problems) = check(on(), true, true);
+        assert!(problems.is_empty(), "{problems:?}");
+        let config = config.unwrap();
+        assert_eq!(config.session_ttl, Duration::from_secs(3600));
+        assert!(!config.show_content);
+        let (_, problems) = check(on(), false, true);
+        assert!(problems[0].contains("admin.api_key"), "{problems:?}");
+        let (_, problems) = check(on(), true, false);
+        assert!(problems[0].contains("admin.listen"), "{problems:?}");
+        let allowed = ConsoleSection {
+            allow_public_listener: true,
+            ..on()
+        };
+        assert!(check(allowed, true, false).1.is_empty());
+    }
+
+    #[test]
+    fn values_out_of_range_are_named() {
+        let raw = ConsoleSection {
+            enabled: true,
+            session_ttl_secs: 5,
+            keep_backups: 0,
+            recent_messages: 0,
+            public_url: Some("wx.example.com/weixin".into()),
+            ..ConsoleSection::default()
+        };
+        let (_, problems) = check(raw, true, true);
+        for key in [
+            "session_ttl_secs",
+            "keep_backups",
+            "recent_messages",
+            "public_url",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(key)),
+                "{key}: {problems:?}"
+            );
+        }
+        let raw = ConsoleSection {
+            public_url: Some("https://wx.example.com/".into()),
+            ..ConsoleSection::default()
+        };
+        let mut problems = Vec::new();
+        validate(
+            ConsoleSection {
+                enabled: true,
+                ..raw
+            },
+            true,
+            true,
+            &mut problems,
+        )
+        .map(|c| assert_eq!(c.public_url.as_deref(), Some("https://wx.example.com")))
+        .unwrap();
+        assert!(problems.is_empty());
+    }
+}

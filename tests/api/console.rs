@@ -714,3 +714,88 @@ async fn the_console_is_off_unless_enabled_and_never_public_by_accident() {
     let res = reqwest::get(format!("{}/console", app.base)).await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn an_account_with_rules_of_its_own_is_edited_in_its_entry() {
+    let shop = crate::support::AccountSpec::token_only("shoptoken12")
+        .name("shop")
+        .rules(
+            "[[rules]]\nname = \"buy\"\nmatch = { text = \"buy\" }\nreply = { type = \"text\", content = \"shop: ok\" }\n",
+        );
+    let console = ConsoleApp::start(ConsoleApp::config().add_account(shop)).await;
+    let client = console.signed_in().await;
+    let rules = client.get("rules/shop").await;
+    assert_eq!(rules.status, 200, "{}", rules.text);
+    assert_eq!(rules.json["place"], "its [[accounts]] entry");
+    assert!(rules.json["toml"].as_str().unwrap().contains("shop: ok"));
+    assert!(!rules.json["toml"]
+        .as_str()
+        .unwrap()
+        .contains("hello wxgate"));
+    assert_eq!(
+        client.get("rules/default").await.json["shared_with"],
+        json!(["default"])
+    );
+
+    let draft = "[[rules]]\nname = \"buy\"\nmatch = { text = \"buy\" }\nreply = { type = \"text\", content = \"shop: sold out\" }\n";
+    let saved = client.put("rules/shop", json!({ "toml": draft })).await;
+    assert_eq!(saved.status, 200, "{}", saved.text);
+    assert_eq!(saved.json["diff"]["shop"]["changed"], json!(["buy"]));
+    assert_eq!(saved.json["diff"]["default"]["changed"], json!([]));
+    let parsed: toml::Table = console.file_text().parse().unwrap();
+    assert_eq!(
+        parsed["accounts"][0]["rules"][0]["reply"]["content"].as_str(),
+        Some("shop: sold out")
+    );
+    assert_eq!(
+        parsed["rules"][0]["name"].as_str(),
+        Some("hello"),
+        "the top level stays"
+    );
+
+    let shop = console.app.wechat_for("shop");
+    let now = console.app.now();
+    let (query, body) = shop.plain(&crate::support::text_xml("buy", now, 1), now);
+    let (status, xml) = console.app.post(&query, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(crate::support::plain_content(&xml), "shop: sold out");
+    assert!(console.answer("hello wxgate", 2).await.starts_with("hi "));
+}
+
+#[tokio::test]
+async fn a_broken_backup_is_not_restored() {
+    let console = ConsoleApp::start(ConsoleApp::config()).await;
+    let client = console.signed_in().await;
+    let before = console.file_text();
+    std::fs::write(
+        console
+            .file
+            .with_file_name("wxgate.toml.bak-20000101T000000Z"),
+        "[account]\ntoken = \n",
+    )
+    .unwrap();
+    let listed = client.get("backups").await;
+    assert_eq!(listed.json["backups"][0]["id"], "20000101T000000Z");
+    let refused = client
+        .send(Method::POST, "backups/20000101T000000Z/restore", None, None)
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(console.file_text(), before, "nothing written");
+    assert_eq!(console.files().len(), 2, "no backup of a refused restore");
+    assert!(console.answer("hello wxgate", 1).await.starts_with("hi "));
+}
+
+#[tokio::test]
+async fn sign_in_takes_json_only() {
+    // A cross-site form cannot send JSON without the browser asking first.
+    let console = ConsoleApp::start(ConsoleApp::config()).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/console/api/login", console.operator))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={CONSOLE_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("set-cookie").is_none());
+}

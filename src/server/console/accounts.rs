@@ -193,10 +193,21 @@ pub(super) async fn conversations(
         .map(str::trim)
         .filter(|u| !u.is_empty());
     let entries = console.recent.list(&account, user);
+    // The answers kept for a next message, counted by the metrics (this
+    // process, every account): queued, delivered, expired.
+    let mut counts = serde_json::Map::new();
+    for sample in state.metrics().samples() {
+        if sample.name == "wxgate_pending_answers_total" {
+            if let Some(kind) = sample.label("kind") {
+                counts.insert(kind.to_owned(), json!(sample.value));
+            }
+        }
+    }
     let pending = endpoint.delivery.conversations().map(|c| {
         json!({
             "strategy": c.settings().strategy.as_str(),
             "ttl_secs": c.settings().pending_ttl.as_secs(),
+            "answers": counts,
         })
     });
     Json(json!({

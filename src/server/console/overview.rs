@@ -83,7 +83,21 @@ fn buckets(samples: &[Sample], name: &str, label: &str, value: &str) -> Vec<(f64
 fn histogram(samples: &[Sample], name: &str, label: &str, value: &str) -> Value {
     let b = buckets(samples, name, label, value);
     let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    // Bounds as the exposition writes them (`+Inf` for the last), so the
+    // page can take the difference of two polls and read a window's quantiles.
+    let bounds: Vec<(Value, f64)> = b
+        .iter()
+        .map(|(le, count)| {
+            let le = if le.is_finite() {
+                json!(le)
+            } else {
+                json!("+Inf")
+            };
+            (le, *count)
+        })
+        .collect();
     json!({
+        "buckets": bounds,
         "count": b.last().map(|l| l.1).unwrap_or(0.0),
         "p50": finite(quantile(&b, 0.5)),
         "p99": finite(quantile(&b, 0.99)),

@@ -33,6 +33,7 @@ const T = {
     reveal: "显示", hide: "隐藏", verify: "验证 URL", verify_ok: "验证通过：", verify_bad: "验证失败：",
     no_public_url: "未设置 console.public_url", signed_out: "会话已结束，请重新登录",
     passive: "被动回复", late_send: "主动发送", typing: "输入中", rules_count: "规则数",
+    latency_chart: "p99 (近 2 分钟)", min: "分", sec: "秒",
   },
   en: {
     overview: "Overview", rules: "Rules", conversations: "Conversations", accounts: "Accounts", sign_out: "Sign out",
@@ -63,6 +64,7 @@ const T = {
     reveal: "Reveal", hide: "Hide", verify: "Verify URL", verify_ok: "Verification passes:", verify_bad: "Verification fails:",
     no_public_url: "console.public_url is not set", signed_out: "The session ended; sign in again",
     passive: "passive reply", late_send: "late send", typing: "typing", rules_count: "Rules",
+    latency_chart: "p99 (last 2 min)", min: "min", sec: "s",
   },
 };
 
@@ -183,17 +185,33 @@ function kv(pairs) {
   return el("dl", { class: "kv" }, pairs.flatMap(([k, v, attrs]) => [el("dt", {}, t(k)), el("dd", attrs || {}, v)]));
 }
 
+// The q quantile of the observations between two polls: the upper bound of
+// the first bucket that holds it (null when nothing was observed).
+function windowQuantile(now, before, q) {
+  const deltas = now.map(([le, c], i) => [le, c - (before && before[i] ? before[i][1] : 0)]);
+  const total = deltas.length ? deltas[deltas.length - 1][1] : 0;
+  if (total <= 0) return null;
+  const hit = deltas.find(([, c]) => c >= q * total);
+  return hit && hit[0] !== "+Inf" ? hit[0] : null;
+}
+
 async function refreshOverview() {
   const { ok, data } = await api("GET", "overview");
   if (!ok) return;
   const dt = lastOverview ? Math.max(1, data.at - lastOverview.at) : 0;
-  $("#ov-uptime").textContent = `${Math.floor(data.uptime_secs / 60)} min ${data.uptime_secs % 60} s`;
+  $("#ov-uptime").textContent = `${Math.floor(data.uptime_secs / 60)} ${t("min")} ${data.uptime_secs % 60} ${t("sec")}`;
   const cards = data.accounts.map((a) => {
     const before = lastOverview && lastOverview.accounts.find((b) => b.name === a.name);
     const rate = before && dt ? (a.requests - before.requests) / dt : 0;
     const h = (history[a.name] = history[a.name] || []);
     h.push(rate);
     if (h.length > 60) h.shift();
+    // Latency of the last poll's requests (since start until then).
+    const recent = before ? windowQuantile(a.latency.buckets, before.latency.buckets, 0.99) : null;
+    const p50 = before ? windowQuantile(a.latency.buckets, before.latency.buckets, 0.5) : null;
+    const lh = (history[a.name + "/p99"] = history[a.name + "/p99"] || []);
+    lh.push(recent === null ? 0 : recent * 1000);
+    if (lh.length > 60) lh.shift();
     const token = a.token
       ? el("span", { class: "pill " + (a.token.valid ? "good" : "bad") },
           `${t(a.token.valid ? "token_valid" : "token_invalid")} · ${t("last_refresh")} ${fmtTime(a.token.last_refresh)}`)
@@ -206,7 +224,8 @@ async function refreshOverview() {
       kv([
         ["outcomes", pills(a.outcomes)],
         ["refusals", pills(a.refusals, true)],
-        ["latency", `${fmtMs(a.latency.p50)} / ${fmtMs(a.latency.p99)}${a.latency.over_top_bucket ? " +" : ""}`],
+        ["latency", `${fmtMs(p50 === null ? a.latency.p50 : p50)} / ${fmtMs(recent === null ? a.latency.p99 : recent)}${a.latency.over_top_bucket ? " +" : ""}`],
+        ["latency_chart", spark(lh)],
         ["strategy", a.strategy || t("passive")],
         ["token", token],
       ]));
@@ -350,7 +369,14 @@ async function loadConversations() {
   const q = $("#conv-search").value.trim();
   const { ok, data } = await api("GET", `conversations/${account}` + (q ? `?user=${encodeURIComponent(q)}` : ""));
   if (!ok) return;
-  $("#conv-note").textContent = data.show_content ? "" : t("content_hidden");
+  const notes = [];
+  if (!data.show_content) notes.push(t("content_hidden"));
+  if (data.pending) {
+    const a = data.pending.answers || {};
+    notes.push(`${t("strategy")}: ${data.pending.strategy} · ${t("pending")}: ` +
+      ["queued", "delivered", "expired"].map((k) => `${k} ${a[k] || 0}`).join(", "));
+  }
+  $("#conv-note").textContent = notes.join(" · ");
   $("#conv-table tbody").replaceChildren(...data.entries.map((e) => el("tr", {},
     el("td", {}, fmtTime(e.at)), el("td", {}, el("code", {}, e.user)),
     el("td", {}, el("span", { class: "pill" }, e.msg_type), " ", e.content || ""),
@@ -396,7 +422,7 @@ async function loadAccounts() {
       kv([
         ["kind", a.kind], ["path", el("code", {}, a.path)], ["mode", a.mode],
         ["url", a.url ? el("code", {}, a.url) : t("no_public_url")],
-        ["token", token], ["encoding_aes_key", key],
+        ["callback_token", token], ["encoding_aes_key", key],
         ["capabilities", caps], ["strategy", a.strategy], ["rules_count", a.rules],
       ]),
       el("div", { class: "row" }, reveal, verify), result);
@@ -405,8 +431,9 @@ async function loadAccounts() {
 
 // ---- start ----
 document.addEventListener("DOMContentLoaded", async () => {
-  T.zh.encoding_aes_key = "EncodingAESKey";
-  T.en.encoding_aes_key = "EncodingAESKey";
+  T.zh.encoding_aes_key = T.en.encoding_aes_key = "EncodingAESKey";
+  T.zh.callback_token = "令牌 (Token)";
+  T.en.callback_token = "Token";
   translate();
   $("#lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";

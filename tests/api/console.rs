@@ -5,6 +5,10 @@
 //! accounts page with secrets masked (only the reveal shows them), the
 //! verify button, the conversations page; and where the console may be
 //! served at all.
+//!
+//! One file (about 800 lines) for the one API: every test starts the same
+//! console app from a config file on disk and shares the drafts below; the
+//! browser's scenario is in `console_browser.rs`.
 
 use reqwest::Method;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! sign in, watch the overview's numbers move while messages arrive, edit
 //! a rule, see the validation error of a bad regex, test the draft
 //! against a sample, save, and then get the new reply from the callback
-//! endpoint; the conversations and accounts pages; the overview on a
+//! endpoint; add a keyword reply with the form and save it; the conversations and accounts pages; the overview on a
 //! phone-sized screen. Each page is saved as a screenshot under
 //! `<target dir>/console-screenshots/` (`scripts/console-screenshots.sh`
 //! copies them to `docs/console/`).
@@ -108,6 +108,32 @@ async fn a_person_edits_tests_and_saves_a_rule_in_the_browser() {
         console.answer("hello wxgate", 202).await,
         "hello from the console"
     );
+
+    // The form: a keyword reply added without writing TOML, then saved.
+    browser.type_into("#add-name", "hours").await;
+    browser
+        .find("#add-kind option[value=\"contains\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.type_into("#add-match", "几点, 营业时间").await;
+    browser.type_into("#add-reply", "9:00 到 18:00").await;
+    browser.click("#add-go").await;
+    browser
+        .wait_text("#rules-status", |t| t.contains("+hours"))
+        .await;
+    browser
+        .wait_text("#rules-table tbody", |t| t.contains("营业时间"))
+        .await;
+    browser.click("#rules-save").await;
+    browser
+        .wait_text("#rules-status", |t| {
+            t.contains("Saved and reloaded") && t.contains("+hours")
+        })
+        .await;
+    assert_eq!(console.answer("请问营业时间？", 203).await, "9:00 到 18:00");
+    browser.scroll_top().await;
     browser.screenshot("rules").await;
 
     // Conversations: the messages just sent, with their answers.

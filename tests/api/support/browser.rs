@@ -156,6 +156,14 @@ impl Browser {
         }
     }
 
+    /// Scrolls the page to its top.
+    pub async fn scroll_top(&self) {
+        self.client
+            .execute("window.scrollTo(0, 0)", vec![])
+            .await
+            .expect("scroll");
+    }
+
     /// Saves a screenshot as `<name>.png` among the test artifacts.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");

@@ -34,6 +34,9 @@ const T = {
     no_public_url: "未设置 console.public_url", signed_out: "会话已结束，请重新登录",
     passive: "被动回复", late_send: "主动发送", typing: "输入中", rules_count: "规则数",
     latency_chart: "p99 (近 2 分钟)", min: "分", sec: "秒",
+    add_rule: "添加关键词回复", rule_name: "规则名", kind_text: "全文等于", kind_contains: "包含",
+    kind_prefix: "开头是", kind_regex: "正则", kind_event: "事件", keywords: "关键词，用逗号分隔",
+    reply_text: "回复文本", add_to_draft: "加入草稿",
   },
   en: {
     overview: "Overview", rules: "Rules", conversations: "Conversations", accounts: "Accounts", sign_out: "Sign out",
@@ -65,6 +68,9 @@ const T = {
     no_public_url: "console.public_url is not set", signed_out: "The session ended; sign in again",
     passive: "passive reply", late_send: "late send", typing: "typing", rules_count: "Rules",
     latency_chart: "p99 (last 2 min)", min: "min", sec: "s",
+    add_rule: "Add a keyword reply", rule_name: "rule name", kind_text: "text equals", kind_contains: "contains",
+    kind_prefix: "starts with", kind_regex: "regex", kind_event: "event", keywords: "keywords, comma-separated",
+    reply_text: "reply text", add_to_draft: "Add to the draft",
   },
 };
 
@@ -298,6 +304,25 @@ async function validateDraft() {
   } else setStatus(t("invalid"), false);
   return ok;
 }
+// A rule from the form, appended to the draft as TOML (a JSON string is a
+// valid TOML basic string), then validated like any edit.
+function addRule() {
+  const name = $("#add-name").value.trim() || `rule-${Date.now() % 100000}`;
+  const kind = $("#add-kind").value;
+  const words = $("#add-match").value.split(/[,，]/).map((w) => w.trim()).filter(Boolean);
+  const reply = $("#add-reply").value;
+  if (!words.length) return;
+  const q = (v) => JSON.stringify(v);
+  let match;
+  if (kind === "regex") match = `regex = ${q(words.join(","))}`;
+  else if (kind === "event") match = `event = ${q(words[0])}`;
+  else match = `${kind} = ${words.length === 1 ? q(words[0]) : "[" + words.map(q).join(", ") + "]"}`;
+  const block = `\n[[rules]]\nname = ${q(name)}\nmatch = { ${match} }\nreply = { type = "text", content = ${q(reply)} }\n`;
+  const area = $("#rules-toml");
+  area.value = area.value.replace(/\s*$/, "\n") + block;
+  validateDraft();
+}
+
 async function saveDraft() {
   const { ok, data } = await api("PUT", "rules/" + rulesAccount(), { toml: $("#rules-toml").value });
   setErrors(data.errors);
@@ -452,6 +477,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#signout").addEventListener("click", async () => { await api("POST", "logout"); signedOut(false); });
   $("#rules-account").addEventListener("change", loadRules);
   $("#rules-validate").addEventListener("click", validateDraft);
+  $("#add-go").addEventListener("click", addRule);
   $("#rules-save").addEventListener("click", saveDraft);
   $("#rules-revert").addEventListener("click", () => { $("#rules-toml").value = savedToml; setErrors([]); setStatus(""); });
   $("#test-run").addEventListener("click", runTest);

@@ -803,3 +803,35 @@ async fn sign_in_takes_json_only() {
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("set-cookie").is_none());
 }
+
+#[tokio::test]
+async fn the_overview_shows_the_access_token_and_dedup_hits() {
+    let fake = crate::support::FakeWechat::start().await;
+    let secret = crate::support::fake_wechat::APP_SECRET;
+    let config = ConsoleApp::config()
+        .account(crate::support::AccountSpec::official_api("abc").set("app_secret", secret))
+        .token_api(&fake);
+    let console = ConsoleApp::start(config).await;
+    let client = console.signed_in().await;
+    // WeChat's retry of one message: answered from the dedup record.
+    assert!(console.answer("hello wxgate", 7).await.starts_with("hi "));
+    assert!(console.answer("hello wxgate", 7).await.starts_with("hi "));
+    let overview = client.get("overview").await;
+    assert_eq!(overview.status, 200);
+    let token = &overview.json["accounts"][0]["token"];
+    assert_eq!(token["valid"], true, "{}", overview.text);
+    assert!(token["last_refresh"].as_i64().is_some(), "{token}");
+    assert_eq!(token["fetches"], 1);
+    let dedup: f64 = overview.json["dedup_hits"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(dedup, 1.0, "{}", overview.text);
+    assert_eq!(overview.json["accounts"][0]["outcomes"]["duplicate"], 1.0);
+    assert!(!overview.text.contains(secret));
+    let accounts = client.get("accounts").await;
+    assert_eq!(accounts.json["accounts"][0]["api_credentials"], true);
+    assert!(!accounts.text.contains(secret));
+}

@@ -1,11 +1,12 @@
 //! Console sessions: the admin key exchanged for a random session id in a
 //! cookie (`HttpOnly`, `SameSite=Strict`, `Secure` behind TLS), kept in a
 //! server-side table that forgets it after `console.session_ttl_secs`
-//! without a request; a per-session CSRF token that every change
+//! without a request, and at the latest a day after sign-in
+//! ([`MAX_SESSION_AGE_SECS`]); a per-session CSRF token that every change
 //! (`POST`, `PUT`, `DELETE`) must carry in `X-CSRF-Token`.
 //!
-//! The id and the token are 32 random bytes each, compared in constant
-//! time. Sign-in failures count against the operator keys' per-client
+//! The id and the token are 32 random bytes each; the admin key and the
+//! token are compared in constant time. Sign-in failures count against the operator keys' per-client
 //! limit ([`bearer::KeyFailures`](crate::server::operator::bearer)).
 
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ pub const COOKIE: &str = "wxgate_console";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Sessions kept at most; the one closest to its end goes first.
 const MAX_SESSIONS: usize = 64;
+/// However active (the overview polls every 2 s), a session ends this long
+/// after its sign-in: a forgotten open tab does not stay signed in for ever.
+pub const MAX_SESSION_AGE_SECS: i64 = 24 * 3600;
 
 /// One signed-in browser.
 #[derive(Clone)]
@@ -35,6 +39,8 @@ struct Entry {
     csrf: String,
     /// Unix seconds (the app's clock) after which it is gone.
     expires_at: i64,
+    /// When it was signed in.
+    created_at: i64,
 }
 
 /// The server-side session table.
@@ -66,6 +72,7 @@ impl Sessions {
             Entry {
                 csrf: csrf.clone(),
                 expires_at: now + ttl,
+                created_at: now,
             },
         );
         (id, csrf)
@@ -76,7 +83,7 @@ impl Sessions {
     fn touch(&self, id: &str, now: i64, ttl: i64) -> Option<String> {
         let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let entry = table.get_mut(id)?;
-        if entry.expires_at <= now {
+        if entry.expires_at <= now || now - entry.created_at >= MAX_SESSION_AGE_SECS {
             table.remove(id);
             return None;
         }
@@ -210,6 +217,18 @@ mod tests {
         assert!(sessions.touch(&id, 1178, 60).is_none(), "expired");
         assert!(sessions.touch(&id, 1179, 60).is_none(), "and gone");
         assert!(sessions.touch("nope", 1000, 60).is_none());
+    }
+
+    #[test]
+    fn an_active_session_still_ends_a_day_after_sign_in() {
+        let sessions = Sessions::default();
+        let (id, _) = sessions.create(0, 3600);
+        let mut now = 0;
+        while now + 1800 < MAX_SESSION_AGE_SECS {
+            now += 1800;
+            assert!(sessions.touch(&id, now, 3600).is_some(), "at {now}");
+        }
+        assert!(sessions.touch(&id, MAX_SESSION_AGE_SECS, 3600).is_none());
     }
 
     #[test]

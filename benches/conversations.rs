@@ -34,6 +34,7 @@ impl Responder for Slow {
             }),
             budget: Duration::from_millis(400),
             interim: Reply::Success,
+            parts: None,
         })
     }
 }

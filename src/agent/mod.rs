@@ -8,12 +8,16 @@
 //!   else with the interim text, and the result goes to the late hook.
 //! - Protocols: [`webhook`] (wxgate's JSON, optional HMAC) and [`openai`]
 //!   (chat completions with per-user history in the shared store).
+//! - [`media`]: answers of media by URL, downloaded under a guard and
+//!   uploaded through the platform's [`MediaUpload`] inside the upstream's
+//!   future, so they go passively when they fit the budget and late if not.
 //!
 //! Depends on the domain, the rules, the conversation layer's traits, the
 //! store and metrics; knows nothing of platforms, HTTP or crypto. Answers
 //! that miss the passive budget go to the platform's late channel.
 
 mod history;
+pub mod media;
 mod moderation;
 mod settings;
 
@@ -25,20 +29,22 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::conversation::{Deferred, Responder, Response, SharedRules};
+use crate::conversation::{Deferred, Parts, PartsSender, Responder, Response, SharedRules};
 use crate::domain::markdown::{strip_xml_invalid, to_plain, LinkStyle};
 use crate::domain::{Message, Reply};
 use crate::metrics::{Metrics, UpstreamLabel};
 use crate::store::{Namespace, Store};
 
 pub use history::{ChatMessage, History};
+pub use media::{Media, MediaUpload};
 pub use moderation::Moderation;
 pub use settings::{
-    AgentSettings, AnswerFormat, ModerationSettings, OpenAiSettings, ProtocolSettings,
-    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    AgentSettings, AnswerFormat, MediaSettings, ModerationSettings, OpenAiSettings,
+    ProtocolSettings, UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    DEFAULT_STREAM_CUT_TEXT, DEFAULT_VISION_PROMPT,
 };
 pub use upstream::{
-    openai, webhook, CallFuture, Http, LocalFuture, Protocol, Upstream, UpstreamError,
+    openai, webhook, Answer, CallFuture, Emit, Http, LocalFuture, Protocol, Upstream, UpstreamError,
 };
 
 /// What the responder needs besides the rules.
@@ -57,6 +63,9 @@ pub struct AgentParts {
     pub overload: Reply,
     /// How the platform's text shows links converted from markdown.
     pub links: LinkStyle,
+    /// The platform's media upload, when the account has one (else media
+    /// answers become links).
+    pub media: Option<Arc<dyn MediaUpload>>,
     /// Where to count.
     pub metrics: Arc<Metrics>,
 }
@@ -76,13 +85,25 @@ struct Shared {
     overload: Reply,
     links: LinkStyle,
     moderation: Option<Moderation>,
+    media: Media,
     metrics: Arc<Metrics>,
 }
 
 impl AgentResponder {
     /// Builds a client per upstream. Does no I/O.
     pub fn new(parts: AgentParts) -> Result<AgentResponder, reqwest::Error> {
-        let history = History::new(parts.store, parts.namespace, parts.metrics.clone());
+        let history = History::new(
+            parts.store.clone(),
+            parts.namespace.clone(),
+            parts.metrics.clone(),
+        );
+        let media = Media::new(
+            parts.media,
+            parts.store,
+            parts.namespace,
+            parts.settings.media,
+            parts.metrics.clone(),
+        )?;
         let mut upstreams = HashMap::new();
         for u in &parts.settings.upstreams {
             upstreams.insert(
@@ -112,6 +133,7 @@ impl AgentResponder {
                 overload: parts.overload,
                 links: parts.links,
                 moderation,
+                media,
                 metrics: parts.metrics,
             }),
         })
@@ -120,11 +142,13 @@ impl AgentResponder {
     fn deferred(
         &self,
         future: impl std::future::Future<Output = Reply> + Send + 'static,
+        parts: Option<Parts>,
     ) -> Response {
         Response::Deferred(Deferred {
             future: Box::pin(future.instrument(tracing::Span::current())),
             budget: self.shared.settings.passive_budget,
             interim: self.shared.interim.clone(),
+            parts,
         })
     }
 }
@@ -149,7 +173,7 @@ impl Responder for AgentResponder {
             });
         };
         if let Some(local) = upstream.intercept(message) {
-            return self.deferred(local);
+            return self.deferred(local, None);
         }
         let Ok(permit) = upstream.permits.clone().try_acquire_owned() else {
             self.shared.metrics.agent_failure("overload");
@@ -158,10 +182,29 @@ impl Responder for AgentResponder {
         };
         let shared = self.shared.clone();
         let message = message.clone();
-        self.deferred(async move {
+        // A streamed answer's parts go out early, each made fit for WeChat
+        // on its own; with moderation on, an answer is checked whole first.
+        let (sender, parts) = match upstream.streams() && shared.moderation.is_none() {
+            true => {
+                let (sender, parts) = tokio::sync::mpsc::unbounded_channel();
+                (Some(sender), Some(parts))
+            }
+            false => (None, None),
+        };
+        let future = async move {
             let _permit = permit;
             let started = Instant::now();
-            let result = upstream.call(&message, &shared.app_id).await;
+            let (format, links) = (upstream.settings.format, shared.links);
+            let emit_part = sender.map(|sender: PartsSender| {
+                move |raw: String| {
+                    // The engine may have stopped listening (a sweep): the part is then in the whole answer anyway.
+                    let _ = sender.send(shape_answer(Reply::Text { content: raw }, format, links));
+                }
+            });
+            let emit: Emit<'_> = emit_part
+                .as_ref()
+                .map(|f| f as &(dyn Fn(String) + Send + Sync));
+            let result = upstream.call(&message, &shared.app_id, emit).await;
             shared
                 .metrics
                 .upstream_latency
@@ -170,8 +213,15 @@ impl Responder for AgentResponder {
                 })
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(reply) => {
+                Ok(Answer::Reply(reply)) => {
                     let reply = shape_answer(reply, upstream.settings.format, shared.links);
+                    shared.moderate(reply).await
+                }
+                // The upload runs here, inside the deferred future: within
+                // the passive budget it is the passive reply, else it goes late.
+                Ok(Answer::Media(answer)) => {
+                    let reply = shared.media.reply(answer, shared.links).await;
+                    let reply = shape_answer(reply, AnswerFormat::Plain, shared.links);
                     shared.moderate(reply).await
                 }
                 Err(e) => {
@@ -182,7 +232,8 @@ impl Responder for AgentResponder {
                     }
                 }
             }
-        })
+        };
+        self.deferred(future, parts)
     }
 }
 

@@ -3,11 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::media::MediaSettings;
 pub use crate::domain::markdown::AnswerFormat;
 use crate::secret::Secret;
 
 /// Answered when an upstream fails and no `fallback_text` is configured.
 pub const DEFAULT_FALLBACK_TEXT: &str = "抱歉，暂时无法回答，请稍后再试。";
+/// Ends a streamed answer the upstream broke off, when no
+/// `stream_cut_text` is configured.
+pub const DEFAULT_STREAM_CUT_TEXT: &str = "（回答中断了，后面的部分没能生成，请再问一次。）";
+/// The text sent with a picture to a `vision` upstream when no
+/// `vision_prompt` is configured.
+pub const DEFAULT_VISION_PROMPT: &str = "请描述这张图片。";
 /// Answered to the reset command when no `reset_reply` is configured.
 pub const DEFAULT_RESET_REPLY: &str = "好的，我们重新开始吧。";
 
@@ -28,6 +35,8 @@ pub struct AgentSettings {
     pub moderation: Option<ModerationSettings>,
     /// The upstreams, in file order.
     pub upstreams: Vec<UpstreamSettings>,
+    /// How media answered by URL are downloaded.
+    pub media: MediaSettings,
     /// How slow answers reach the user (`delivery`, the pending queue, the
     /// fetch word, the rate limit).
     pub conversation: crate::conversation::ConversationOptions,
@@ -107,4 +116,15 @@ pub struct OpenAiSettings {
     pub reset_reply: String,
     /// Voice transcripts are sent as the user's text (`[agent] voice_as_text`).
     pub voice_as_text: bool,
+    /// Ask for the answer as server-sent events and hand on complete
+    /// parts as they arrive.
+    pub stream: bool,
+    /// Ends what a stream broke off mid-answer delivered.
+    pub stream_cut_text: String,
+    /// An answer that is one markdown image becomes an image reply.
+    pub image_answers: bool,
+    /// Pictures are sent to the model as image inputs.
+    pub vision: bool,
+    /// The text sent with a picture (history keeps it after a placeholder).
+    pub vision_prompt: String,
 }

@@ -249,6 +249,11 @@ fn deciders(
         clock,
     } = parts;
     let agent = &config.agent;
+    let caps = platform::capabilities(&entry.account, agent.typing);
+    // Media answers need the platform's upload and the account's API.
+    let media = api
+        .filter(|_| caps.media_upload)
+        .map(|api| platform::media::uploader(&entry.account.kind, api.clone()));
     let responder: Arc<dyn Responder> = match responder {
         Some(r) => r,
         None if agent.upstreams.is_empty() => Arc::new(RulesResponder::new(rules.clone())),
@@ -260,7 +265,8 @@ fn deciders(
                 namespace: namespace.clone(),
                 app_id: entry.account.app_id.clone().unwrap_or_default(),
                 overload: config.delivery.settings.overload.clone(),
-                links: platform::capabilities(&entry.account, agent.typing).link_style(),
+                links: caps.link_style(),
+                media,
                 metrics: metrics.clone(),
             })
             .map_err(|e| StartupError::Upstream(e.to_string()))?,

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use crate::conversation::{ConversationOptions, Strategy, DEFAULT_RATE_LIMITED};
 
 use crate::agent::{
-    AgentSettings, ModerationSettings, OpenAiSettings, ProtocolSettings, UpstreamSettings,
-    DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY,
+    AgentSettings, MediaSettings, ModerationSettings, OpenAiSettings, ProtocolSettings,
+    UpstreamSettings, DEFAULT_FALLBACK_TEXT, DEFAULT_RESET_REPLY, DEFAULT_STREAM_CUT_TEXT,
+    DEFAULT_VISION_PROMPT,
 };
 use crate::domain::markdown::AnswerFormat;
 use crate::rules::{RuleSet, VoiceOptions};
@@ -24,6 +25,7 @@ const DEFAULT_HISTORY_TURNS: usize = 10;
 const DEFAULT_HISTORY_TTL_SECS: u64 = 1800;
 const DEFAULT_RESET_COMMAND: &str = "/reset";
 const DEFAULT_MODERATION_TIMEOUT_MS: u64 = 3000;
+const DEFAULT_MEDIA_TIMEOUT_MS: u64 = 10_000;
 
 /// `[agent]` as written.
 #[derive(Debug, Deserialize, Default)]
@@ -48,6 +50,8 @@ pub(super) struct AgentSection {
     pub moderation_timeout_ms: Option<u64>,
     pub voice_as_text: Option<bool>,
     pub voice_fallback_text: Option<String>,
+    pub allow_private_media: Option<bool>,
+    pub media_timeout_ms: Option<u64>,
 }
 
 /// Every key of every protocol, so that a key of the wrong protocol gets a
@@ -73,6 +77,11 @@ pub(super) struct UpstreamSection {
     pub history_ttl_secs: Option<u64>,
     pub reset_command: Option<String>,
     pub reset_reply: Option<String>,
+    pub stream: Option<bool>,
+    pub stream_cut_text: Option<String>,
+    pub image_answers: Option<bool>,
+    pub vision: Option<bool>,
+    pub vision_prompt: Option<String>,
 }
 
 /// `[agent] voice_as_text` and `voice_fallback_text`: how every rule set
@@ -216,7 +225,17 @@ pub(super) fn validate(
         }
     }
 
+    let media_timeout_ms = agent.media_timeout_ms.unwrap_or(DEFAULT_MEDIA_TIMEOUT_MS);
+    if !(100..=60_000).contains(&media_timeout_ms) {
+        problems.push(format!(
+            "agent.media_timeout_ms must be between 100 and 60000, not {media_timeout_ms}"
+        ));
+    }
     AgentSettings {
+        media: MediaSettings {
+            allow_private: agent.allow_private_media.unwrap_or(false),
+            timeout: Duration::from_millis(media_timeout_ms),
+        },
         passive_budget: Duration::from_millis(passive_budget_ms),
         interim_text,
         fallback_text,
@@ -373,6 +392,11 @@ fn upstream(
         ("history_ttl_secs", raw.history_ttl_secs.is_some()),
         ("reset_command", raw.reset_command.is_some()),
         ("reset_reply", raw.reset_reply.is_some()),
+        ("stream", raw.stream.is_some()),
+        ("stream_cut_text", raw.stream_cut_text.is_some()),
+        ("image_answers", raw.image_answers.is_some()),
+        ("vision", raw.vision.is_some()),
+        ("vision_prompt", raw.vision_prompt.is_some()),
     ];
     let protocol = match raw.protocol.as_deref() {
         Some("webhook") => {
@@ -415,6 +439,27 @@ fn upstream(
                 errors.push("reset_command must not be empty".into());
             }
             let api_key = secret(raw.api_key_env, "api_key_env", errors);
+            let stream_cut_text = match raw.stream_cut_text {
+                Some(t) if t.trim().is_empty() => {
+                    errors.push("stream_cut_text must not be empty (leave it out instead)".into());
+                    String::new()
+                }
+                Some(t) => t,
+                None => DEFAULT_STREAM_CUT_TEXT.to_owned(),
+            };
+            let vision = raw.vision.unwrap_or(false);
+            let vision_prompt = match raw.vision_prompt {
+                Some(p) if p.trim().is_empty() => {
+                    errors.push("vision_prompt must not be empty (leave it out instead)".into());
+                    String::new()
+                }
+                Some(_) if !vision => {
+                    errors.push("vision_prompt needs vision = true".into());
+                    String::new()
+                }
+                Some(p) => p,
+                None => DEFAULT_VISION_PROMPT.to_owned(),
+            };
             model.map(|model| {
                 ProtocolSettings::OpenAi(OpenAiSettings {
                     model,
@@ -425,6 +470,11 @@ fn upstream(
                     history_ttl: Duration::from_secs(history_ttl_secs),
                     reset_command: reset_command.trim().to_owned(),
                     voice_as_text,
+                    stream: raw.stream.unwrap_or(false),
+                    stream_cut_text,
+                    image_answers: raw.image_answers.unwrap_or(false),
+                    vision,
+                    vision_prompt,
                     reset_reply: raw
                         .reset_reply
                         .filter(|r| !r.trim().is_empty())

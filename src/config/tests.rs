@@ -280,6 +280,80 @@ format = "html"
 }
 
 #[test]
+fn media_and_vision_keys_are_read_and_checked() {
+    let c = load(
+        r#"
+[account]
+token = "a"
+[agent]
+allow_private_media = true
+media_timeout_ms = 2500
+[[upstreams]]
+name = "llm"
+url = "http://127.0.0.1:11434/v1"
+protocol = "openai"
+model = "m"
+image_answers = true
+vision = true
+vision_prompt = "这是什么？"
+[[upstreams]]
+name = "plain"
+url = "http://127.0.0.1:11434/v1"
+protocol = "openai"
+model = "m"
+"#,
+    )
+    .unwrap();
+    use crate::agent::{MediaSettings, ProtocolSettings, DEFAULT_VISION_PROMPT};
+    assert_eq!(
+        c.agent.media,
+        MediaSettings {
+            allow_private: true,
+            timeout: std::time::Duration::from_millis(2500),
+        }
+    );
+    let openai = |i: usize| match &c.agent.upstreams[i].protocol {
+        ProtocolSettings::OpenAi(o) => (o.image_answers, o.vision, o.vision_prompt.clone()),
+        other => panic!("not openai: {other:?}"),
+    };
+    assert_eq!(openai(0), (true, true, "这是什么？".to_owned()));
+    assert_eq!(openai(1), (false, false, DEFAULT_VISION_PROMPT.to_owned()));
+    let defaults = load("[account]\ntoken = \"a\"\n").unwrap();
+    assert_eq!(defaults.agent.media, MediaSettings::default());
+
+    let err = load(
+        r#"
+[account]
+token = "a"
+[agent]
+media_timeout_ms = 50
+[[upstreams]]
+name = "hook"
+url = "http://127.0.0.1:9000/wx"
+protocol = "webhook"
+image_answers = true
+vision = true
+[[upstreams]]
+name = "llm"
+url = "http://127.0.0.1:11434/v1"
+protocol = "openai"
+model = "m"
+vision_prompt = "看图"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "agent.media_timeout_ms must be between 100 and 60000, not 50",
+        "upstreams[0] \"hook\": image_answers only applies to protocol = \"openai\"",
+        "upstreams[0] \"hook\": vision only applies to protocol = \"openai\"",
+        "upstreams[1] \"llm\": vision_prompt needs vision = true",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+}
+
+#[test]
 fn upstream_problems_name_the_rule_and_the_upstream() {
     let err = load(
         r#"

@@ -13,6 +13,7 @@ use crate::metrics::{KindLabel, Metrics};
 /// An answer that came after the push stopped waiting, delivered by the
 /// strategy: recorded for the next push (`retry_hold`), sent (`late_send`),
 /// or kept for the next message; what the send API refuses is kept too.
+/// False when a late send did not go through (the answer was kept or lost).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn deliver_after(
     c: &Conversations,
@@ -24,9 +25,9 @@ pub(super) async fn deliver_after(
     dedup: &Arc<dyn Dedup>,
     late: &Arc<dyn LateDelivery>,
     metrics: &Metrics,
-) {
+) -> bool {
     if matches!(reply, Reply::Success) {
-        return;
+        return true;
     }
     match strategy {
         Strategy::RetryHold => {
@@ -45,6 +46,7 @@ pub(super) async fn deliver_after(
                     .late_results
                     .get_or_create(&KindLabel { kind: "delivered" })
                     .inc();
+                return true;
             }
             Err(e) => {
                 metrics
@@ -67,6 +69,7 @@ pub(super) async fn deliver_after(
                         tracing::error!(error = %e, "late answer not delivered and not kept: lost");
                     }
                 }
+                return false;
             }
         },
         Strategy::Passive => {
@@ -76,4 +79,5 @@ pub(super) async fn deliver_after(
             );
         }
     }
+    true
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::after::deliver_after;
 use super::conversations::Conversations;
@@ -28,8 +29,10 @@ use super::jobs::Jobs;
 use super::pending::compose;
 use super::store_dedup::LEASE;
 use super::strategy::Strategy;
+use super::stream::{gathered, join, Streamed, TurnContext};
 use super::{
-    Deferred, DeliverySettings, LateDelivery, Outcome, Render, ReplyFuture, Responder, Response,
+    Deferred, DeliverySettings, LateDelivery, Outcome, Parts, Render, ReplyFuture, Responder,
+    Response,
 };
 use crate::domain::{Message, Reply};
 use crate::metrics::{KindLabel, Metrics};
@@ -260,11 +263,13 @@ impl Delivery {
                             future: Box::pin(std::future::ready(reply)),
                             budget: self.settings.deadline,
                             interim: Reply::Success,
+                            parts: None,
                         },
                         Response::Pending(future) => Deferred {
                             future,
                             budget: self.settings.deadline,
                             interim: Reply::Success,
+                            parts: None,
                         },
                     };
                     return self
@@ -283,7 +288,7 @@ impl Delivery {
                     self.race(
                         message,
                         render,
-                        d.future,
+                        gathered(d.future, d.parts),
                         left,
                         Interim::Upstream(d.interim),
                     )
@@ -417,9 +422,14 @@ impl Delivery {
             tokio::time::sleep_until(started + timing.hold()).await;
             return (None, Outcome::Held);
         }
-        let marker = render.render(&Reply::Text {
-            content: c.settings.pending_marker.clone(),
-        });
+        // What a streamed answer has sent so far goes first.
+        let so_far = self.parts_so_far(c, key).await;
+        let marker = render.render(&join(
+            so_far,
+            Reply::Text {
+                content: c.settings.pending_marker.clone(),
+            },
+        ));
         match self.dedup.settle(key, marker.clone()).await {
             Ok(true) => {
                 tracing::info!(
@@ -454,12 +464,14 @@ impl Delivery {
     ) -> (Recorded, Outcome) {
         let strategy = c.effective().await;
         let (tx, mut rx) = oneshot::channel::<Reply>();
-        self.spawn_turn(c, key, message, render, d.future, strategy, tx);
+        let streams = d.parts.is_some();
+        self.spawn_turn(c, key, message, render, d.future, d.parts, strategy, tx);
         let budget = match strategy {
             Strategy::RetryHold => c.settings.timing.budget(),
             _ => self.settings.deadline.min(d.budget),
         };
         let wait = budget.saturating_sub(started.elapsed());
+        let mut early = Vec::new();
         let in_time = match tokio::time::timeout(wait, &mut rx).await {
             Ok(Ok(reply)) => Some(reply),
             Ok(Err(_)) => {
@@ -470,6 +482,11 @@ impl Delivery {
                 return (answer, Outcome::Deadline);
             }
             Err(_) => {
+                // A streamed answer's parts so far answer this push, taken
+                // before the turn may send them itself (once `rx` closes).
+                if streams && matches!(strategy, Strategy::LateSend | Strategy::Passive) {
+                    early = self.parts_so_far(c, key).await;
+                }
                 // Close first so a result racing the timer is either taken
                 // here or delivered by the turn.
                 rx.close();
@@ -498,7 +515,11 @@ impl Delivery {
                     },
                     _ => d.interim,
                 };
-                let reply = self.carry(c, message, carried, None, interim).await;
+                let own = (!early.is_empty()).then(|| join(early, Reply::Success));
+                if own.is_some() {
+                    self.metrics.agent_delivery("streamed");
+                }
+                let reply = self.carry(c, message, carried, own, interim).await;
                 if strategy == Strategy::LateSend {
                     self.late.waiting(message);
                 }
@@ -526,34 +547,84 @@ impl Delivery {
         message: &Arc<Message>,
         render: &Arc<dyn Render>,
         future: ReplyFuture,
+        parts: Option<Parts>,
         strategy: Strategy,
-        tx: oneshot::Sender<Reply>,
+        mut tx: oneshot::Sender<Reply>,
     ) {
         let guard = self.tasks.enter(&self.metrics);
         let (c, key, message, render) = (c.clone(), key.clone(), message.clone(), render.clone());
         let (dedup, late, metrics) = (self.dedup.clone(), self.late.clone(), self.metrics.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            // Written down first: a stop or crash from here on leaves the
-            // turn for another node's sweep.
-            c.jobs.start(key.as_str(), &message, strategy).await;
-            // Keep this node's claim and job alive while the turn runs, so
-            // that a retry elsewhere waits rather than taking it over.
-            let renew = keep_alive(&c.jobs, key.as_str(), Some((&dedup, &key)));
-            let _turn = c
-                .locks
-                .acquire(&c.key_of(&message), c.settings.turn_patience)
-                .await;
-            let reply = future.await;
-            if let Err(reply) = tx.send(reply) {
-                deliver_after(
-                    &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
-                )
-                .await;
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                // Written down first: a stop or crash from here on leaves the
+                // turn for another node's sweep.
+                c.jobs.start(key.as_str(), &message, strategy).await;
+                // Keep this node's claim and job alive while the turn runs, so
+                // that a retry elsewhere waits rather than taking it over.
+                let renew = keep_alive(&c.jobs, key.as_str(), Some((&dedup, &key)));
+                let _turn = c
+                    .locks
+                    .acquire(&c.key_of(&message), c.settings.turn_patience)
+                    .await;
+                match parts {
+                    None => {
+                        let reply = future.await;
+                        if let Err(reply) = tx.send(reply) {
+                            deliver_after(
+                                &c, &key, &message, &render, reply, strategy, &dedup, &late,
+                                &metrics,
+                            )
+                            .await;
+                        }
+                    }
+                    Some(parts) => {
+                        let cx = TurnContext {
+                            c: &c,
+                            key: &key,
+                            message: &message,
+                            render: &render,
+                            dedup: &dedup,
+                            late: &late,
+                            metrics: &metrics,
+                        };
+                        let mut streamed = Streamed::new(parts);
+                        let last = streamed.run(&cx, future, &mut tx, strategy).await;
+                        // Ready while the push waits: all of it answers the push.
+                        if tx.send(streamed.whole(&last)).is_err() {
+                            let (rest, strategy) = streamed.rest(&cx, last, strategy).await;
+                            deliver_after(
+                                &c, &key, &message, &render, rest, strategy, &dedup, &late,
+                                &metrics,
+                            )
+                            .await;
+                        }
+                        // Parts a push took while the whole was answered are
+                        // part of that answer: nothing of the turn stays kept.
+                        c.pending.take_parts(key.as_str()).await;
+                    }
+                }
+                drop(renew);
+                c.jobs.finish(key.as_str()).await;
             }
-            drop(renew);
-            c.jobs.finish(key.as_str()).await;
-        });
+            .instrument(tracing::Span::current()),
+        );
+    }
+
+    /// The parts of a streamed answer no one has delivered yet, within one
+    /// passive reply; what does not fit stays for the turn to deliver.
+    async fn parts_so_far(&self, c: &Conversations, key: &DedupKey) -> Vec<Reply> {
+        let parts = c.pending.take_parts(key.as_str()).await;
+        if parts.is_empty() {
+            return parts;
+        }
+        let room = c
+            .settings
+            .max_text_bytes
+            .saturating_sub(c.settings.pending_marker.len() + 2);
+        let (head, rest) = compose(parts, None, room, "");
+        c.pending.push_parts(key.as_str(), rest, true).await;
+        vec![head]
     }
 
     /// Runs again the slow turns whose node is gone (stopped or crashed
@@ -593,7 +664,7 @@ impl Delivery {
                 let reply = match responder.respond(&message) {
                     Response::Ready(reply) => reply,
                     Response::Pending(future) => future.await,
-                    Response::Deferred(d) => d.future.await,
+                    Response::Deferred(d) => gathered(d.future, d.parts).await,
                 };
                 let key = DedupKey::from_raw(&id);
                 let render: Arc<dyn Render> = Arc::new(|_: &Reply| None);
@@ -634,24 +705,27 @@ impl Delivery {
         let late = self.late.clone();
         let metrics = self.metrics.clone();
         let guard = self.tasks.enter(&self.metrics);
-        tokio::spawn(async move {
-            let _guard = guard;
-            let reply = future.await;
-            if let Err(reply) = tx.send(reply) {
-                // WeChat has been answered already: deliver late.
-                let kind = match late.deliver(late_message, reply).await {
-                    Ok(()) => "delivered",
-                    Err(e) => {
-                        tracing::warn!(error = %e, "late reply not delivered");
-                        "dropped"
-                    }
-                };
-                metrics
-                    .late_results
-                    .get_or_create(&KindLabel { kind })
-                    .inc();
+        tokio::spawn(
+            async move {
+                let _guard = guard;
+                let reply = future.await;
+                if let Err(reply) = tx.send(reply) {
+                    // WeChat has been answered already: deliver late.
+                    let kind = match late.deliver(late_message, reply).await {
+                        Ok(()) => "delivered",
+                        Err(e) => {
+                            tracing::warn!(error = %e, "late reply not delivered");
+                            "dropped"
+                        }
+                    };
+                    metrics
+                        .late_results
+                        .get_or_create(&KindLabel { kind })
+                        .inc();
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         let in_time = |reply: &Reply| {
             if matches!(interim, Interim::Upstream(_)) {
                 self.metrics.agent_delivery("passive");

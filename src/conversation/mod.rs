@@ -20,6 +20,7 @@ mod lock;
 mod pending;
 mod store_dedup;
 mod strategy;
+mod stream;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +40,7 @@ pub use strategy::{
     ConversationOptions, PushTiming, Strategy, DEFAULT_FETCH_WORD, DEFAULT_MORE_MARKER,
     DEFAULT_NOTHING_PENDING, DEFAULT_PENDING_MARKER, DEFAULT_RATE_LIMITED,
 };
+pub use stream::{join, Parts, PartsSender};
 
 /// A reply that may take time to compute.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -63,6 +65,10 @@ pub struct Deferred {
     /// Answered when the budget passes; the result then goes to the
     /// late-delivery hook.
     pub interim: Reply,
+    /// A streamed answer's complete parts, in order, as they arrive; the
+    /// future then yields what follows the last part. `None` when the
+    /// answer comes whole.
+    pub parts: Option<Parts>,
 }
 
 /// Decides the reply to a message.

@@ -58,11 +58,26 @@ impl PendingAnswers {
     }
 
     async fn put(&self, user: &str, replies: Vec<Reply>, front: bool) -> bool {
+        if user.is_empty() {
+            return true;
+        }
+        self.put_at(&self.key(user), replies, front, true).await
+    }
+
+    /// Queues `replies` under `key`; `count` says whether they are answers
+    /// waiting for a user (counted as queued) or parts of a streamed one.
+    async fn put_at(
+        &self,
+        key: &str,
+        replies: Vec<Reply>,
+        front: bool,
+        count_queued: bool,
+    ) -> bool {
         let replies: Vec<Reply> = replies
             .into_iter()
             .filter(|r| !matches!(r, Reply::Success))
             .collect();
-        if replies.is_empty() || user.is_empty() {
+        if replies.is_empty() {
             return true;
         }
         let count = replies.len();
@@ -71,15 +86,14 @@ impl PendingAnswers {
             // Serialising a reply (strings and vectors) cannot fail.
             .map(|reply| serde_json::to_vec(&Queued { reply }).unwrap_or_default())
             .collect();
-        let key = self.key(user);
         let result = if front {
-            self.store.list_push_front(&key, &values, self.ttl).await
+            self.store.list_push_front(key, &values, self.ttl).await
         } else {
-            self.store.list_push(&key, &values, self.ttl).await
+            self.store.list_push(key, &values, self.ttl).await
         };
         match result {
             Ok(()) => {
-                if !front {
+                if !front && count_queued {
                     for _ in 0..count {
                         self.metrics.pending("queued");
                     }
@@ -101,7 +115,28 @@ impl PendingAnswers {
         if user.is_empty() {
             return Vec::new();
         }
-        match self.store.list_take(&self.key(user)).await {
+        self.take_at(&self.key(user)).await
+    }
+
+    fn parts_key(&self, turn: &str) -> String {
+        self.namespace.key(&format!("stream:{turn}"))
+    }
+
+    /// Keeps parts of the streamed answer of the turn `turn` (a message's
+    /// dedup key) that no one has delivered yet, in order, where any node
+    /// answering a push of that message finds them.
+    pub(super) async fn push_parts(&self, turn: &str, parts: Vec<Reply>, front: bool) -> bool {
+        self.put_at(&self.parts_key(turn), parts, front, false)
+            .await
+    }
+
+    /// Takes the undelivered parts of the turn's streamed answer.
+    pub(super) async fn take_parts(&self, turn: &str) -> Vec<Reply> {
+        self.take_at(&self.parts_key(turn)).await
+    }
+
+    async fn take_at(&self, key: &str) -> Vec<Reply> {
+        match self.store.list_take(key).await {
             Ok(values) => values
                 .into_iter()
                 .filter_map(|v| match serde_json::from_slice::<Queued>(&v) {

@@ -68,6 +68,70 @@ fn sentence_end(window: &str, text: &str) -> Option<usize> {
         .map(|(_, end)| end)
 }
 
+/// How much of a markdown answer that is still arriving (streamed) can
+/// go out now as one part: the byte index just after the last complete
+/// block at or beyond `min` bytes, or `None` while nothing is complete.
+///
+/// A block is complete at a blank line outside a code fence. Without one,
+/// a paragraph of at least three finished sentences (and no table or list
+/// in it) may be cut after its last finished sentence. Nothing inside an
+/// open code fence is ever cut, so each part converts on its own.
+pub fn stream_cut(text: &str, min: usize) -> Option<usize> {
+    let mut fenced = false;
+    let mut last_break = None;
+    let mut paragraph = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let complete = line.ends_with('\n');
+        let trimmed = line.trim();
+        if complete && (trimmed.starts_with("```") || trimmed.starts_with("~~~")) {
+            fenced = !fenced;
+        }
+        offset += line.len();
+        if complete && !fenced && trimmed.is_empty() {
+            if offset >= min && !text[..offset].trim().is_empty() {
+                last_break = Some(offset);
+            }
+            paragraph = offset;
+        }
+    }
+    if fenced {
+        return last_break;
+    }
+    if last_break.is_some() {
+        return last_break;
+    }
+    // No complete block: a few finished sentences of one plain paragraph.
+    let tail = &text[paragraph..];
+    let structured = tail.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with('|')
+            || l.starts_with("- ")
+            || l.starts_with("* ")
+            || l.starts_with('#')
+            || l.starts_with('>')
+            || l.split_once(". ")
+                .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
+    });
+    if structured {
+        return None;
+    }
+    let ends: Vec<usize> = tail
+        .char_indices()
+        .filter(|(_, c)| SENTENCE_ENDS.contains(c))
+        .map(|(i, c)| (c, i + c.len_utf8()))
+        // Still arriving: an ASCII end counts only once blank space follows.
+        .filter(|&(c, end)| {
+            !c.is_ascii() || tail[end..].chars().next().is_some_and(char::is_whitespace)
+        })
+        .map(|(_, end)| paragraph + end)
+        .collect();
+    match ends.last() {
+        Some(&end) if ends.len() >= 3 && end >= min => Some(end),
+        _ => None,
+    }
+}
+
 /// The largest char boundary not above `index`.
 fn floor_char_boundary(s: &str, index: usize) -> usize {
     (0..=index.min(s.len()))
@@ -79,6 +143,56 @@ fn floor_char_boundary(s: &str, index: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_text_is_cut_after_complete_blocks() {
+        // Nothing complete yet.
+        assert_eq!(stream_cut("# 标题\n\n第一段还没", 12), None);
+        // A complete paragraph beyond the minimum: cut after its blank line.
+        let text = "第一段已经完整了。\n\n第二段还在";
+        let cut = stream_cut(text, 12).unwrap();
+        assert_eq!(&text[..cut], "第一段已经完整了。\n\n");
+        // The last complete block is taken, not the first.
+        let text = "one paragraph.\n\ntwo paragraph.\n\nthree";
+        assert_eq!(
+            &text[..stream_cut(text, 4).unwrap()],
+            "one paragraph.\n\ntwo paragraph.\n\n"
+        );
+        // A heading alone is below the minimum.
+        assert_eq!(stream_cut("# Title\n\nbody", 40), None);
+    }
+
+    #[test]
+    fn streamed_text_is_never_cut_inside_a_code_fence() {
+        let open = "intro text here.\n\n```rust\nfn main() {}\n\nlet x = 1;\n";
+        // Only the intro before the fence is complete.
+        assert_eq!(
+            &open[..stream_cut(open, 4).unwrap()],
+            "intro text here.\n\n"
+        );
+        let closed = format!("{open}```\n\nafter");
+        assert_eq!(
+            &closed[..stream_cut(&closed, 4).unwrap()],
+            &closed[..closed.len() - 5]
+        );
+    }
+
+    #[test]
+    fn three_finished_sentences_make_a_part() {
+        let text = "第一句。第二句！第三句？第四";
+        assert_eq!(
+            &text[..stream_cut(text, 4).unwrap()],
+            "第一句。第二句！第三句？"
+        );
+        assert_eq!(stream_cut("第一句。第二句！第三", 4), None);
+        // An ASCII end counts once a space follows it (example.com is no end).
+        assert_eq!(stream_cut("One. Two. See example.com", 4), None);
+        let text = "One. Two. Three. Fo";
+        assert_eq!(&text[..stream_cut(text, 4).unwrap()], "One. Two. Three.");
+        // Not inside a list or a table.
+        assert_eq!(stream_cut("1. One. Two. Three. x", 4), None);
+        assert_eq!(stream_cut("| a. b. c. | d", 4), None);
+    }
 
     #[test]
     fn urls_and_numbers_are_not_sentence_ends() {

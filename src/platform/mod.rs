@@ -9,7 +9,8 @@
 //!
 //! Shared by the WeChat family: [`callback`] (the XML + AES dialect),
 //! [`wechat_api`] (the outbound client and token fetcher), [`send`] (ordered
-//! sends with bounded retries), [`callback_ips`] (the callback IP list), and
+//! sends with bounded retries), [`callback_ips`] (the callback IP list),
+//! [`media`] (temporary-media upload for the agent's media answers), and
 //! [`simulate`] (a client that speaks like WeChat, for `wxgate simulate`,
 //! `verify-url` and the tests).
 //!
@@ -20,6 +21,7 @@
 pub mod callback;
 pub mod callback_ips;
 pub mod kf;
+pub mod media;
 pub mod official;
 pub mod send;
 pub mod simulate;

@@ -11,7 +11,6 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use tracing::Span;
 
 use super::{client_ip, ApiError, AppState, Endpoint};
 use crate::conversation::Render;
@@ -40,7 +39,6 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         }
         _ => {}
     }
-    Span::current().record("outcome", e.label());
     if e.status() == StatusCode::FORBIDDEN {
         tracing::warn!(reason = e.label(), "refused");
     } else {
@@ -107,7 +105,6 @@ pub(super) async fn verify(
     match result {
         Ok(echostr) => {
             state.metrics().request(&endpoint.account, "verified", "-");
-            Span::current().record("outcome", "verified");
             noted(
                 (
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -155,8 +152,6 @@ pub(super) async fn receive(
         Err(e) => return refuse(&state, &endpoint, ApiError::from(e)),
     };
     let msg_type = msg_type_label(&inbound.message.msg_type);
-    let span = Span::current();
-    span.record("msg_type", inbound.message.msg_type.as_str());
     // With the console on, the reply rendered into the answer is kept for
     // its conversations page.
     let rendered: Option<Arc<std::sync::Mutex<Option<Reply>>>> =
@@ -176,7 +171,6 @@ pub(super) async fn receive(
         .answer(&inbound.message, &render, arrived)
         .await;
     let body = callback.seal_rendered(&inbound, answer.as_deref());
-    span.record("outcome", outcome.label());
     tracing::debug!(user = %short_id(&inbound.message.from_user), encrypted = inbound.encrypted(), "answered");
     let metrics = state.metrics();
     metrics.request(&endpoint.account, outcome.label(), msg_type);

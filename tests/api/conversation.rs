@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use wxgate::conversation::{
     ConversationOptions, Conversations, Deferred, Delivery, DeliverySettings, LateDelivery,
-    LateError, LateFailure, LateFuture, Outcome, Recorded, Render, Responder, Response, StoreDedup,
-    Strategy, LEASE,
+    LateError, LateFailure, LateFuture, Outcome, PartsSender, Recorded, Render, Responder,
+    Response, StoreDedup, Strategy, LEASE,
 };
 use wxgate::domain::{Message, Reply};
 use wxgate::metrics::Metrics;
@@ -89,6 +89,7 @@ impl Responder for Agent {
             interim: Reply::Text {
                 content: "稍等".into(),
             },
+            parts: None,
         })
     }
 }
@@ -388,6 +389,7 @@ async fn a_spent_quota_keeps_the_rest_for_the_next_message() {
                 }),
                 budget: Duration::from_secs(4),
                 interim: Reply::Success,
+                parts: None,
             })
         }
     }
@@ -617,4 +619,159 @@ async fn texts_within_the_debounce_window_become_one_turn_answered_once() {
         .await;
     assert_eq!(third.as_deref(), Some("answer:fast 再见"));
     assert_eq!(agent.calls(), 2);
+}
+
+/// Streams "part 1" … "part N" one second apart from 1.5 s on ("streamN"),
+/// then answers "end" (at the second its "endS" names, else just after
+/// the last part); texts starting with "rule" are answered at once.
+struct Streamer;
+
+impl Responder for Streamer {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        let text = message.text().unwrap_or_default().to_owned();
+        if let Some(rule) = text.strip_prefix("rule") {
+            return Response::Ready(Reply::Text {
+                content: format!("rule{rule}"),
+            });
+        }
+        let number = |prefix: &str| -> Option<u64> {
+            let word = text.split(' ').find(|w| w.starts_with(prefix))?;
+            word[prefix.len()..].parse().ok()
+        };
+        let parts = number("stream").unwrap_or(3);
+        let end = number("end").map(Duration::from_secs);
+        let (sender, receiver): (PartsSender, _) = tokio::sync::mpsc::unbounded_channel();
+        Response::Deferred(Deferred {
+            future: Box::pin(async move {
+                let started = tokio::time::Instant::now();
+                for i in 1..=parts {
+                    let at = Duration::from_millis(500 + 1000 * i);
+                    tokio::time::sleep_until(started + at).await;
+                    let _ = sender.send(Reply::Text {
+                        content: format!("part {i}"),
+                    });
+                }
+                if let Some(end) = end {
+                    tokio::time::sleep_until(started + end).await;
+                }
+                Reply::Text {
+                    content: "end".into(),
+                }
+            }),
+            budget: Duration::from_millis(4000),
+            interim: Reply::Text {
+                content: "稍等".into(),
+            },
+            parts: Some(receiver),
+        })
+    }
+}
+
+fn streaming_node(store: &Arc<dyn Store>, sends: &Sends, strategy: Strategy, ns: &str) -> Node {
+    let options = ConversationOptions {
+        delivery: Some(strategy),
+        ..ConversationOptions::default()
+    };
+    engine(store, Arc::new(Streamer), sends, options, ns)
+}
+
+fn sent(sends: &Sends) -> Vec<String> {
+    let sent = sends.sent.lock().unwrap();
+    sent.iter().filter(|s| !s.is_empty()).cloned().collect()
+}
+
+fn parts(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|i| format!("part {i}")).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_send_answers_a_streamed_12_s_answer_part_by_part_in_order() {
+    let (store, sends) = (memory(), Sends::default());
+    let n = streaming_node(&store, &sends, Strategy::LateSend, "wx_stream_late");
+    let started = tokio::time::Instant::now();
+    let (answer, push, outcome) = wechat_pushes(&n, &text(1, "stream12")).await;
+    // The passive budget (4 s) passed with three parts complete: they are
+    // the passive reply instead of the interim text.
+    assert_eq!((push, outcome), (1, Outcome::Deferred(Strategy::LateSend)));
+    assert_eq!(answer.as_deref(), Some("part 1\n\npart 2\n\npart 3"));
+    // Mid-stream (8 s of 12.5): the parts since are already sent, in order.
+    tokio::time::sleep_until(started + Duration::from_secs(8)).await;
+    assert_eq!(sent(&sends), parts(4..=7));
+    // The end: every part once, in order, then the rest of the answer.
+    tokio::time::sleep_until(started + Duration::from_secs(14)).await;
+    let mut expected = parts(4..=12);
+    expected.push("end".into());
+    assert_eq!(sent(&sends), expected);
+    // Nothing is kept for the next message.
+    let (next, _) = n
+        .delivery
+        .answer(&text(2, "rule hi"), &render(), tokio::time::Instant::now())
+        .await;
+    assert_eq!(next.as_deref(), Some("rule hi"));
+    assert!(n
+        .metrics
+        .render()
+        .contains("wxgate_agent_deliveries_total{kind=\"streamed\"} 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_answer_ready_in_time_is_one_passive_reply() {
+    let (store, sends) = (memory(), Sends::default());
+    let n = streaming_node(&store, &sends, Strategy::LateSend, "wx_stream_fast");
+    // Two parts (1.5 s, 2.5 s) and the end: all within the 4 s budget.
+    let (answer, push, outcome) = wechat_pushes(&n, &text(1, "stream2")).await;
+    assert_eq!((push, outcome), (1, Outcome::Replied));
+    assert_eq!(answer.as_deref(), Some("part 1\n\npart 2\n\nend"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(sent(&sends).is_empty(), "nothing sent late");
+    let (next, _) = n
+        .delivery
+        .answer(&text(2, "rule hi"), &render(), tokio::time::Instant::now())
+        .await;
+    assert_eq!(next.as_deref(), Some("rule hi"), "nothing kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_hold_answers_the_last_push_with_the_parts_so_far_and_keeps_the_rest() {
+    let (store, sends) = (memory(), Sends::default());
+    let n = streaming_node(&store, &sends, Strategy::RetryHold, "wx_stream_hold");
+    // Twelve parts until 12.5 s, the end at 30 s: beyond the three pushes.
+    let (answer, push, outcome) = wechat_pushes(&n, &text(1, "stream12 end30")).await;
+    assert_eq!((push, outcome), (3, Outcome::Pending));
+    let answer = answer.unwrap();
+    let (so_far, marker) = answer.rsplit_once("\n\n").unwrap();
+    assert!(marker.contains("回复任意文字"), "{answer}");
+    let so_far: Vec<String> = so_far.split("\n\n").map(str::to_owned).collect();
+    let k = so_far.len() as u32;
+    assert!(
+        k >= 8,
+        "the last push gives up after about 14 s: {so_far:?}"
+    );
+    assert_eq!(so_far, parts(1..=k));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    // The next message carries the rest, each part once, then its own answer.
+    let (reply, _, _) = wechat_pushes(&n, &text(2, "rule 谢谢")).await;
+    let mut rest = parts(k + 1..=12);
+    rest.extend(["end".to_owned(), "rule 谢谢".to_owned()]);
+    assert_eq!(reply.unwrap(), rest.join("\n\n"));
+    assert!(sent(&sends).is_empty(), "retry_hold sends nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_part_and_everything_after_it_wait_for_the_next_message_in_order() {
+    let (store, sends) = (memory(), Sends::default());
+    sends
+        .refuse
+        .lock()
+        .unwrap()
+        .push((0, LateFailure::NoPermission));
+    let n = streaming_node(&store, &sends, Strategy::LateSend, "wx_stream_refused");
+    let (answer, _, _) = wechat_pushes(&n, &text(1, "stream6")).await;
+    assert_eq!(answer.as_deref(), Some("part 1\n\npart 2\n\npart 3"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(sent(&sends).is_empty());
+    let (reply, _, _) = wechat_pushes(&n, &text(2, "rule 谢谢")).await;
+    let mut rest = parts(4..=6);
+    rest.extend(["end".to_owned(), "rule 谢谢".to_owned()]);
+    assert_eq!(reply.unwrap(), rest.join("\n\n"));
 }

@@ -2,6 +2,7 @@
 //! the call. The protocols ([`webhook`], [`openai`]) implement
 //! [`Protocol`] from `protocol.rs` and know nothing of each other.
 
+mod chat_media;
 pub mod openai;
 mod protocol;
 pub mod webhook;
@@ -13,8 +14,8 @@ use tokio::sync::Semaphore;
 
 use super::history::History;
 use super::settings::{ProtocolSettings, UpstreamSettings};
-use crate::domain::{Message, Reply};
-pub use protocol::{CallFuture, Http, LocalFuture, Protocol, UpstreamError};
+use crate::domain::Message;
+pub use protocol::{Answer, CallFuture, Emit, Http, LocalFuture, Protocol, UpstreamError};
 
 /// A configured upstream, ready to call.
 pub struct Upstream {
@@ -51,10 +52,21 @@ impl Upstream {
         self.protocol.intercept(message)
     }
 
-    /// Asks the upstream for the reply to `message`.
-    pub async fn call(&self, message: &Message, app_id: &str) -> Result<Reply, UpstreamError> {
+    /// True when its answers arrive in parts (`stream = true`).
+    pub fn streams(&self) -> bool {
+        self.protocol.streams()
+    }
+
+    /// Asks the upstream for the reply to `message`; a streaming upstream
+    /// hands complete parts to `emit` as they arrive.
+    pub async fn call(
+        &self,
+        message: &Message,
+        app_id: &str,
+        emit: Emit<'_>,
+    ) -> Result<Answer, UpstreamError> {
         let timeout = self.settings.timeout;
-        let call = self.protocol.call(&self.http, message, app_id);
+        let call = self.protocol.call(&self.http, message, app_id, emit);
         // reqwest's timeout covers the body too; this also bounds the store.
         tokio::time::timeout(timeout + Duration::from_millis(50), call)
             .await

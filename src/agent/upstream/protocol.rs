@@ -10,13 +10,35 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::agent::media::MediaAnswer;
 use crate::domain::{Message, Reply};
 
 /// Upstream answers are small JSON documents; anything bigger is refused.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// A protocol's answer to come.
-pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, UpstreamError>> + Send + 'a>>;
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer, UpstreamError>> + Send + 'a>>;
+
+/// What an upstream answered: a reply as it is, or media by URL that the
+/// agent bridge uploads first (see `agent::media`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A reply, ready to shape and send.
+    Reply(Reply),
+    /// A picture, voice or video to download and upload for its `media_id`.
+    Media(MediaAnswer),
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Self {
+        Answer::Reply(reply)
+    }
+}
+
+/// Where a streaming protocol hands each complete part of its answer (raw,
+/// as the upstream wrote it) while the rest is still arriving; `None` when
+/// the answer is wanted whole. Parts handed on are not in the final reply.
+pub type Emit<'a> = Option<&'a (dyn Fn(String) + Send + Sync)>;
 
 /// A reply computed without calling the upstream (e.g. a reset command).
 pub type LocalFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -34,8 +56,21 @@ pub trait Protocol: Send + Sync {
         None
     }
 
-    /// Asks the upstream for the reply to `message`.
-    fn call<'a>(&'a self, http: &'a Http, message: &'a Message, app_id: &'a str) -> CallFuture<'a>;
+    /// Asks the upstream for the reply to `message`. A protocol that
+    /// streams hands complete parts to `emit` as they arrive and answers
+    /// what follows the last of them.
+    fn call<'a>(
+        &'a self,
+        http: &'a Http,
+        message: &'a Message,
+        app_id: &'a str,
+        emit: Emit<'a>,
+    ) -> CallFuture<'a>;
+
+    /// True when `call` hands parts to `emit` (the answer is streamed).
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 /// Why an upstream gave no usable answer. Never carries a secret.
@@ -94,19 +129,35 @@ impl Http {
         self.client.post(&self.url)
     }
 
+    /// Sends a request and returns the response once its status is 2xx,
+    /// with its body still to read (a stream).
+    pub async fn open(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(UpstreamError::Status(status));
+        }
+        Ok(response)
+    }
+
+    /// A reqwest failure as an upstream error (never with the URL).
+    pub fn transport(&self, e: reqwest::Error) -> UpstreamError {
+        if e.is_timeout() {
+            UpstreamError::Timeout(self.timeout)
+        } else {
+            UpstreamError::Transport(e.without_url().to_string())
+        }
+    }
+
     /// Sends a request and reads a bounded body: `(status, body)`.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), UpstreamError> {
-        let timeout = self.timeout;
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                UpstreamError::Timeout(timeout)
-            } else {
-                UpstreamError::Transport(e.without_url().to_string())
-            }
-        };
+        let transport = |e: reqwest::Error| self.transport(e);
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let mut body = Vec::new();

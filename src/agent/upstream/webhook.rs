@@ -1,12 +1,16 @@
 //! `protocol = "webhook"`: wxgate POSTs the message as JSON, the upstream
 //! answers the reply as JSON (`{"type": "text", "content": "…"}`, the same
 //! shapes as a rule's `reply`), or `{"type": "success"}` / 204 for none.
+//! An image, voice or video may also come by URL instead of `media_id`
+//! (`{"type": "image", "url": "https://…"}`): wxgate uploads it (see
+//! `agent::media`).
 
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::protocol::{CallFuture, Http, Protocol, UpstreamError};
+use super::protocol::{Answer, CallFuture, Emit, Http, Protocol, UpstreamError};
+use crate::agent::media::{MediaAnswer, MediaKind};
 use crate::domain::{Message, MessageKind, Reply};
 use crate::rules::{build_reply, ReplySpec};
 use crate::secret::Secret;
@@ -159,14 +163,53 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Parses an upstream's answer: a reply description, or `success`.
-pub fn parse_answer(status: u16, body: &[u8]) -> Result<Reply, UpstreamError> {
+/// An image, voice or video answered by URL.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MediaUrl {
+    #[serde(rename = "type")]
+    kind: MediaKind,
+    url: String,
+    title: Option<String>,
+    description: Option<String>,
+}
+
+/// Parses an upstream's answer: a reply description, media by URL, or
+/// `success`.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<Answer, UpstreamError> {
     if status == 204 {
-        return Ok(Reply::Success);
+        return Ok(Reply::Success.into());
     }
-    let spec: ReplySpec = serde_json::from_slice(body)
+    let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| UpstreamError::Malformed(format!("not a reply description: {e}")))?;
-    build_reply(spec).map_err(UpstreamError::Malformed)
+    if value.get("url").is_some() && value.get("media_id").is_none() {
+        let media: MediaUrl = serde_json::from_value(value)
+            .map_err(|e| UpstreamError::Malformed(format!("not a media answer: {e}")))?;
+        if media.url.trim().is_empty() {
+            return Err(UpstreamError::Malformed("empty url".into()));
+        }
+        let (title, description) = match media.kind {
+            MediaKind::Video => (media.title, media.description),
+            _ if media.description.is_some() => {
+                return Err(UpstreamError::Malformed(format!(
+                    "description only applies to video, not {}",
+                    media.kind
+                )))
+            }
+            _ => (media.title, None),
+        };
+        return Ok(Answer::Media(MediaAnswer {
+            kind: media.kind,
+            url: media.url.trim().to_owned(),
+            title,
+            description,
+        }));
+    }
+    let spec: ReplySpec = serde_json::from_value(value)
+        .map_err(|e| UpstreamError::Malformed(format!("not a reply description: {e}")))?;
+    build_reply(spec)
+        .map(Answer::Reply)
+        .map_err(UpstreamError::Malformed)
 }
 
 /// The webhook protocol, with its optional signing secret.
@@ -185,7 +228,7 @@ impl Webhook {
         http: &Http,
         message: &Message,
         app_id: &str,
-    ) -> Result<Reply, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let body = serde_json::to_vec(&WebhookMessage::new(message, app_id))
             .map_err(|e| UpstreamError::Transport(format!("cannot encode the message: {e}")))?;
         let mut request = http
@@ -204,7 +247,13 @@ impl Protocol for Webhook {
         "webhook"
     }
 
-    fn call<'a>(&'a self, http: &'a Http, message: &'a Message, app_id: &'a str) -> CallFuture<'a> {
+    fn call<'a>(
+        &'a self,
+        http: &'a Http,
+        message: &'a Message,
+        app_id: &'a str,
+        _emit: Emit<'a>,
+    ) -> CallFuture<'a> {
         Box::pin(self.exchange(http, message, app_id))
     }
 }
@@ -225,6 +274,11 @@ mod tests {
 
     #[test]
     fn answers_of_every_kind_parse() {
+        let parse_answer = |status, body| match parse_answer(status, body) {
+            Ok(Answer::Reply(r)) => Ok(r),
+            Ok(other) => panic!("not a reply: {other:?}"),
+            Err(e) => Err(e),
+        };
         assert_eq!(
             parse_answer(200, br#"{"type":"text","content":"hi {there}"}"#).unwrap(),
             Reply::Text {
@@ -256,6 +310,46 @@ mod tests {
             Reply::Success
         );
         assert_eq!(parse_answer(204, b"").unwrap(), Reply::Success);
+    }
+
+    #[test]
+    fn media_may_come_by_url() {
+        assert_eq!(
+            parse_answer(
+                200,
+                br#"{"type":"image","url":" https://e.com/a.png ","title":"cat"}"#
+            )
+            .unwrap(),
+            Answer::Media(MediaAnswer {
+                kind: MediaKind::Image,
+                url: "https://e.com/a.png".into(),
+                title: Some("cat".into()),
+                description: None,
+            })
+        );
+        assert_eq!(
+            parse_answer(
+                200,
+                br#"{"type":"video","url":"https://e.com/v.mp4","title":"T","description":"D"}"#
+            )
+            .unwrap(),
+            Answer::Media(MediaAnswer {
+                kind: MediaKind::Video,
+                url: "https://e.com/v.mp4".into(),
+                title: Some("T".into()),
+                description: Some("D".into()),
+            })
+        );
+        for body in [
+            &br#"{"type":"text","url":"https://e.com/a.png"}"#[..],
+            br#"{"type":"image","url":""}"#,
+            br#"{"type":"image","url":"https://e.com/a.png","media_id":"M"}"#,
+            br#"{"type":"voice","url":"https://e.com/a.mp3","description":"D"}"#,
+            br#"{"type":"image","url":"https://e.com/a.png","extra":1}"#,
+        ] {
+            let e = parse_answer(200, body).unwrap_err();
+            assert_eq!(e.kind(), "malformed", "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub use late::{custom_messages, CustomServiceDelivery};
 
 use super::callback::Dialect;
+use crate::agent::media::{MediaKind, MediaLimits};
 use crate::domain::{Capabilities, LateSend, PassiveReply, PushRetries};
 
 /// The Official Account's callback rules: encryption as the mode says, the
@@ -45,4 +46,26 @@ pub fn capabilities(can_send: bool, typing: bool) -> Capabilities {
         streaming: false,
         text_links: true,
     }
+}
+
+/// What the Official Account's temporary-media upload takes: pictures up to
+/// 2 MB (PNG, JPEG, GIF), voice up to 2 MB (AMR, MP3), video up to 10 MB
+/// (MP4). WeChat's pages differ on the picture size (2 MB and 10 MB both
+/// appear); the smaller is kept, so nothing is downloaded to be refused.
+pub fn media_limits(kind: MediaKind) -> Option<MediaLimits> {
+    const MB: usize = 1024 * 1024;
+    Some(match kind {
+        MediaKind::Image => MediaLimits {
+            max_bytes: 2 * MB,
+            content_types: &["image/jpeg", "image/jpg", "image/png", "image/gif"],
+        },
+        MediaKind::Voice => MediaLimits {
+            max_bytes: 2 * MB,
+            content_types: &["audio/amr", "audio/mpeg", "audio/mp3"],
+        },
+        MediaKind::Video => MediaLimits {
+            max_bytes: 10 * MB,
+            content_types: &["video/mp4"],
+        },
+    })
 }

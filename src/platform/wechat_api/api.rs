@@ -10,8 +10,8 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::{
-    AppMessage, CustomMessage, KfSendRequest, KfSyncRequest, KfSyncResponse, Remedy, TypingCommand,
-    WechatClient, WechatError,
+    AppMessage, CustomMessage, KfSendRequest, KfSyncRequest, KfSyncResponse, MediaFile, Remedy,
+    TypingCommand, WechatClient, WechatError,
 };
 use crate::token::{AccessToken, TokenError, TokenManager};
 
@@ -126,6 +126,14 @@ impl WechatApi {
     pub async fn kf_send_msg(&self, message: &KfSendRequest) -> Result<String, CallError> {
         self.call("/cgi-bin/kf/send_msg", |t| async move {
             self.client.kf_send_msg(&t, message).await
+        })
+        .await
+    }
+
+    /// Uploads temporary media of `kind` (`image`, `voice`, `video`); its `media_id`.
+    pub async fn upload_media(&self, kind: &str, file: MediaFile<'_>) -> Result<String, CallError> {
+        self.call("/cgi-bin/media/upload", |t| async move {
+            self.client.upload_media(&t, kind, file).await
         })
         .await
     }

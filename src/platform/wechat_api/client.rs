@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::types::{IpListResponse, Status, TokenResponse};
+use super::types::{IpListResponse, MediaUploadResponse, Status, TokenResponse};
 use super::wecom::{AppMessage, KfSendRequest, KfSendResponse, KfSyncRequest, KfSyncResponse};
 use super::{CustomMessage, ErrCode, TokenSource, TypingCommand, WechatError};
 use crate::secret::Secret;
@@ -28,6 +28,18 @@ const WECOM_TOKEN: &str = "/cgi-bin/gettoken";
 const APP_SEND: &str = "/cgi-bin/message/send";
 const KF_SYNC: &str = "/cgi-bin/kf/sync_msg";
 const KF_SEND: &str = "/cgi-bin/kf/send_msg";
+const MEDIA_UPLOAD: &str = "/cgi-bin/media/upload";
+
+/// One file for [`WechatClient::upload_media`].
+#[derive(Debug, Clone, Copy)]
+pub struct MediaFile<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Its name, with the extension WeChat checks.
+    pub filename: &'a str,
+    /// Its content type.
+    pub content_type: &'a str,
+}
 
 /// What the client needs to know.
 #[derive(Debug, Clone)]
@@ -161,6 +173,37 @@ impl WechatClient {
             .json(message);
         let answer: KfSendResponse = self.send(KF_SEND, request).await?;
         Ok(answer.msgid)
+    }
+
+    /// `POST /cgi-bin/media/upload?type=…` (multipart, field `media`):
+    /// temporary media, kept three days; its `media_id`. The Official
+    /// Account and WeCom (微信客服 included) share the path and the answer
+    /// `{"type", "media_id", "created_at"}`.
+    pub async fn upload_media(
+        &self,
+        token: &AccessToken,
+        kind: &str,
+        file: MediaFile<'_>,
+    ) -> Result<String, WechatError> {
+        let decode = |reason: String| WechatError::Decode {
+            endpoint: MEDIA_UPLOAD,
+            reason,
+        };
+        let part = reqwest::multipart::Part::bytes(file.bytes.to_vec())
+            .file_name(file.filename.to_owned())
+            .mime_str(file.content_type)
+            .map_err(|e| decode(format!("content type {:?}: {e}", file.content_type)))?;
+        let form = reqwest::multipart::Form::new().part("media", part);
+        let request = self
+            .http
+            .post(self.url(MEDIA_UPLOAD))
+            .query(&[("access_token", token.expose()), ("type", kind)])
+            .multipart(form);
+        let answer: MediaUploadResponse = self.send(MEDIA_UPLOAD, request).await?;
+        if answer.media_id.is_empty() {
+            return Err(decode("empty media_id".into()));
+        }
+        Ok(answer.media_id)
     }
 
     /// `GET /cgi-bin/getcallbackip`: the addresses (IPs and CIDRs) WeChat

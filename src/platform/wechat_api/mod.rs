@@ -22,7 +22,7 @@ mod types;
 mod wecom;
 
 pub use self::api::{CallError, RetryPolicy, WechatApi};
-pub use self::client::{ClientSettings, WechatClient, DEFAULT_BASE_URL};
+pub use self::client::{ClientSettings, MediaFile, WechatClient, DEFAULT_BASE_URL};
 pub use self::error::{ErrCode, Remedy, WechatError};
 pub use self::types::{
     Article, CustomBody, CustomMessage, MediaContent, MusicContent, NewsContent, TextContent,

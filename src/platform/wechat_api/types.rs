@@ -166,6 +166,13 @@ pub(super) struct IpListResponse {
     pub ip_list: Vec<String>,
 }
 
+/// `media/upload`'s answer (`type` and `created_at` are not needed).
+#[derive(Deserialize)]
+pub(super) struct MediaUploadResponse {
+    #[serde(default)]
+    pub media_id: String,
+}
+
 /// The part every answer may carry.
 #[derive(Deserialize)]
 pub(super) struct Status {

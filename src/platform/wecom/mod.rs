@@ -10,6 +10,7 @@ use std::time::Duration;
 pub use late::AppDelivery;
 
 use super::callback::Dialect;
+use crate::agent::media::{MediaKind, MediaLimits};
 use crate::domain::{Capabilities, LateSend, PassiveReply, PushRetries};
 
 /// How WeCom's callbacks differ from the Official Account's.
@@ -41,4 +42,25 @@ pub fn capabilities(can_send: bool) -> Capabilities {
         streaming: false,
         text_links: false,
     }
+}
+
+/// What WeCom's temporary-media upload (`/cgi-bin/media/upload`, which
+/// 微信客服 uses too) takes: pictures up to 10 MB (JPG, PNG), voice up to
+/// 2 MB (AMR only), video up to 10 MB (MP4).
+pub fn media_limits(kind: MediaKind) -> Option<MediaLimits> {
+    const MB: usize = 1024 * 1024;
+    Some(match kind {
+        MediaKind::Image => MediaLimits {
+            max_bytes: 10 * MB,
+            content_types: &["image/jpeg", "image/jpg", "image/png"],
+        },
+        MediaKind::Voice => MediaLimits {
+            max_bytes: 2 * MB,
+            content_types: &["audio/amr"],
+        },
+        MediaKind::Video => MediaLimits {
+            max_bytes: 10 * MB,
+            content_types: &["video/mp4"],
+        },
+    })
 }

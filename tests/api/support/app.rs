@@ -248,21 +248,33 @@ impl BinaryServer {
         BinaryServer::start_with(config, file.into()).await
     }
 
+    /// As [`BinaryServer::start_logging`], with these environment variables
+    /// (the secrets a config names with `*_env`).
+    pub async fn start_logging_env(
+        config: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> BinaryServer {
+        let file = std::fs::File::create(log).expect("log file");
+        BinaryServer::spawn(config, file.into(), None, env).await
+    }
+
     /// As [`BinaryServer::start_logging`], with at most `open_files` file
     /// descriptors (`ulimit -n`): to run out of them on purpose.
     pub async fn start_with_fd_limit(config: &Path, log: &Path, open_files: u32) -> BinaryServer {
         let file = std::fs::File::create(log).expect("log file");
-        BinaryServer::spawn(config, file.into(), Some(open_files)).await
+        BinaryServer::spawn(config, file.into(), Some(open_files), &[]).await
     }
 
     async fn start_with(config: &Path, stderr: std::process::Stdio) -> BinaryServer {
-        BinaryServer::spawn(config, stderr, None).await
+        BinaryServer::spawn(config, stderr, None, &[]).await
     }
 
     async fn spawn(
         config: &Path,
         stderr: std::process::Stdio,
         open_files: Option<u32>,
+        env: &[(&str, &str)],
     ) -> BinaryServer {
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
@@ -290,6 +302,7 @@ impl BinaryServer {
                 "--config",
             ])
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -6,7 +6,10 @@
 //! - `POST /v1/chat/completions`: an OpenAI-compatible endpoint that records
 //!   the messages it received and the `Authorization` header, and answers
 //!   `answer <n>: <last user text>` (optionally after a delay), or a fixed
-//!   answer set with [`FakeUpstream::set_chat_answer`].
+//!   answer set with [`FakeUpstream::set_chat_answer`]; a request with
+//!   `"stream": true` is answered as server-sent events by the
+//!   [`StreamPlan`] set with [`FakeUpstream::set_stream`], held at its hold
+//!   points until the test calls [`FakeUpstream::release_stream`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,19 @@ pub enum Behaviour {
     NoContent,
 }
 
+/// A streamed answer: its deltas in order, where it waits for the test,
+/// and how it ends.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub deltas: Vec<String>,
+    /// Before sending the delta at each of these indexes, the stream waits
+    /// for one [`FakeUpstream::release_stream`].
+    pub hold_before: Vec<usize>,
+    /// `data: [DONE]` at the end; false ends the body without it, as a
+    /// stream that breaks off.
+    pub done: bool,
+}
+
 /// One recorded webhook request.
 #[derive(Debug, Clone)]
 pub struct HookRequest {
@@ -59,11 +75,15 @@ struct Inner {
     slow_prefix: Option<(String, Duration)>,
     /// Answered instead of `answer <n>: …` when set.
     chat_answer: Option<String>,
+    stream: Option<StreamPlan>,
+    /// Deltas sent by streams so far.
+    streamed: usize,
 }
 
 pub struct FakeUpstream {
     addr: SocketAddr,
     state: Arc<Mutex<Inner>>,
+    gate: Arc<tokio::sync::Semaphore>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -76,11 +96,14 @@ impl FakeUpstream {
             chat_delay: Duration::ZERO,
             slow_prefix: None,
             chat_answer: None,
+            stream: None,
+            streamed: 0,
         }));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let router = Router::new()
             .route("/hook", post(hook))
             .route("/v1/chat/completions", post(chat))
-            .with_state(state.clone());
+            .with_state((state.clone(), gate.clone()));
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .unwrap();
@@ -91,8 +114,24 @@ impl FakeUpstream {
         FakeUpstream {
             addr,
             state,
+            gate,
             server,
         }
+    }
+
+    /// Streamed requests are answered by `plan` from now on.
+    pub fn set_stream(&self, plan: StreamPlan) {
+        self.state.lock().unwrap().stream = Some(plan);
+    }
+
+    /// Lets a held stream go on to its next hold point.
+    pub fn release_stream(&self) {
+        self.gate.add_permits(1);
+    }
+
+    /// How many deltas the streams have sent so far.
+    pub fn streamed_deltas(&self) -> usize {
+        self.state.lock().unwrap().streamed
     }
 
     /// The webhook URL.
@@ -138,7 +177,9 @@ impl Drop for FakeUpstream {
     }
 }
 
-async fn hook(State(state): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+type Shared = (Arc<Mutex<Inner>>, Arc<tokio::sync::Semaphore>);
+
+async fn hook(State((state, _)): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let behaviour = {
         let mut inner = state.lock().unwrap();
         inner.hooks.push(HookRequest {
@@ -164,11 +205,11 @@ async fn hook(State(state): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
 }
 
 async fn chat(
-    State(state): State<Arc<Mutex<Inner>>>,
+    State((state, gate)): State<Shared>,
     headers: HeaderMap,
     axum::Json(body): axum::Json<Value>,
 ) -> Response {
-    let (n, delay, fixed) = {
+    let (n, delay, fixed, plan) = {
         let mut inner = state.lock().unwrap();
         inner.chats.push(ChatRequest {
             body: body.clone(),
@@ -187,8 +228,12 @@ async fn chat(
             Some((prefix, slow)) if last.starts_with(prefix.as_str()) => *slow,
             _ => inner.chat_delay,
         };
-        (inner.chats.len(), delay, inner.chat_answer.clone())
+        let plan = inner.stream.clone().filter(|_| body["stream"] == true);
+        (inner.chats.len(), delay, inner.chat_answer.clone(), plan)
     };
+    if let Some(plan) = plan {
+        return stream(plan, state, gate);
+    }
     tokio::time::sleep(delay).await;
     let last = body["messages"]
         .as_array()
@@ -204,4 +249,44 @@ async fn chat(
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
     }))
     .into_response()
+}
+
+/// A streamed completion, one event per delta, written as the plan says.
+fn stream(
+    plan: StreamPlan,
+    state: Arc<Mutex<Inner>>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(4);
+    tokio::spawn(async move {
+        for (i, delta) in plan.deltas.iter().enumerate() {
+            if plan.hold_before.contains(&i) {
+                let Ok(permit) = gate.acquire().await else {
+                    return;
+                };
+                permit.forget();
+            }
+            let event = json!({"id": "chatcmpl-s", "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": null}]});
+            if tx
+                .send(Ok(Bytes::from(format!("data: {event}\n\n"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            state.lock().unwrap().streamed += 1;
+        }
+        if plan.done {
+            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }

@@ -34,6 +34,26 @@ pub fn voice_xml(recognition: Option<&str>, now: i64, msg_id: u64) -> String {
     xml
 }
 
+/// A picture from the fixture user, at `pic_url`.
+pub fn image_xml(pic_url: &str, now: i64, msg_id: u64) -> String {
+    let mut xml = String::from("<xml>");
+    push_cdata_element(&mut xml, "ToUserName", &ACCOUNT.original_id);
+    push_cdata_element(&mut xml, "FromUserName", &ACCOUNT.openid);
+    xml.push_str(&format!("<CreateTime>{now}</CreateTime>"));
+    push_cdata_element(&mut xml, "MsgType", "image");
+    push_cdata_element(&mut xml, "PicUrl", pic_url);
+    push_cdata_element(&mut xml, "MediaId", "image-media-1");
+    xml.push_str(&format!("<MsgId>{msg_id}</MsgId></xml>"));
+    xml
+}
+
+/// A WeCom picture from `zhangsan`, at `pic_url`.
+pub fn wecom_image(pic_url: &str, now: i64, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[{pic_url}]]></PicUrl><MediaId><![CDATA[image-media-1]]></MediaId><MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>"
+    )
+}
+
 /// A WeCom voice message from `zhangsan`, with a transcript when given.
 pub fn wecom_voice(recognition: Option<&str>, now: i64, msg_id: u64) -> String {
     let recognition = recognition

@@ -10,7 +10,8 @@
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
-//! - `fake_wechat`, `fake_upstream`, `redis_server`: the outside world;
+//! - `fake_wechat`, `fake_upstream`, `file_server`, `redis_server`: the
+//!   outside world;
 //! - `fixtures`: the recorded fixtures and the shared vectors;
 //! - `responders`: reply decisions and late-delivery hooks to swap in.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod fake_upstream;
 pub mod fake_wechat;
+pub mod file_server;
 pub mod fixtures;
 pub mod messages;
 pub mod redis_server;
@@ -35,10 +37,13 @@ pub use browser::Browser;
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
 pub use console::{ConsoleApp, CONSOLE_KEY};
-pub use fake_upstream::{Behaviour, FakeUpstream};
+pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};
 pub use fake_wechat::FakeWechat;
+pub use file_server::FileServer;
 pub use fixtures::{fixtures_dir, ACCOUNT};
-pub use messages::{kf_notification_xml, text_xml, voice_xml, wecom_text, wecom_voice};
+pub use messages::{
+    image_xml, kf_notification_xml, text_xml, voice_xml, wecom_image, wecom_text, wecom_voice,
+};
 pub use redis_server::RedisServer;
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.

@@ -43,6 +43,8 @@
 //!   `msgid` or a fresh one. The same `msgid` twice is recorded twice: WeCom
 //!   documents the echo, not deduplication.
 //!
+//! Both: `POST /cgi-bin/media/upload` (multipart), see [`media`].
+//!
 //! Tests can queue errcodes for the next token or API answers (or for the
 //! next custom sends, app messages, kf syncs or kf sends only), delay token
 //! answers, change the lifetime, expire a token, read call counts and the
@@ -55,6 +57,7 @@
 //! per platform in [`official`], [`wecom`] and [`kf`].
 
 mod kf;
+mod media;
 mod official;
 mod wecom;
 
@@ -118,6 +121,7 @@ struct Inner {
     /// msgids handed out by message/send and kf/send_msg.
     msgids: u64,
     kf: kf::Kf,
+    media: media::Media,
 }
 
 impl Default for Inner {
@@ -139,6 +143,7 @@ impl Default for Inner {
             wecom_current: HashMap::new(),
             msgids: 0,
             kf: kf::Kf::default(),
+            media: media::Media::default(),
         }
     }
 }
@@ -158,6 +163,7 @@ impl FakeWechat {
             .merge(official::routes())
             .merge(wecom::routes())
             .merge(kf::routes())
+            .merge(media::routes())
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await

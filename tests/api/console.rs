@@ -835,3 +835,34 @@ async fn the_overview_shows_the_access_token_and_dedup_hits() {
     assert_eq!(accounts.json["accounts"][0]["api_credentials"], true);
     assert!(!accounts.text.contains(secret));
 }
+
+#[tokio::test]
+async fn the_tester_names_the_upstream_a_draft_hands_a_message_to() {
+    let upstream = crate::support::table([
+        ("name", "helper".into()),
+        ("protocol", "webhook".into()),
+        ("url", "http://127.0.0.1:9/never-called".into()),
+    ]);
+    let console = ConsoleApp::start(ConsoleApp::config().upstream(upstream)).await;
+    let client = console.signed_in().await;
+    let draft = format!(
+        "{DRAFT}\n[[rules]]\nname = \"ask\"\nmatch = {{ prefix = \"?\" }}\nreply = {{ type = \"upstream\", upstream = \"helper\" }}\n"
+    );
+    let answer = client
+        .post(
+            "rules/default/test",
+            json!({ "toml": draft, "sample": { "type": "text", "content": "?天气" } }),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["verdict"], "upstream");
+    assert_eq!(answer.json["rule"], "ask");
+    assert_eq!(answer.json["upstream"], "helper");
+    // An upstream the file does not declare: the draft is refused, naming it.
+    let unknown = draft.replace("upstream = \"helper\"", "upstream = \"nobody\"");
+    let refused = client
+        .post("rules/default/validate", json!({ "toml": unknown }))
+        .await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.text.contains("nobody"), "{}", refused.text);
+}

@@ -149,7 +149,11 @@ pub fn prune(config: &Path, keep: usize) {
 }
 
 /// Writes `text` over `config` atomically (temporary file, sync, rename).
+/// A symbolic link is followed: the file it names is replaced, the link
+/// stays.
 pub fn write_atomically(config: &Path, text: &str) -> std::io::Result<()> {
+    let resolved = fs::canonicalize(config).unwrap_or_else(|_| config.to_owned());
+    let config = resolved.as_path();
     let dir = dir_of(config);
     let tmp = dir.join(format!(
         ".{}.console-{:016x}.tmp",
@@ -210,5 +214,21 @@ mod tests {
             3,
             "no temporary file left"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_config_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        let link = dir.path().join("wxgate.toml");
+        fs::write(&real, "a").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomically(&link, "b").unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&real).unwrap(), "b");
     }
 }

@@ -78,7 +78,7 @@ struct Shared {
     /// Failed operator-key attempts per client (the rate limit).
     key_failures: operator::bearer::KeyFailures,
     /// The operator console, when enabled.
-    console: Option<console::Console>,
+    console: Option<Arc<console::Console>>,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -98,7 +98,7 @@ pub struct StateParts {
     /// `GET /internal/access_token` (off when `None`).
     pub token_endpoint: Option<TokenEndpoint>,
     /// The operator console (off when `None`).
-    pub console: Option<console::Console>,
+    pub console: Option<Arc<console::Console>>,
 }
 
 impl AppState {
@@ -154,7 +154,7 @@ impl AppState {
 
     /// The operator console, when enabled.
     pub fn console(&self) -> Option<&console::Console> {
-        self.inner.console.as_ref()
+        self.inner.console.as_deref()
     }
 
     /// The primary account's rules in force now.

@@ -866,3 +866,59 @@ async fn the_tester_names_the_upstream_a_draft_hands_a_message_to() {
     assert_eq!(refused.status, 422);
     assert!(refused.text.contains("nobody"), "{}", refused.text);
 }
+
+/// 微信客服: its messages are pulled, not pushed; the console lists them too.
+#[tokio::test]
+async fn customer_service_messages_are_listed_with_their_answers() {
+    use crate::support::fake_wechat::{kf_text, CORP_ID, KF_SECRET};
+    use crate::support::{eventually, kf_notification_xml, CallbackClient, FakeWechat};
+    const KF_TOKEN: &str = "kfCallbackToken";
+    const KF_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const OPEN_KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
+    let wechat = FakeWechat::start().await;
+    let kf = crate::support::AccountSpec::kf(KF_TOKEN, KF_KEY, CORP_ID, KF_SECRET)
+        .name("service")
+        .set("path", "/kf")
+        .api(&wechat)
+        .set("kf.max_message_age_secs", 600);
+    let console = ConsoleApp::start(ConsoleApp::config().add_account(kf)).await;
+    let now = console.app.now();
+    wechat.kf_push(
+        OPEN_KFID,
+        vec![kf_text(
+            "from_msgid_1",
+            "wm_customer_0001",
+            OPEN_KFID,
+            now,
+            "价格",
+        )],
+    );
+    let token = wechat.kf_notification_token(OPEN_KFID);
+    let (query, body) = CallbackClient::kf(KF_TOKEN, KF_KEY, CORP_ID)
+        .encrypted(&kf_notification_xml(&token, OPEN_KFID, now), now);
+    let (status, _) = console.app.post(&query, body).await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || !wechat
+            .kf_sends()
+            .is_empty())
+        .await,
+        "answered through kf/send_msg"
+    );
+    let client = console.signed_in().await;
+    let list = client.get("conversations/service").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let entries = list.json["entries"].as_array().unwrap();
+    // Newest first: the pulled message, then the notification that
+    // started the pull (an event the callback acknowledged).
+    assert_eq!(entries.len(), 2, "{}", list.text);
+    assert_eq!(entries[1]["msg_type"], "event");
+    assert_eq!(entries[0]["outcome"], "pulled");
+    assert_eq!(entries[0]["strategy"], "kf_send");
+    assert_eq!(entries[0]["reply_type"], "text");
+    assert_eq!(entries[0]["user"], "wm_c…0001");
+    assert!(client.get("conversations/default").await.json["entries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

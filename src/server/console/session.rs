@@ -171,7 +171,7 @@ impl IntoResponse for Refused {
 
 /// The console of `state`, or [`Refused::Disabled`].
 pub fn console(state: &AppState) -> Result<&Console, Refused> {
-    state.inner.console.as_ref().ok_or(Refused::Disabled)
+    state.inner.console.as_deref().ok_or(Refused::Disabled)
 }
 
 impl FromRequestParts<AppState> for Session {

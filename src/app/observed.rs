@@ -1,0 +1,63 @@
+//! What the console's conversations page sees of 微信客服: its messages
+//! never pass the callback handler (the notification only starts a pull),
+//! so the responder the puller asks is wrapped, and each message and the
+//! reply it got go to the console's recent ring.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::conversation::{Responder, Response};
+use crate::domain::{Message, Reply};
+use crate::server::console::recent::Observed;
+use crate::server::console::Console;
+
+/// The outcome label of a pulled message answered through `kf/send_msg`.
+const OUTCOME: &str = "pulled";
+/// How its answer went.
+const STRATEGY: &str = "kf_send";
+
+/// A responder whose answers are also kept for the console.
+pub(super) struct ObservedResponder {
+    pub inner: Arc<dyn Responder>,
+    pub console: Arc<Console>,
+    pub account: String,
+}
+
+fn record(console: &Console, account: &str, message: &Message, reply: &Reply, started: Instant) {
+    console.observe(Observed {
+        account,
+        message,
+        outcome: OUTCOME,
+        strategy: Some(STRATEGY),
+        reply: Some(reply.clone()),
+        millis: started.elapsed().as_millis() as u64,
+    });
+}
+
+impl Responder for ObservedResponder {
+    fn respond(&self, message: &Arc<Message>) -> Response {
+        let started = Instant::now();
+        let (console, account, message) =
+            (self.console.clone(), self.account.clone(), message.clone());
+        match self.inner.respond(&message) {
+            Response::Ready(reply) => {
+                record(&console, &account, &message, &reply, started);
+                Response::Ready(reply)
+            }
+            Response::Pending(future) => Response::Pending(Box::pin(async move {
+                let reply = future.await;
+                record(&console, &account, &message, &reply, started);
+                reply
+            })),
+            Response::Deferred(mut deferred) => {
+                let future = deferred.future;
+                deferred.future = Box::pin(async move {
+                    let reply = future.await;
+                    record(&console, &account, &message, &reply, started);
+                    reply
+                });
+                Response::Deferred(deferred)
+            }
+        }
+    }
+}

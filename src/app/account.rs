@@ -125,6 +125,14 @@ pub(super) async fn assemble(
         overrides.responder,
         overrides.late,
     )?;
+    let late: Arc<dyn LateDelivery> = match console {
+        Some(console) => Arc::new(super::observed::ObservedLate {
+            inner: late,
+            console: console.clone(),
+            account: entry.name.clone(),
+        }),
+        None => late,
+    };
     // In memory for one node; through the shared store (Redis) so that
     // nodes recognise one another's retries.
     let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {

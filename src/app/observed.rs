@@ -1,12 +1,13 @@
-//! What the console's conversations page sees of 微信客服: its messages
-//! never pass the callback handler (the notification only starts a pull),
-//! so the responder the puller asks is wrapped, and each message and the
-//! reply it got go to the console's recent ring.
+//! What the console's conversations page sees beyond the callback handler:
+//! 微信客服's messages never pass it (the notification only starts a pull),
+//! so the responder the puller asks is wrapped; and answers sent late (after
+//! the interim text) go through the account's late channel, which is
+//! wrapped too. Each message and its reply go to the console's recent ring.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::conversation::{Responder, Response};
+use crate::conversation::{LateDelivery, LateFuture, Responder, Response};
 use crate::domain::{Message, Reply};
 use crate::server::console::recent::Observed;
 use crate::server::console::Console;
@@ -59,5 +60,42 @@ impl Responder for ObservedResponder {
                 Response::Deferred(deferred)
             }
         }
+    }
+}
+
+/// A late channel whose deliveries are also kept for the console: the
+/// answer that came after WeChat was answered with the interim text.
+pub(super) struct ObservedLate {
+    pub inner: Arc<dyn LateDelivery>,
+    pub console: Arc<Console>,
+    pub account: String,
+}
+
+impl LateDelivery for ObservedLate {
+    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
+        let started = Instant::now();
+        let (console, account) = (self.console.clone(), self.account.clone());
+        let kept = reply.clone();
+        let delivery = self.inner.deliver(message.clone(), reply);
+        Box::pin(async move {
+            let result = delivery.await;
+            console.observe(Observed {
+                account: &account,
+                message: &message,
+                outcome: if result.is_ok() {
+                    "late_sent"
+                } else {
+                    "late_failed"
+                },
+                strategy: Some("late_send"),
+                reply: Some(kept),
+                millis: started.elapsed().as_millis() as u64,
+            });
+            result
+        })
+    }
+
+    fn waiting(&self, message: &Arc<Message>) {
+        self.inner.waiting(message);
     }
 }

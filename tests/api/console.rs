@@ -922,3 +922,53 @@ async fn customer_service_messages_are_listed_with_their_answers() {
         .unwrap()
         .is_empty());
 }
+
+/// An answer slower than the passive budget: the interim text at once, the
+/// answer later through the customer-service API; both are listed.
+#[tokio::test]
+async fn a_late_answer_is_listed_after_its_interim_reply() {
+    use crate::support::{eventually, FakeUpstream, FakeWechat, INTERIM};
+    let wechat = FakeWechat::start().await;
+    let hook = FakeUpstream::start(crate::support::Behaviour::Slow(
+        std::time::Duration::from_millis(900),
+        json!({ "type": "text", "content": "想好了：42" }),
+    ))
+    .await;
+    let upstream = crate::support::table([
+        ("name", "agent".into()),
+        ("protocol", "webhook".into()),
+        ("url", hook.hook_url().into()),
+    ]);
+    let config = crate::support::agent_config(&wechat, upstream)
+        .set("admin.api_key", CONSOLE_KEY)
+        .set("admin.listen", "127.0.0.1:0")
+        .set("console.enabled", true)
+        .set("console.show_content", true);
+    let console = ConsoleApp::start(config).await;
+    assert_eq!(console.answer("问个难题", 1).await, INTERIM);
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || !wechat
+            .sent_texts()
+            .is_empty())
+        .await,
+        "the late answer is sent"
+    );
+    let client = console.signed_in().await;
+    // Listed once the send has returned (just after the fake saw it).
+    assert!(
+        crate::support::eventually_async(std::time::Duration::from_secs(5), || async {
+            client.get("conversations/default").await.json["entries"]
+                .as_array()
+                .is_some_and(|e| e.len() == 2)
+        })
+        .await
+    );
+    let listed = client.get("conversations/default").await;
+    let entries = listed.json["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["outcome"], "late_sent");
+    assert_eq!(entries[0]["strategy"], "late_send");
+    assert_eq!(entries[0]["reply"], "想好了：42");
+    assert_eq!(entries[1]["outcome"], "deferred");
+    assert_eq!(entries[1]["reply"], INTERIM);
+    assert_eq!(entries[1]["content"], "问个难题");
+}

@@ -75,7 +75,7 @@ pub(super) async fn assemble(
         clock,
         console,
     } = *shared;
-    let namespace = Namespace::for_app(&entry.namespace);
+    let namespace = config.store.namespace(&entry.namespace);
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut refresher = None;
     let (tokens, api) = match TokenParts::for_account(config, entry, store.clone(), clock.clone())?

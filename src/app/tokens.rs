@@ -8,7 +8,7 @@ use super::StartupError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountEntry, Config, StoreConfig};
 use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient};
-use crate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store};
 use crate::token::{IssuedToken, TokenManager, TokenSettings};
 
 /// The access token machinery of one account, built from the config.
@@ -67,7 +67,7 @@ impl TokenParts {
         let tokens = TokenManager::new(
             client.clone(),
             store.clone(),
-            &Namespace::for_app(&entry.namespace),
+            &config.store.namespace(&entry.namespace),
             clock,
             settings,
         );
@@ -79,22 +79,9 @@ impl TokenParts {
 pub(super) fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     Ok(match &config.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis {
-            url,
-            timeout,
-            breaker_failures,
-            breaker_cooldown,
-            tls_ca_file,
-        } => Arc::new(
-            RedisStore::open(&RedisSettings {
-                url: url.clone(),
-                tls_ca_file: tls_ca_file.clone(),
-                timeout: *timeout,
-                breaker_failures: *breaker_failures,
-                breaker_cooldown: *breaker_cooldown,
-            })
-            .map_err(StartupError::Store)?,
-        ),
+        StoreConfig::Redis { settings, .. } => {
+            Arc::new(RedisStore::open(settings).map_err(StartupError::Store)?)
+        }
     })
 }
 

@@ -71,6 +71,14 @@ pub struct Deferred {
     pub parts: Option<Parts>,
 }
 
+impl Deferred {
+    /// The whole answer, streamed parts and all, for a path that delivers
+    /// it in one piece.
+    pub fn into_whole(self) -> ReplyFuture {
+        stream::gathered(self.future, self.parts)
+    }
+}
+
 /// Decides the reply to a message.
 pub trait Responder: Send + Sync {
     /// Starts deciding.

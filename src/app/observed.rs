@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::conversation::{LateDelivery, LateFuture, Responder, Response};
+use crate::conversation::{Deferred, LateDelivery, LateFuture, Responder, Response};
 use crate::domain::{Message, Reply};
 use crate::server::console::recent::Observed;
 use crate::server::console::Console;
@@ -50,14 +50,20 @@ impl Responder for ObservedResponder {
                 record(&console, &account, &message, &reply, started);
                 reply
             })),
-            Response::Deferred(mut deferred) => {
-                let future = deferred.future;
-                deferred.future = Box::pin(async move {
-                    let reply = future.await;
-                    record(&console, &account, &message, &reply, started);
-                    reply
-                });
-                Response::Deferred(deferred)
+            // The puller sends a streamed answer whole: kept whole here too.
+            Response::Deferred(deferred) => {
+                let (budget, interim) = (deferred.budget, deferred.interim.clone());
+                let whole = deferred.into_whole();
+                Response::Deferred(Deferred {
+                    future: Box::pin(async move {
+                        let reply = whole.await;
+                        record(&console, &account, &message, &reply, started);
+                        reply
+                    }),
+                    budget,
+                    interim,
+                    parts: None,
+                })
             }
         }
     }

@@ -63,14 +63,18 @@ fn known(state: &AppState, account: &str) -> bool {
     state.endpoints().iter().any(|e| e.name == account)
 }
 
-/// The problems of a refused text, one per line, each naming the file and
+/// The problems of a refused text, one per line, each naming the file (by
+/// its name: where it lives on the server is no business of the page) and
 /// (for rule errors) the rule.
 fn problems(e: &ReloadError) -> Vec<String> {
     match e {
-        ReloadError::Config(ConfigError::Invalid { path, problems }) => problems
-            .iter()
-            .map(|p| format!("{}: {p}", path.display()))
-            .collect(),
+        ReloadError::Config(ConfigError::Invalid { path, problems }) => {
+            let file = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string());
+            problems.iter().map(|p| format!("{file}: {p}")).collect()
+        }
         other => vec![other.to_string()],
     }
 }

@@ -40,7 +40,7 @@ pub use strategy::{
     ConversationOptions, PushTiming, Strategy, DEFAULT_FETCH_WORD, DEFAULT_MORE_MARKER,
     DEFAULT_NOTHING_PENDING, DEFAULT_PENDING_MARKER, DEFAULT_RATE_LIMITED,
 };
-pub use stream::{join, Parts, PartsSender};
+pub use stream::{gathered, join, Parts, PartsSender};
 
 /// A reply that may take time to compute.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;

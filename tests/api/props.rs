@@ -42,6 +42,7 @@ fn app(mode: &str) -> axum::Router {
         metrics.clone(),
     );
     let endpoint = Endpoint {
+        feishu: None,
         name: "default".into(),
         account: Arc::new("default".into()),
         kind: "official",

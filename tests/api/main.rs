@@ -10,6 +10,7 @@ mod conversation_e2e;
 mod delivery;
 mod edge;
 mod errors;
+mod feishu;
 mod fixtures;
 mod hygiene;
 mod init;

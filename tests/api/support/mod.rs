@@ -7,8 +7,8 @@
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
-//! - `fake_wechat`, `fake_upstream`, `file_server`, `redis_server`: the
-//!   outside world;
+//! - `fake_wechat`, `fake_feishu`, `fake_upstream`, `file_server`,
+//!   `redis_server`: the outside world;
 //! - `fixtures`: the recorded fixtures and the shared vectors;
 //! - `responders`: reply decisions and late-delivery hooks to swap in.
 
@@ -16,6 +16,7 @@ pub mod agent;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod fake_feishu;
 pub mod fake_upstream;
 pub mod fake_wechat;
 pub mod file_server;
@@ -30,6 +31,7 @@ pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
+pub use fake_feishu::FakeFeishu;
 pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};
 pub use fake_wechat::FakeWechat;
 pub use file_server::FileServer;

@@ -1,6 +1,10 @@
 //! Validation of `[account]` and `[[accounts]]`: Official Accounts, WeCom
 //! self-built apps, WeChat Customer Service and Feishu/Lark bots, each with
 //! its own secrets, rules, path and store namespace.
+//!
+//! Kept in one file (about 700 lines) on purpose: every kind is validated
+//! from the one raw section with the same environment lookups, and the
+//! kinds' arms read best side by side.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -294,3 +294,53 @@ async fn wrong_credentials_fail_the_start() {
     assert!(err.is_config(), "{err}");
     assert!(err.to_string().contains("10014"), "{err}");
 }
+
+#[tokio::test]
+async fn verify_url_speaks_feishu_plain_and_encrypted() {
+    let fake = FakeFeishu::start().await;
+    for key in [None, Some(ENCRYPT_KEY)] {
+        let app = spawn(feishu_config(&fake, key)).await;
+        let entry = app.config.find_account(Some("bot")).unwrap();
+        let url = format!("{}{PATH}", app.base);
+        let echoed = wxgate::platform::simulate::verify_url(&entry.account, &url)
+            .await
+            .unwrap_or_else(|e| panic!("{key:?}: {e}"));
+        assert!(!echoed.is_empty());
+    }
+    // Against a WeChat account's path, the check fails with a reason.
+    let app = spawn(feishu_config(&fake, None)).await;
+    let entry = app.config.find_account(Some("bot")).unwrap();
+    let wrong = format!("{}/not-feishu", app.base);
+    assert!(
+        wxgate::platform::simulate::verify_url(&entry.account, &wrong)
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn the_platforms_example_has_one_account_of_every_kind_and_is_accepted() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/platforms.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = TestConfig::from_file(&path).build();
+    let mut kinds: Vec<&str> = config
+        .accounts
+        .iter()
+        .map(|a| a.account.kind.as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["feishu", "kf", "official", "wecom"]);
+    for kind in kinds {
+        assert!(stdout.contains(&format!("({kind}, ")), "{kind}: {stdout}");
+    }
+}

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::platform;
 use crate::platform::callback::Callback;
 use crate::platform::callback_ips;
+use crate::platform::dingtalk::{DingTalkCallback, SessionWebhookDelivery};
 use crate::platform::feishu::{FeishuApi, FeishuCallback, FeishuResponder};
 use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
@@ -215,6 +216,7 @@ pub(super) async fn assemble(
     }
     let endpoint = Arc::new(Endpoint {
         feishu: FeishuCallback::for_account(&entry.account),
+        dingtalk: DingTalkCallback::for_account(&entry.account, clock.clone()),
         name: entry.name.clone(),
         account: Arc::new(entry.name.clone()),
         kind: entry.account.kind.as_str(),
@@ -300,6 +302,12 @@ fn deciders(
         // Customer Service answers are sent by the puller, Feishu's by
         // its responder.
         (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_)) => Arc::new(NoLateDelivery),
+        // DingTalk's late channel is the message's own sessionWebhook.
+        (None, _, AccountKind::DingTalk) => Arc::new(SessionWebhookDelivery::new(
+            &entry.account.api_base_url,
+            std::time::Duration::from_secs(config.token.timeout_secs),
+            clock.clone(),
+        )),
         (None, Some(api), AccountKind::WeCom { agent_id }) => {
             Arc::new(AppDelivery::new(api.clone(), *agent_id, metrics.clone()))
         }

@@ -45,6 +45,10 @@ impl TokenParts {
         clock: Arc<dyn Clock>,
     ) -> Result<Option<TokenParts>, StartupError> {
         let account = &entry.account;
+        if account.kind == AccountKind::DingTalk {
+            // Session webhooks need no token; the robot send API is not used yet.
+            return Ok(None);
+        }
         let (Some(app_id), Some(app_secret)) = (&account.app_id, &account.app_secret) else {
             return Ok(None);
         };

@@ -1,5 +1,6 @@
 //! Validation of `[account]` and `[[accounts]]`: Official Accounts, WeCom
-//! self-built apps, WeChat Customer Service and Feishu/Lark bots, each with
+//! self-built apps, WeChat Customer Service, Feishu/Lark bots and DingTalk
+//! robots, each with
 //! its own secrets, rules, path and store namespace.
 //!
 //! Kept in one file (about 700 lines) on purpose: every kind is validated
@@ -29,7 +30,8 @@ pub(super) struct AccountSection {
     pub name: Option<String>,
     pub path: Option<String>,
     /// `official` (default), `wecom` (a WeCom self-built app), `kf`
-    /// (WeChat Customer Service) or `feishu` (a Feishu/Lark bot).
+    /// (WeChat Customer Service), `feishu` (a Feishu/Lark bot) or
+    /// `dingtalk` (a DingTalk robot).
     pub kind: Option<String>,
     pub app_id: Option<String>,
     pub token: Option<String>,
@@ -97,6 +99,9 @@ pub const FEISHU_BASE_URL: &str = "https://open.feishu.cn";
 /// Where the Lark (international) open platform lives.
 pub const LARK_BASE_URL: &str = "https://open.larksuite.com";
 
+/// Where DingTalk's robot session webhooks live (`sessionWebhook` must be under it).
+pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
+
 /// Where the WeChat (Official Account) API lives.
 pub const WECHAT_BASE_URL: &str = "https://api.weixin.qq.com";
 
@@ -125,6 +130,10 @@ pub enum AccountKind {
     /// A Feishu/Lark bot (飞书机器人): JSON event callbacks answered with 200
     /// at once; every answer goes through the message reply API.
     Feishu(FeishuSettings),
+    /// A DingTalk robot (钉钉机器人) in HTTP mode: JSON callbacks signed
+    /// with the AppSecret; answers in the response or through the
+    /// message's `sessionWebhook`.
+    DingTalk,
 }
 
 impl AccountKind {
@@ -135,6 +144,7 @@ impl AccountKind {
             AccountKind::WeCom { .. } => "wecom",
             AccountKind::Kf(_) => "kf",
             AccountKind::Feishu(_) => "feishu",
+            AccountKind::DingTalk => "dingtalk",
         }
     }
 
@@ -145,7 +155,7 @@ impl AccountKind {
 
     /// Accounts of the WeChat family (XML callbacks, the WeChat codec).
     pub fn is_wechat(&self) -> bool {
-        !matches!(self, AccountKind::Feishu(_))
+        !matches!(self, AccountKind::Feishu(_) | AccountKind::DingTalk)
     }
 }
 
@@ -364,6 +374,8 @@ pub(super) fn validate(
             errors.push("token must be printable ASCII without spaces".into());
             Secret::new("")
         }
+        // DingTalk robots authenticate by their AppSecret alone.
+        None if kind_name == "dingtalk" => Secret::new(""),
         None => {
             errors.push(format!(
                 "token is missing (set it in the file or in {prefix}TOKEN)"
@@ -562,9 +574,42 @@ pub(super) fn validate(
             };
             (AccountKind::Feishu(settings), app_id, app_secret, mode)
         }
+        "dingtalk" => {
+            for (set, key) in [
+                (raw.corp_id.is_some(), "corp_id"),
+                (raw.corp_secret.is_some(), "corp_secret"),
+                (raw.agent_id.is_some(), "agent_id"),
+                (raw.kf.is_some(), "kf"),
+                (raw.mode.is_some(), "mode"),
+                (aes_key.is_some(), "encoding_aes_key"),
+                (
+                    raw.previous_encoding_aes_key.is_some(),
+                    "previous_encoding_aes_key",
+                ),
+            ] {
+                if set {
+                    errors.push(format!(
+                        "{key} does not apply to kind = \"dingtalk\" (a robot has app_id and app_secret)"
+                    ));
+                }
+            }
+            let app_id = pick(raw.app_id, "APP_ID");
+            let app_secret = pick(raw.app_secret, "APP_SECRET");
+            if let Some(id) = &app_id {
+                if !valid_id(id) {
+                    errors.push(format!("app_id {id:?} is not an AppKey"));
+                }
+            }
+            if app_secret.is_none() {
+                errors.push(format!(
+                    "app_secret is required for kind = \"dingtalk\": every callback is signed with it (or set {prefix}APP_SECRET)"
+                ));
+            }
+            (AccountKind::DingTalk, app_id, app_secret, Mode::Plain)
+        }
         other => {
             errors.push(format!(
-                "kind must be \"official\", \"wecom\", \"kf\" or \"feishu\", not {other:?}"
+                "kind must be \"official\", \"wecom\", \"kf\", \"feishu\" or \"dingtalk\", not {other:?}"
             ));
             (AccountKind::Official, None, None, Mode::Plain)
         }
@@ -597,6 +642,7 @@ pub(super) fn validate(
         None => match &kind {
             AccountKind::Feishu(f) if f.lark => LARK_BASE_URL.to_owned(),
             AccountKind::Feishu(_) => FEISHU_BASE_URL.to_owned(),
+            AccountKind::DingTalk => DINGTALK_BASE_URL.to_owned(),
             _ => ctx.default_api_base_url.to_owned(),
         },
     };
@@ -605,6 +651,8 @@ pub(super) fn validate(
         (AccountKind::WeCom { agent_id }, Some(corp)) => format!("{corp}.{agent_id}"),
         (AccountKind::Kf(_), Some(corp)) => format!("{corp}.kf"),
         (AccountKind::Feishu(_), Some(app_id)) => format!("feishu.{app_id}"),
+        (AccountKind::DingTalk, Some(app_id)) => format!("dingtalk.{app_id}"),
+        (AccountKind::DingTalk, None) => format!("dingtalk.{name}"),
         (_, Some(app_id)) => app_id.clone(),
         (_, None) => name.clone(),
     };

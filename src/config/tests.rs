@@ -531,7 +531,7 @@ reply = {{ type = "text", content = "x" }}
         "accounts[2] \"svc\".agent_id does not apply to kind = \"kf\"",
         "accounts[2] \"svc\".corp_secret (the Customer Service secret) is required",
         "accounts[2] \"svc\".kf.sync_limit must be between 1 and 1000",
-        "accounts[3] \"svc\".kind must be \"official\", \"wecom\", \"kf\" or \"feishu\"",
+        "accounts[3] \"svc\".kind must be \"official\", \"wecom\", \"kf\", \"feishu\" or \"dingtalk\"",
         "rule #1",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");

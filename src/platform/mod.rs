@@ -7,7 +7,9 @@
 //! - [`wecom`]: WeCom self-built apps (企业微信自建应用);
 //! - [`kf`]: WeChat Customer Service (微信客服), pulled on notification;
 //! - [`feishu`]: Feishu / Lark bots (飞书机器人), JSON events answered
-//!   through the reply API.
+//!   through the reply API;
+//! - [`dingtalk`]: DingTalk robots (钉钉机器人), JSON callbacks answered in
+//!   the response or through the message's `sessionWebhook`.
 //!
 //! Shared by the WeChat family: [`callback`] (the XML + AES dialect),
 //! [`wechat_api`] (the outbound client and token fetcher), [`send`] (ordered
@@ -22,6 +24,7 @@
 
 pub mod callback;
 pub mod callback_ips;
+pub mod dingtalk;
 pub mod feishu;
 pub mod kf;
 pub mod media;
@@ -42,6 +45,7 @@ pub fn dialect(kind: &AccountKind) -> Dialect {
         AccountKind::WeCom { .. } => wecom::DIALECT,
         AccountKind::Kf(_) => kf::DIALECT,
         AccountKind::Feishu(_) => feishu::DIALECT,
+        AccountKind::DingTalk => dingtalk::DIALECT,
     }
 }
 
@@ -54,6 +58,7 @@ pub fn capabilities(account: &AccountConfig, typing: bool) -> Capabilities {
         AccountKind::WeCom { .. } => wecom::capabilities(can_send),
         AccountKind::Kf(_) => kf::capabilities(),
         AccountKind::Feishu(_) => feishu::capabilities(),
+        AccountKind::DingTalk => dingtalk::capabilities(),
     }
 }
 

@@ -422,8 +422,16 @@ pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, Si
     let nonce = rand::random::<u32>().to_string();
     let echostr = format!("wxgate{}", rand::random::<u64>());
     let token = account.token.expose();
-    if let AccountKind::Feishu(settings) = &account.kind {
-        return verify_feishu(settings.encrypt_key.as_ref(), token, url, &echostr).await;
+    match &account.kind {
+        AccountKind::Feishu(settings) => {
+            return verify_feishu(settings.encrypt_key.as_ref(), token, url, &echostr).await;
+        }
+        AccountKind::DingTalk => {
+            return Err(SimError::Settings(
+                "DingTalk robots have no URL check in HTTP mode: send the robot a message instead (docs/platforms/dingtalk.md)".into(),
+            ));
+        }
+        _ => {}
     }
     let request = if account.kind.is_wecom() {
         let crypto = account.crypto.as_ref().ok_or_else(|| {

@@ -18,6 +18,7 @@ use crate::conversation::Render;
 use crate::domain::Reply;
 use crate::metrics::{msg_type_label, Metrics};
 use crate::platform::callback::{CallbackError, CallbackQuery};
+use crate::platform::dingtalk::DingTalkCallback;
 use crate::platform::feishu::{FeishuCallbackError, Opened, SignedBy};
 use crate::telemetry::{short_id, AccessNote};
 
@@ -39,6 +40,9 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         ApiError::Feishu(FeishuCallbackError::BadSignature | FeishuCallbackError::BadToken) => {
             Metrics::count_for(&metrics.signature_failures, account);
         }
+        ApiError::DingTalk(e) if e.is_forbidden() => {
+            Metrics::count_for(&metrics.signature_failures, account);
+        }
         ApiError::Feishu(FeishuCallbackError::Decrypt(_)) => {
             Metrics::count_for(&metrics.decrypt_failures, account);
         }
@@ -56,6 +60,9 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         tracing::debug!(error = %inner, "refusal detail");
     }
     if let ApiError::Feishu(inner) = &e {
+        tracing::debug!(error = %inner, "refusal detail");
+    }
+    if let ApiError::DingTalk(inner) = &e {
         tracing::debug!(error = %inner, "refusal detail");
     }
     let label = e.label();
@@ -263,4 +270,53 @@ pub(super) async fn feishu_receive(
             )
         }
     }
+}
+
+/// A DingTalk robot callback: signed with the AppSecret, answered in the
+/// response when the answer is ready in time (else the interim answer, and
+/// the rest through the message's `sessionWebhook`).
+pub(super) async fn dingtalk_receive(
+    State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let arrived = tokio::time::Instant::now();
+    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
+        return refuse(&state, &endpoint, e);
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(&state, &endpoint, ApiError::TooLarge)
+        }
+        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+    };
+    let Some(gate) = &endpoint.dingtalk else {
+        return refuse(&state, &endpoint, ApiError::BadBody);
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let message = match gate.open(header("timestamp"), header("sign"), &body) {
+        Ok(m) => m,
+        Err(e) => return refuse(&state, &endpoint, ApiError::DingTalk(e)),
+    };
+    let msg_type = msg_type_label(&message.msg_type);
+    let render: Arc<dyn Render> = Arc::new(DingTalkCallback::render);
+    let (answer, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+    let metrics = state.metrics();
+    metrics.request(&endpoint.account, outcome.label(), msg_type);
+    metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+    let body = answer.as_deref().unwrap_or("{}").to_owned();
+    noted(
+        (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        msg_type,
+        outcome.label(),
+        outcome.strategy(),
+    )
 }

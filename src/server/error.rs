@@ -2,6 +2,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::platform::callback::CallbackError;
+use crate::platform::dingtalk::DingTalkCallbackError;
 use crate::platform::feishu::FeishuCallbackError;
 
 /// Everything a handler can answer with instead of a reply. Carries its
@@ -20,6 +21,8 @@ pub enum ApiError {
     ForbiddenIp,
     /// Refused by Feishu's callback pipeline (400 or 403).
     Feishu(FeishuCallbackError),
+    /// Refused by DingTalk's callback pipeline (400 or 403).
+    DingTalk(DingTalkCallbackError),
 }
 
 impl ApiError {
@@ -30,6 +33,8 @@ impl ApiError {
             ApiError::ForbiddenIp => StatusCode::FORBIDDEN,
             ApiError::Feishu(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::Feishu(_) => StatusCode::BAD_REQUEST,
+            ApiError::DingTalk(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::DingTalk(_) => StatusCode::BAD_REQUEST,
             ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => {
                 StatusCode::BAD_REQUEST
             }
@@ -46,6 +51,7 @@ impl ApiError {
             ApiError::BadBody => "bad_body",
             ApiError::ForbiddenIp => "forbidden_ip",
             ApiError::Feishu(e) => e.label(),
+            ApiError::DingTalk(e) => e.label(),
         }
     }
 }
@@ -72,6 +78,10 @@ impl IntoResponse for ApiError {
                 "forbidden: request is not authentic".to_owned()
             }
             ApiError::Feishu(e) => format!("bad request: {e}"),
+            ApiError::DingTalk(e) if e.is_forbidden() => {
+                "forbidden: request is not authentic".to_owned()
+            }
+            ApiError::DingTalk(e) => format!("bad request: {e}"),
         };
         (
             status,

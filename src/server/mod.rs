@@ -46,6 +46,9 @@ pub struct Endpoint {
     /// Feishu's callback pipeline: set for Feishu accounts, whose path
     /// takes JSON events instead.
     pub feishu: Option<crate::platform::feishu::FeishuCallback>,
+    /// DingTalk's callback pipeline: set for DingTalk robots, whose path
+    /// takes their JSON callbacks instead.
+    pub dingtalk: Option<crate::platform::dingtalk::DingTalkCallback>,
     /// Swapped atomically on reload; requests in flight keep the old set.
     pub rules: SharedRules,
     /// Dedup, deadline and overload handling.
@@ -172,6 +175,14 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
             routes = routes.route(
                 &endpoint.path,
                 axum::routing::post(callback::feishu_receive)
+                    .layer(Extension(Arc::clone(endpoint))),
+            );
+            continue;
+        }
+        if endpoint.dingtalk.is_some() {
+            routes = routes.route(
+                &endpoint.path,
+                axum::routing::post(callback::dingtalk_receive)
                     .layer(Extension(Arc::clone(endpoint))),
             );
             continue;

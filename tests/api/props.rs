@@ -43,6 +43,7 @@ fn app(mode: &str) -> axum::Router {
     );
     let endpoint = Endpoint {
         feishu: None,
+        dingtalk: None,
         name: "default".into(),
         account: Arc::new("default".into()),
         kind: "official",

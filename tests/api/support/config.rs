@@ -212,6 +212,18 @@ impl AccountSpec {
         ]))
     }
 
+    /// A DingTalk robot with the fake's AppKey and AppSecret.
+    pub fn dingtalk() -> AccountSpec {
+        AccountSpec(table([
+            ("kind", "dingtalk".into()),
+            ("app_id", super::fake_dingtalk::DINGTALK_APP_KEY.into()),
+            (
+                "app_secret",
+                super::fake_dingtalk::DINGTALK_APP_SECRET.into(),
+            ),
+        ]))
+    }
+
     /// The `[[accounts]]` name.
     pub fn name(self, name: &str) -> AccountSpec {
         self.set("name", name)

@@ -7,7 +7,7 @@
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
-//! - `fake_wechat`, `fake_feishu`, `fake_upstream`, `file_server`,
+//! - `fake_wechat`, `fake_feishu`, `fake_dingtalk`, `fake_upstream`, `file_server`,
 //!   `redis_server`: the outside world;
 //! - `fixtures`: the recorded fixtures and the shared vectors;
 //! - `responders`: reply decisions and late-delivery hooks to swap in.
@@ -16,6 +16,7 @@ pub mod agent;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod fake_dingtalk;
 pub mod fake_feishu;
 pub mod fake_upstream;
 pub mod fake_wechat;
@@ -31,6 +32,7 @@ pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
+pub use fake_dingtalk::FakeDingTalk;
 pub use fake_feishu::FakeFeishu;
 pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};
 pub use fake_wechat::FakeWechat;

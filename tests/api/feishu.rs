@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::support::fake_feishu::{message_event, sealed, signed_headers};
 use crate::support::{
-    eventually, fixtures_dir, table, AccountSpec, Behaviour, FakeFeishu, FakeUpstream, TestApp,
-    TestConfig,
+    eventually, fixtures_dir, table, AccountSpec, Behaviour, FakeFeishu, FakeUpstream, RedisServer,
+    TestApp, TestConfig,
 };
 
 const TOKEN: &str = "wxgateFeishuVerificationToken";
@@ -343,4 +343,35 @@ fn the_platforms_example_has_one_account_of_every_kind_and_is_accepted() {
     for kind in kinds {
         assert!(stdout.contains(&format!("({kind}, ")), "{kind}: {stdout}");
     }
+}
+
+#[tokio::test]
+async fn the_dedup_record_outlives_feishus_last_repush() {
+    // Feishu re-pushes at 15 s, 5 min, 1 h and 6 h: the record of a handled
+    // message must live past 6 h, whatever [delivery] says.
+    let redis = RedisServer::start();
+    let fake = FakeFeishu::start().await;
+    let config = feishu_config(&fake, None)
+        .redis(&redis.url())
+        .set("delivery.dedup_window_secs", 60);
+    let app = spawn(config).await;
+    let event = message_event(TOKEN, "ev_d1", "om_d1", "p2p", "价格", &[]);
+    assert_eq!(push(&app, &event, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
+    let keys = redis.command(&["KEYS", "*dedup:cli_*"]);
+    let key = keys
+        .lines()
+        .find(|l| l.contains("dedup:cli_"))
+        .unwrap_or_else(|| panic!("no dedup record: {keys:?}"))
+        .to_owned();
+    let ttl = redis.command(&["PTTL", &key]);
+    let ttl_ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!(ttl_ms > (7 * 3600 + 6 * 60) * 1000, "{key}: {ttl_ms} ms");
+    // And the re-push is acknowledged without a second reply.
+    assert_eq!(push(&app, &event, &[]).await.0, 200);
+    let next = message_event(TOKEN, "ev_d2", "om_d2", "p2p", "价格", &[]);
+    assert_eq!(push(&app, &next, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() >= 2).await);
+    let replied: Vec<String> = fake.replies().into_iter().map(|r| r.message_id).collect();
+    assert_eq!(replied, ["om_d1", "om_d2"]);
 }

@@ -21,6 +21,9 @@ const RULES: &str = r#"
 [[rules]]
 match = { text = "价格" }
 reply = { type = "text", content = "**价格表**见官网" }
+[[rules]]
+match = { msg_type = "image" }
+reply = { type = "text", content = "图片收到了" }
 [default_reply]
 type = "text"
 content = "收到：{content}"
@@ -374,4 +377,47 @@ async fn the_dedup_record_outlives_feishus_last_repush() {
     assert!(eventually(Duration::from_secs(5), || fake.replies().len() >= 2).await);
     let replied: Vec<String> = fake.replies().into_iter().map(|r| r.message_id).collect();
     assert_eq!(replied, ["om_d1", "om_d2"]);
+}
+
+#[tokio::test]
+async fn posts_and_images_reach_the_rules_too() {
+    let fake = FakeFeishu::start().await;
+    let app = spawn(feishu_config(&fake, None)).await;
+    let as_kind = |event_id: &str, message_id: &str, kind: &str, content: Value| {
+        let mut v: Value =
+            serde_json::from_str(&message_event(TOKEN, event_id, message_id, "p2p", "", &[]))
+                .unwrap();
+        v["event"]["message"]["message_type"] = kind.into();
+        v["event"]["message"]["content"] = content.to_string().into();
+        v.to_string()
+    };
+    let post = as_kind(
+        "ev_k1",
+        "om_k1",
+        "post",
+        json!({"title": "", "content": [[{"tag": "text", "text": "价格"}]]}),
+    );
+    assert_eq!(push(&app, &post, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
+    let image = as_kind(
+        "ev_k2",
+        "om_k2",
+        "image",
+        json!({"image_key": "img_v2_abc"}),
+    );
+    assert_eq!(push(&app, &image, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 2).await);
+    let mut texts: Vec<(String, String)> = fake
+        .replies()
+        .into_iter()
+        .map(|r| (r.message_id.clone(), r.text()))
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            ("om_k1".to_owned(), "**价格表**见官网".to_owned()),
+            ("om_k2".to_owned(), "图片收到了".to_owned())
+        ]
+    );
 }

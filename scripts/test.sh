@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 
-# The token tests run a real redis-server.
+# The store, token and conversation tests run real redis-servers (one server,
+# TLS, a Cluster, Sentinel).
 scripts/ensure-redis.sh
 # The fixtures and vectors under tests/fixtures/ are generated (wechatpy in a
 # venv under target/pyenv): a hand edit or a stale file fails here.

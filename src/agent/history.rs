@@ -117,7 +117,7 @@ mod tests {
     async fn keeps_the_last_turns_and_clears() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let h = History::new(store.clone(), Namespace::for_app("wx1"), Arc::default());
-        assert_eq!(h.key("o_1"), "wxgate:wx1:history:o_1");
+        assert_eq!(h.key("o_1"), "wxgate:{wx1}:history:o_1");
         assert!(h.load("o_1").await.is_empty());
         let turns: Vec<_> = (0..6)
             .flat_map(|i| {
@@ -132,6 +132,10 @@ mod tests {
         assert_eq!(kept, ["q4", "a4", "q5", "a5"]);
         h.clear("o_1").await;
         assert!(h.load("o_1").await.is_empty());
-        assert!(store.get("wxgate:wx1:history:o_1").await.unwrap().is_none());
+        assert!(store
+            .get("wxgate:{wx1}:history:o_1")
+            .await
+            .unwrap()
+            .is_none());
     }
 }

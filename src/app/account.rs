@@ -74,7 +74,7 @@ pub(super) async fn assemble(
         metrics,
         clock,
     } = *shared;
-    let namespace = Namespace::for_app(&entry.namespace);
+    let namespace = config.store.namespace(&entry.namespace);
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut refresher = None;
     let (tokens, api, feishu) =

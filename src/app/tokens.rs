@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountEntry, AccountKind, Config, StoreConfig};
 use crate::platform::feishu::{FeishuApi, FeishuClient, FeishuClientSettings};
 use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient};
-use crate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store};
 use crate::token::{IssuedToken, TokenManager, TokenSettings};
 
 /// The access token machinery of one account, built from the config.
@@ -57,7 +57,7 @@ impl TokenParts {
             Duration::from_secs(t.refresh_margin_secs),
             Duration::from_millis(t.lock_ttl_ms),
         );
-        let namespace = Namespace::for_app(&entry.namespace);
+        let namespace = config.store.namespace(&entry.namespace);
         if let AccountKind::Feishu(_) = account.kind {
             // The tenant_access_token, behind the same manager.
             let client = FeishuClient::new(FeishuClientSettings {
@@ -106,22 +106,9 @@ impl TokenParts {
 pub(super) fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
     Ok(match &config.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis {
-            url,
-            timeout,
-            breaker_failures,
-            breaker_cooldown,
-            tls_ca_file,
-        } => Arc::new(
-            RedisStore::open(&RedisSettings {
-                url: url.clone(),
-                tls_ca_file: tls_ca_file.clone(),
-                timeout: *timeout,
-                breaker_failures: *breaker_failures,
-                breaker_cooldown: *breaker_cooldown,
-            })
-            .map_err(StartupError::Store)?,
-        ),
+        StoreConfig::Redis { settings, .. } => {
+            Arc::new(RedisStore::open(settings).map_err(StartupError::Store)?)
+        }
     })
 }
 

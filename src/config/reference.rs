@@ -18,7 +18,7 @@ use super::file::{AdminSection, ConfigFile};
 use super::log::LogSection;
 use super::security::SecuritySection;
 use super::server::ServerSection;
-use super::store::StoreSection;
+use super::store::{SentinelSection, StoreSection};
 use super::token::TokenSection;
 use crate::rules::{ArticleSpec, MatchSpec, RuleSpec};
 
@@ -84,6 +84,7 @@ fn every_section_table_lists_exactly_the_keys_of_its_type() {
     same("kf", fields_of::<KfSection>());
     same("feishu", fields_of::<FeishuSection>());
     same("store", fields_of::<StoreSection>());
+    same("store.sentinel", fields_of::<SentinelSection>());
     same("log", fields_of::<LogSection>());
     same("delivery", fields_of::<DeliverySection>());
     same("security", fields_of::<SecuritySection>());

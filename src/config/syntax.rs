@@ -23,6 +23,8 @@ const SECRET_MARKERS: &[&str] = &[
     "credential",
     "auth",
     "url",
+    // `store.cluster`: the nodes' URLs.
+    "cluster",
 ];
 
 /// Whether a value under `key` (dotted or bare) may be a secret.
@@ -206,6 +208,9 @@ mod tests {
             "account.token",
             "internal_api_key",
             "store.url",
+            "store.cluster",
+            "store.sentinel.urls",
+            "store.sentinel.password",
         ] {
             assert!(is_secret_key(key), "{key}");
         }

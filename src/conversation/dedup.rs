@@ -134,6 +134,13 @@ pub trait Dedup: Send + Sync {
     fn wait<'a>(&'a self, key: &'a DedupKey, timeout: Duration) -> DedupFuture<'a, Waited>;
     /// Short description for readiness (`memory`, `redis`).
     fn describe(&self) -> &'static str;
+
+    /// True when recording an answer is a network round trip: the engine
+    /// then records an answer it knew at once (a rule's) beside the reply
+    /// instead of before it. `false` by default.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 enum State {

@@ -29,7 +29,7 @@ use super::jobs::Jobs;
 use super::pending::compose;
 use super::store_dedup::LEASE;
 use super::strategy::Strategy;
-use super::stream::{gathered, join, Streamed, TurnContext};
+use super::stream::{join, Streamed, TurnContext};
 use super::{
     Deferred, DeliverySettings, LateDelivery, Outcome, Parts, Render, ReplyFuture, Responder,
     Response,
@@ -228,74 +228,88 @@ impl Delivery {
             self.record(key, record, &answer).await;
             return (answer, Outcome::Fetched);
         }
-        let (answer, outcome) = match self.responder.respond(message) {
-            Response::Ready(reply) => {
-                let reply = match &conv {
+        let (answer, outcome) =
+            match self.responder.respond(message) {
+                Response::Ready(reply) => {
+                    let reply = match &conv {
+                        Some(c) => {
+                            self.carry(c, message, carried, Some(reply), Reply::Success)
+                                .await
+                        }
+                        None => reply,
+                    };
+                    let (answer, outcome) = Self::rendered(render.as_ref(), &reply);
+                    if record && self.dedup.remote() {
+                        // One round trip on the path (the claim): the record
+                        // goes beside the reply. A retry in between finds the
+                        // claim and waits for the record; a crash in between
+                        // leaves a claim that lapses, and a retry (only if
+                        // WeChat lost the reply) answers the same rule again.
+                        let (dedup, key, recorded) =
+                            (self.dedup.clone(), key.clone(), answer.clone());
+                        let metrics = self.metrics.clone();
+                        tokio::spawn(async move {
+                        if let Err(e) = dedup.complete(&key, recorded).await {
+                            metrics.store_error("dedup_complete");
+                            tracing::warn!(error = %e, "cannot record the answer for retries");
+                        }
+                    }.instrument(tracing::Span::current()));
+                        return (answer, outcome);
+                    }
+                    (answer, outcome)
+                }
+                Response::Pending(future) => {
+                    self.put_back(&conv, message, carried).await;
+                    let left = self.left(started);
+                    let fallback = self.settings.fallback.clone();
+                    self.race(message, render, future, left, Interim::Fallback(fallback))
+                        .await
+                }
+                Response::Deferred(d) => match conv {
+                    Some(c) if c.settings.debounce.is_some() && message.text().is_some() => {
+                        let window = c.settings.debounce.unwrap_or_default();
+                        drop(d);
+                        let Some(merged) = c.debounce(message, window).await else {
+                            c.pending.push_front(&message.from_user, carried).await;
+                            let answer = render.render(&Reply::Success);
+                            self.record(key, record, &answer).await;
+                            return (answer, Outcome::Merged);
+                        };
+                        let merged = Arc::new(merged);
+                        let d = match self.responder.respond(&merged) {
+                            Response::Deferred(d) => d,
+                            Response::Ready(reply) => Deferred {
+                                future: Box::pin(std::future::ready(reply)),
+                                budget: self.settings.deadline,
+                                interim: Reply::Success,
+                                parts: None,
+                            },
+                            Response::Pending(future) => Deferred {
+                                future,
+                                budget: self.settings.deadline,
+                                interim: Reply::Success,
+                                parts: None,
+                            },
+                        };
+                        return self
+                            .turn(&c, key, push, &merged, render, d, started, carried)
+                            .await;
+                    }
                     Some(c) => {
-                        self.carry(c, message, carried, Some(reply), Reply::Success)
+                        // The turn records its own answer: retries may be
+                        // answered by a later push than this one.
+                        return self
+                            .turn(&c, key, push, message, render, d, started, carried)
+                            .await;
+                    }
+                    None => {
+                        let left = self.left(started).min(d.budget);
+                        let interim = Interim::Upstream(d.interim.clone());
+                        self.race(message, render, d.into_whole(), left, interim)
                             .await
                     }
-                    None => reply,
-                };
-                Self::rendered(render.as_ref(), &reply)
-            }
-            Response::Pending(future) => {
-                self.put_back(&conv, message, carried).await;
-                let left = self.left(started);
-                let fallback = self.settings.fallback.clone();
-                self.race(message, render, future, left, Interim::Fallback(fallback))
-                    .await
-            }
-            Response::Deferred(d) => match conv {
-                Some(c) if c.settings.debounce.is_some() && message.text().is_some() => {
-                    let window = c.settings.debounce.unwrap_or_default();
-                    drop(d);
-                    let Some(merged) = c.debounce(message, window).await else {
-                        c.pending.push_front(&message.from_user, carried).await;
-                        let answer = render.render(&Reply::Success);
-                        self.record(key, record, &answer).await;
-                        return (answer, Outcome::Merged);
-                    };
-                    let merged = Arc::new(merged);
-                    let d = match self.responder.respond(&merged) {
-                        Response::Deferred(d) => d,
-                        Response::Ready(reply) => Deferred {
-                            future: Box::pin(std::future::ready(reply)),
-                            budget: self.settings.deadline,
-                            interim: Reply::Success,
-                            parts: None,
-                        },
-                        Response::Pending(future) => Deferred {
-                            future,
-                            budget: self.settings.deadline,
-                            interim: Reply::Success,
-                            parts: None,
-                        },
-                    };
-                    return self
-                        .turn(&c, key, push, &merged, render, d, started, carried)
-                        .await;
-                }
-                Some(c) => {
-                    // The turn records its own answer: retries may be
-                    // answered by a later push than this one.
-                    return self
-                        .turn(&c, key, push, message, render, d, started, carried)
-                        .await;
-                }
-                None => {
-                    let left = self.left(started).min(d.budget);
-                    self.race(
-                        message,
-                        render,
-                        gathered(d.future, d.parts),
-                        left,
-                        Interim::Upstream(d.interim),
-                    )
-                    .await
-                }
-            },
-        };
+                },
+            };
         self.record(key, record, &answer).await;
         (answer, outcome)
     }
@@ -664,7 +678,7 @@ impl Delivery {
                 let reply = match responder.respond(&message) {
                     Response::Ready(reply) => reply,
                     Response::Pending(future) => future.await,
-                    Response::Deferred(d) => gathered(d.future, d.parts).await,
+                    Response::Deferred(d) => d.into_whole().await,
                 };
                 let key = DedupKey::from_raw(&id);
                 let render: Arc<dyn Render> = Arc::new(|_: &Reply| None);

@@ -40,7 +40,7 @@ pub use strategy::{
     ConversationOptions, PushTiming, Strategy, DEFAULT_FETCH_WORD, DEFAULT_MORE_MARKER,
     DEFAULT_NOTHING_PENDING, DEFAULT_PENDING_MARKER, DEFAULT_RATE_LIMITED,
 };
-pub use stream::{gathered, join, Parts, PartsSender};
+pub use stream::{join, Parts, PartsSender};
 
 /// A reply that may take time to compute.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
@@ -69,6 +69,14 @@ pub struct Deferred {
     /// future then yields what follows the last part. `None` when the
     /// answer comes whole.
     pub parts: Option<Parts>,
+}
+
+impl Deferred {
+    /// The whole answer, streamed parts and all, for a path that delivers
+    /// it in one piece.
+    pub fn into_whole(self) -> ReplyFuture {
+        stream::gathered(self.future, self.parts)
+    }
 }
 
 /// Decides the reply to a message.

@@ -209,6 +209,10 @@ impl Dedup for StoreDedup {
     fn describe(&self) -> &'static str {
         self.store.backend()
     }
+
+    fn remote(&self) -> bool {
+        self.store.backend() != "memory"
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub fn join(parts: Vec<Reply>, last: Reply) -> Reply {
 /// Waits for `future` and gathers every part it streamed before it: the
 /// whole answer, for paths that cannot deliver parts early (a sweep, an
 /// account without conversations).
-pub fn gathered(future: ReplyFuture, parts: Option<Parts>) -> ReplyFuture {
+pub(crate) fn gathered(future: ReplyFuture, parts: Option<Parts>) -> ReplyFuture {
     let Some(mut parts) = parts else {
         return future;
     };

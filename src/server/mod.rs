@@ -200,9 +200,9 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
 /// The application router: the public and operator routes on one listener.
 /// Tests drive it with `oneshot`; the server binds it.
 ///
-/// Layers, outermost first: the access log (at `debug` also a span, so every
-/// log line of a request is inside it, including rejections), then the body
-/// limit.
+/// Layers, outermost first: the access log (and the request's span, so every
+/// log line of a request carries its id, rejections included), then the
+/// body limit.
 pub fn router(state: AppState, settings: &RouterSettings) -> Router {
     let routes = public_router(&state).merge(operator::router(&state));
     layered(routes, state, settings)

@@ -5,11 +5,11 @@
 //! refresh lock today, and message dedup and conversation history later:
 //!
 //! - [`MemoryStore`]: in this process only; the default, needs nothing.
-//! - [`RedisStore`]: a Redis server shared by every node; reconnects by itself
-//!   after an outage.
+//! - [`RedisStore`]: Redis shared by every node (one server, a Sentinel-watched
+//!   master or a Cluster); reconnects by itself after an outage or a failover.
 //!
 //! Keys are namespaced per account with [`Namespace`], e.g.
-//! `wxgate:{app_id}:access_token`. Knows nothing of tokens, WeChat or HTTP.
+//! `wxgate:{wx0123}:access_token`, the braces a Redis Cluster hash tag. Knows nothing of tokens, WeChat or HTTP.
 
 mod memory;
 mod redis;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisSettings, RedisStore};
+pub use self::redis::{RedisSettings, RedisStore, RedisTarget, SentinelSettings};
 
 /// What every [`Store`] operation returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -148,26 +148,81 @@ pub enum StoreError {
     },
 }
 
-/// Builds the keys of one account: `wxgate:{app_id}:{name}`.
+/// How the keys of an account are spelled (`[store] key_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyFormat {
+    /// `wxgate:{app_id}:name`: the braces are a Redis Cluster hash tag, so
+    /// every key of one account hashes to one slot and a script over
+    /// several of them stays on one node.
+    #[default]
+    Tagged,
+    /// `wxgate:app_id:name`, the spelling of versions before hash tags:
+    /// for a deployment whose nodes are upgraded one by one. Not for Cluster.
+    Legacy,
+}
+
+impl KeyFormat {
+    /// `tagged` or `legacy`, as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyFormat::Tagged => "tagged",
+            KeyFormat::Legacy => "legacy",
+        }
+    }
+}
+
+/// Builds the keys of one account: `wxgate:{app_id}:{name}`, braces
+/// included (a Redis Cluster hash tag: all of an account's keys share one
+/// slot), or `wxgate:app_id:name` with [`KeyFormat::Legacy`].
 ///
 /// Every node serving the same account must derive the same keys; different
 /// accounts sharing one Redis never collide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     prefix: String,
+    /// The pre-tag spelling, when it differs from `prefix`.
+    legacy_prefix: Option<String>,
 }
 
 impl Namespace {
-    /// The namespace of an account.
+    /// The namespace of an account, its keys hash-tagged.
     pub fn for_app(app_id: &str) -> Self {
-        Namespace {
-            prefix: format!("wxgate:{app_id}:"),
+        Namespace::new(app_id, KeyFormat::Tagged)
+    }
+
+    /// The namespace of an account with keys spelled as `format` says.
+    pub fn new(app_id: &str, format: KeyFormat) -> Self {
+        let legacy = format!("wxgate:{app_id}:");
+        match format {
+            KeyFormat::Tagged => Namespace {
+                prefix: format!("wxgate:{{{app_id}}}:"),
+                legacy_prefix: Some(legacy),
+            },
+            KeyFormat::Legacy => Namespace {
+                prefix: legacy,
+                legacy_prefix: None,
+            },
         }
+    }
+
+    /// The same namespace without [`Namespace::legacy_key`]s: for a Redis
+    /// Cluster, where no older version can have left state (they had no
+    /// Cluster support) and the older keys would sit in other slots.
+    pub fn without_legacy_keys(mut self) -> Self {
+        self.legacy_prefix = None;
+        self
     }
 
     /// The full key for `name`, e.g. `access_token`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// The key an older version (before hash tags) used for `name`, when it
+    /// is not [`Namespace::key`]: read as a fallback, and kept written, for
+    /// state that must survive a rolling upgrade (the access token).
+    pub fn legacy_key(&self, name: &str) -> Option<String> {
+        self.legacy_prefix.as_ref().map(|p| format!("{p}{name}"))
     }
 }
 
@@ -178,10 +233,70 @@ mod tests {
     #[test]
     fn keys_are_namespaced_by_app_id() {
         let ns = Namespace::for_app("wx123");
-        assert_eq!(ns.key("access_token"), "wxgate:wx123:access_token");
+        assert_eq!(ns.key("access_token"), "wxgate:{wx123}:access_token");
+        assert_eq!(
+            ns.legacy_key("access_token").as_deref(),
+            Some("wxgate:wx123:access_token")
+        );
         assert_ne!(
             Namespace::for_app("wx456").key("access_token"),
             ns.key("access_token")
         );
+    }
+
+    #[test]
+    fn the_legacy_format_spells_keys_as_before_hash_tags() {
+        let ns = Namespace::new("wx123", KeyFormat::Legacy);
+        assert_eq!(ns.key("dedup:x"), "wxgate:wx123:dedup:x");
+        assert_eq!(ns.legacy_key("dedup:x"), None);
+    }
+
+    /// The CRC16 slot Redis Cluster gives `key` (the hash tag's content when
+    /// there is one), as in the cluster specification.
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+                _ => bytes,
+            },
+            None => bytes,
+        };
+        let mut crc: u16 = 0;
+        for &b in hashed {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
+    #[test]
+    fn every_key_of_an_account_is_in_one_cluster_slot() {
+        // The reference values of the cluster specification and of Redis.
+        assert_eq!(slot("123456789"), 0x31C3);
+        assert_eq!(slot("foo"), 12182, "CLUSTER KEYSLOT foo");
+        assert_eq!(slot("{foo}:bar"), 12182);
+        let ns = Namespace::for_app("ww5d3c1b9a7e2f4086.1000002");
+        let names = [
+            "access_token",
+            "access_token:lock",
+            "dedup:abc",
+            "dedup:n:abc",
+            "pending:o_1",
+            "job:1:lease",
+        ];
+        let slots: std::collections::BTreeSet<u16> =
+            names.iter().map(|n| slot(&ns.key(n))).collect();
+        assert_eq!(slots.len(), 1, "{slots:?}");
+        let legacy = Namespace::new("ww5d3c1b9a7e2f4086.1000002", KeyFormat::Legacy);
+        let spread: std::collections::BTreeSet<u16> =
+            names.iter().map(|n| slot(&legacy.key(n))).collect();
+        assert!(spread.len() > 1, "the check can fail: {spread:?}");
     }
 }

@@ -1,16 +1,22 @@
-//! The Redis store: state shared by every node of a deployment.
+//! The Redis store: state shared by every node of a deployment, on one
+//! server, a Sentinel-watched master or a Cluster (`target`).
 //!
-//! One file (about 650 lines) on purpose: each [`Store`] operation's Redis
+//! One file (about 690 lines) on purpose: each [`Store`] operation's Redis
 //! form stands beside the script it runs and the bounded, breaker-guarded
 //! call every operation shares.
+//!
+//! Every script's keys are of one account, so with hash-tagged keys
+//! (`wxgate:{app_id}:…`, see `Namespace`) they share a Cluster slot.
+
+mod target;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
-use tokio::sync::OnceCell;
+use redis::{ErrorKind, RedisError, Script};
 
+use self::target::{Connection, Target};
+pub use self::target::{RedisTarget, SentinelSettings};
 use super::{Store, StoreError, StoreFuture};
 
 /// Deletes KEYS\[1\] only while it holds ARGV\[1\]: the owner-only release of
@@ -73,12 +79,12 @@ return items
 "#;
 
 /// How to reach Redis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`, or `rediss://…` for TLS.
-    pub url: String,
-    /// For `rediss://`: the CA certificate (PEM) to trust instead of the
-    /// system's roots.
+    /// One server, Sentinel or Cluster.
+    pub target: RedisTarget,
+    /// With TLS (`rediss://`, `sentinel.tls`): the CA certificate (PEM) to
+    /// trust instead of the system's roots.
     pub tls_ca_file: Option<std::path::PathBuf>,
     /// Upper bound on every operation, connecting included.
     pub timeout: Duration,
@@ -173,16 +179,17 @@ impl Breaker {
 /// A [`Store`] backed by a Redis server.
 ///
 /// The connection is made on first use, not at construction, so a node starts
-/// (and reports itself unready) while Redis is down. After that a
-/// [`ConnectionManager`] reconnects in the background whenever the connection
-/// drops; operations fail with [`StoreError`] meanwhile, each bounded by
+/// (and reports itself unready) while Redis is down. After that the crate's
+/// clients reconnect whenever the connection drops (one server: a
+/// connection manager; Cluster: the cluster client, following MOVED and
+/// failovers; Sentinel: the master is asked of the Sentinels again after a
+/// failure); operations fail with [`StoreError`] meanwhile, each bounded by
 /// [`RedisSettings::timeout`], and succeed again once Redis is back.
 pub struct RedisStore {
-    client: Client,
+    target: Target,
     /// Where Redis is, without credentials (the URL may carry a password).
     location: String,
     timeout: Duration,
-    connection: OnceCell<ConnectionManager>,
     breaker: Breaker,
     compare_and_delete: Script,
     compare_and_expire: Script,
@@ -203,35 +210,22 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// Parses the URL; connects lazily.
+    /// Parses the URLs; connects lazily.
     pub fn open(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
-        let unavailable = |reason: String| StoreError::Unavailable {
+        let (target, location) = Target::open(
+            &settings.target,
+            settings.tls_ca_file.as_ref(),
+            settings.timeout,
+        )
+        .map_err(|reason| StoreError::Unavailable {
             backend: "redis",
-            location: "(the configured store.url)".to_owned(),
+            location: "(the configured [store])".to_owned(),
             reason,
-        };
-        let client = match &settings.tls_ca_file {
-            None => Client::open(settings.url.as_str()),
-            Some(ca) => {
-                let root_cert =
-                    std::fs::read(ca).map_err(|e| unavailable(format!("{}: {e}", ca.display())))?;
-                Client::build_with_tls(
-                    settings.url.as_str(),
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )
-            }
-        }
-        .map_err(|e| unavailable(e.to_string()))?;
-        let info = client.get_connection_info();
-        let location = format!("{}/{}", info.addr, info.redis.db);
+        })?;
         Ok(RedisStore {
-            client,
+            target,
             location,
             timeout: settings.timeout,
-            connection: OnceCell::new(),
             breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             compare_and_expire: Script::new(COMPARE_AND_EXPIRE),
@@ -242,26 +236,14 @@ impl RedisStore {
         })
     }
 
-    /// `host:port/db`, for messages.
+    /// `host:port/db` (or the Cluster's nodes, or the Sentinel master's
+    /// name and the Sentinels), for messages.
     pub fn location(&self) -> &str {
         &self.location
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            // One connection attempt per reconnection, no retries inside the
-            // client: an operation during an outage fails at once with the
-            // cause ("connection refused"), the callers' own backoff paces
-            // the retries, and the next operation after Redis is back
-            // reconnects.
-            .set_number_of_retries(0);
-        let manager = self
-            .connection
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await?;
-        Ok(manager.clone())
+    async fn connection(&self) -> Result<Connection, RedisError> {
+        self.target.connection(self.timeout).await
     }
 
     /// Runs one command against Redis, bounded by the timeout.
@@ -299,11 +281,20 @@ impl RedisStore {
                 after: self.timeout,
             }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.classify(operation, e)),
+            Ok(Err(e)) => {
+                if target::says_master_moved(&e) {
+                    self.target.master_may_have_moved();
+                }
+                Err(self.classify(operation, e))
+            }
         };
         match &result {
-            Ok(_) | Err(StoreError::Command { .. }) => self.breaker.succeeded(),
-            Err(_) => self.breaker.failed(),
+            Ok(_) => self.breaker.succeeded(),
+            Err(StoreError::Command { .. }) => self.breaker.succeeded(),
+            Err(_) => {
+                self.breaker.failed();
+                self.target.master_may_have_moved();
+            }
         }
         result
     }
@@ -315,7 +306,18 @@ impl RedisStore {
                 operation,
                 after: self.timeout,
             }
-        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        } else if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || matches!(
+                e.kind(),
+                ErrorKind::MasterNameNotFoundBySentinel
+                    | ErrorKind::MasterDown
+                    | ErrorKind::ClusterDown
+                    | ErrorKind::TryAgain
+                    | ErrorKind::ClusterConnectionNotFound
+            )
+        {
             StoreError::Unavailable {
                 backend: "redis",
                 location: self.location.clone(),
@@ -591,7 +593,9 @@ mod tests {
     #[test]
     fn location_never_carries_the_password() {
         let store = RedisStore::open(&RedisSettings {
-            url: "redis://:hunter2@127.0.0.1:6390/3".into(),
+            target: RedisTarget::Single {
+                url: "redis://:hunter2@127.0.0.1:6390/3".into(),
+            },
             timeout: Duration::from_secs(1),
             tls_ca_file: None,
             breaker_failures: 5,
@@ -602,11 +606,48 @@ mod tests {
         assert!(!format!("{store:?}").contains("hunter2"));
     }
 
+    #[test]
+    fn cluster_and_sentinel_locations_never_carry_passwords() {
+        let settings = |target| RedisSettings {
+            target,
+            timeout: Duration::from_secs(1),
+            tls_ca_file: None,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        };
+        let cluster = RedisStore::open(&settings(RedisTarget::Cluster {
+            urls: vec![
+                "redis://:hunter2@127.0.0.1:7000".into(),
+                "redis://:hunter2@127.0.0.1:7001".into(),
+            ],
+        }))
+        .unwrap();
+        assert_eq!(cluster.location(), "cluster 127.0.0.1:7000,127.0.0.1:7001");
+        let sentinel = RedisStore::open(&settings(RedisTarget::Sentinel(SentinelSettings {
+            master_name: "mymaster".into(),
+            urls: vec!["redis://:hunter3@127.0.0.1:26379".into()],
+            username: None,
+            password: Some("hunter2".into()),
+            db: 1,
+            tls: false,
+        })))
+        .unwrap();
+        assert_eq!(
+            sentinel.location(),
+            "master mymaster via sentinel 127.0.0.1:26379/1"
+        );
+        for shown in [format!("{cluster:?}"), format!("{sentinel:?}")] {
+            assert!(!shown.contains("hunter"), "{shown}");
+        }
+    }
+
     #[tokio::test]
     async fn unreachable_redis_is_a_clear_bounded_error() {
         // Port 1 on loopback: nothing listens there, the connection is refused.
         let store = RedisStore::open(&RedisSettings {
-            url: "redis://127.0.0.1:1".into(),
+            target: RedisTarget::Single {
+                url: "redis://127.0.0.1:1".into(),
+            },
             timeout: Duration::from_millis(500),
             tls_ca_file: None,
             breaker_failures: 5,
@@ -622,6 +663,18 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("redis"), "{err}");
+    }
+
+    #[test]
+    fn refusals_of_a_demoted_master_are_recognised_by_their_code() {
+        let refusal = |kind, text: &'static str| RedisError::from((kind, "refused", text.into()));
+        let readonly = refusal(
+            ErrorKind::ReadOnly,
+            "You can't write against a read only replica.",
+        );
+        assert!(target::says_master_moved(&readonly), "{readonly}");
+        let script = refusal(ErrorKind::ResponseError, "ERR user_script:1: oops");
+        assert!(!target::says_master_moved(&script), "{script}");
     }
 
     #[tokio::test(start_paused = true)]

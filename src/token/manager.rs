@@ -82,6 +82,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
     token_key: String,
+    /// The token's key as versions before hash tags spelled it: read when
+    /// `token_key` is empty and written beside it, so the nodes of a rolling
+    /// upgrade share one token (see `Namespace::legacy_key`).
+    legacy_token_key: Option<String>,
     lock_key: String,
     /// This manager's lock value, so only it can release the lock it took.
     owner: String,
@@ -145,6 +149,7 @@ impl TokenManager {
                 clock,
                 settings,
                 token_key: namespace.key("access_token"),
+                legacy_token_key: namespace.legacy_key("access_token"),
                 lock_key: namespace.key("access_token:lock"),
                 owner: format!("{:032x}", rand::random::<u128>()),
                 cache: Mutex::new(None),
@@ -321,6 +326,14 @@ impl TokenManager {
         {
             // This node can still use it; the others will fetch their own.
             tracing::warn!(error = %e, "fetched an access token but cannot share it");
+        } else if let Some(legacy) = &inner.legacy_token_key {
+            if let Err(e) = inner
+                .store
+                .set(legacy, &issued.encode(), Some(fetched.expires_in))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot write the access token under its older key");
+            }
         }
         tracing::info!(
             expires_in = fetched.expires_in.as_secs(),
@@ -351,7 +364,14 @@ impl TokenManager {
 
     /// The stored token when it meets `need`.
     async fn load(&self, need: &Need) -> Result<Option<IssuedToken>, TokenError> {
-        let Some(bytes) = self.inner.store.get(&self.inner.token_key).await? else {
+        let inner = &self.inner;
+        let mut stored = inner.store.get(&inner.token_key).await?;
+        if let (None, Some(legacy)) = (&stored, &inner.legacy_token_key) {
+            // Left by a node of an older version, which spelled keys
+            // without hash tags.
+            stored = inner.store.get(legacy).await?;
+        }
+        let Some(bytes) = stored else {
             return Ok(None);
         };
         let Some(token) = IssuedToken::decode(&bytes) else {

@@ -10,8 +10,8 @@ use toml::Table;
 
 use crate::support::fake_wechat::APP_ID;
 use crate::support::{
-    self, eventually, plain_content, table, text_reply, text_xml, Behaviour, FakeUpstream,
-    FakeWechat, TestApp, TestConfig, ACCOUNT, INTERIM,
+    self, eventually, openai_upstream, plain_content, table, text_reply, text_xml,
+    webhook_upstream, Behaviour, FakeUpstream, FakeWechat, TestApp, TestConfig, ACCOUNT, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -32,26 +32,18 @@ async fn spawn(config: TestConfig) -> TestApp {
 }
 
 fn webhook(upstream: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "webhook".into()),
-        ("url", upstream.hook_url().into()),
-        ("timeout_ms", 5000.into()),
-        ("secret_env", "HOOK_SECRET".into()),
-    ])
+    webhook_upstream(upstream, table([("secret_env", "HOOK_SECRET".into())]))
 }
 
 fn openai(upstream: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", upstream.openai_base().into()),
-        ("model", "test-model".into()),
-        ("system_prompt", "你是客服".into()),
-        ("api_key_env", "LLM_KEY".into()),
-        ("history_turns", 2.into()),
-        ("timeout_ms", 5000.into()),
-    ])
+    openai_upstream(
+        upstream,
+        table([
+            ("system_prompt", "你是客服".into()),
+            ("api_key_env", "LLM_KEY".into()),
+            ("history_turns", 2.into()),
+        ]),
+    )
 }
 
 fn text_of(json: &str) -> Value {

@@ -9,29 +9,18 @@ use serde_json::Value;
 use toml::Table;
 
 use crate::support::{
-    agent_config, eventually, eventually_async, plain_content, table, text_xml, AccountSpec,
-    Behaviour, BinaryServer, CallbackClient, FakeUpstream, FakeWechat, RedisServer, TestApp,
-    TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
+    agent_config, eventually, eventually_async, openai_upstream, plain_content, table, text_xml,
+    webhook_upstream, AccountSpec, Behaviour, BinaryServer, CallbackClient, FakeUpstream,
+    FakeWechat, RedisServer, TestApp, TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
 };
 
 fn openai(upstream: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", upstream.openai_base().into()),
-        ("model", "test-model".into()),
-        ("history_turns", 5.into()),
-        ("timeout_ms", 10_000.into()),
-    ])
+    let extra = table([("history_turns", 5.into()), ("timeout_ms", 10_000.into())]);
+    openai_upstream(upstream, extra)
 }
 
 fn webhook(upstream: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "webhook".into()),
-        ("url", upstream.hook_url().into()),
-        ("timeout_ms", 10_000.into()),
-    ])
+    webhook_upstream(upstream, table([("timeout_ms", 10_000.into())]))
 }
 
 fn unix_now() -> i64 {

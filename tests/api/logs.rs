@@ -8,10 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    eventually, now_unix, table, AccountSpec, Behaviour, BinaryServer, CallbackClient,
+    eventually, now_unix, table, text_xml, AccountSpec, Behaviour, BinaryServer, CallbackClient,
     FakeUpstream, FakeWechat, TestConfig, ACCOUNT,
 };
-use wxgate::message::xml::push_cdata_element;
 
 const ADMIN_KEY: &str = "admin-key-0123456789-SECRET";
 const INTERNAL_KEY: &str = "internal-key-0123456789-SECRET";
@@ -33,17 +32,6 @@ reply = { type = "upstream", upstream = "broken" }
 type = "upstream"
 upstream = "slow"
 "#;
-
-fn text(content: &str, msg_id: u64, now: i64) -> String {
-    let mut xml = String::from("<xml>");
-    push_cdata_element(&mut xml, "ToUserName", &ACCOUNT.original_id);
-    push_cdata_element(&mut xml, "FromUserName", &ACCOUNT.openid);
-    xml.push_str(&format!("<CreateTime>{now}</CreateTime>"));
-    push_cdata_element(&mut xml, "MsgType", "text");
-    push_cdata_element(&mut xml, "Content", content);
-    xml.push_str(&format!("<MsgId>{msg_id}</MsgId></xml>"));
-    xml
-}
 
 fn config(wechat: &FakeWechat, hook: &FakeUpstream, llm: &FakeUpstream, json: bool) -> TestConfig {
     TestConfig::new()
@@ -111,19 +99,19 @@ fn steps(client: &CallbackClient, now: i64) -> Vec<Step> {
         status,
         then: None,
     };
-    let good = client.encrypted(&text("菜单", 1, now), now);
+    let good = client.encrypted(&text_xml("菜单", now, 1), now);
     let tampered = (
         good.0.replace("msg_signature=", "msg_signature=0"),
         good.1.clone(),
     );
-    let stale = client.encrypted(&text("菜单", 2, now - 3600), now - 3600);
+    let stale = client.encrypted(&text_xml("菜单", now - 3600, 2), now - 3600);
     let garbage = client.seal("bm90IGEgY2lwaGVydGV4dA==", now);
-    let control = client.encrypted(&text("菜\u{1}单", 3, now), now);
-    let huge = client.encrypted(&text(&"大".repeat(400_000), 4, now), now);
+    let control = client.encrypted(&text_xml("菜\u{1}单", now, 3), now);
+    let huge = client.encrypted(&text_xml(&"大".repeat(400_000), now, 4), now);
     let not_xml = client.seal(&client.crypto().encrypt("not xml at all"), now);
     let mut late = post(
         "late send refused (48001)",
-        client.encrypted(&text("讲个故事", 6, now), now),
+        client.encrypted(&text_xml("讲个故事", now, 6), now),
         200,
     );
     late.then = Some("answer kept for the user's next message");
@@ -138,7 +126,7 @@ fn steps(client: &CallbackClient, now: i64) -> Vec<Step> {
         post("a body over the limit", huge, 413),
         post(
             "a failing upstream (500)",
-            client.encrypted(&text("坏了", 5, now), now),
+            client.encrypted(&text_xml("坏了", now, 5), now),
             200,
         ),
         late,

@@ -10,8 +10,8 @@ use toml::Table;
 use wxgate::message::xml::parse_str;
 
 use crate::support::{
-    eventually, plain_content, table, text_xml, AccountSpec, Behaviour, FakeUpstream, FakeWechat,
-    TestApp, TestConfig, ACCOUNT, INTERIM,
+    eventually, openai_upstream, plain_content, table, text_xml, AccountSpec, Behaviour,
+    FakeUpstream, FakeWechat, TestApp, TestConfig, ACCOUNT, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -32,14 +32,7 @@ fn config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
 }
 
 fn openai(llm: &FakeUpstream, extra: &[(&str, &str)]) -> Table {
-    let mut t = table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", llm.openai_base().into()),
-        ("model", "test-model".into()),
-        ("history_turns", 0.into()),
-        ("timeout_ms", 5000.into()),
-    ]);
+    let mut t = openai_upstream(llm, table([("history_turns", 0.into())]));
     for (k, v) in extra {
         t.insert((*k).into(), (*v).into());
     }

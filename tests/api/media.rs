@@ -12,9 +12,9 @@ use wxgate::message::xml::parse_str;
 
 use crate::support::fake_wechat::{kf_text, CORP_ID, CORP_SECRET, KF_SECRET};
 use crate::support::{
-    self, eventually, image_xml, kf_notification_xml, plain_content, table, text_xml, wecom_image,
-    AccountSpec, Behaviour, CallbackClient, FakeUpstream, FakeWechat, FileServer, TestApp,
-    TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
+    self, eventually, image_xml, kf_notification_xml, openai_upstream, plain_content, table,
+    text_xml, webhook_upstream, wecom_image, AccountSpec, Behaviour, CallbackClient, FakeUpstream,
+    FakeWechat, FileServer, TestApp, TestConfig, ACCOUNT, AGENT_RULES, INTERIM,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -26,24 +26,12 @@ async fn spawn(config: TestConfig) -> TestApp {
 }
 
 fn webhook(upstream: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "webhook".into()),
-        ("url", upstream.hook_url().into()),
-        ("timeout_ms", 5000.into()),
-    ])
+    webhook_upstream(upstream, Table::new())
 }
 
-fn openai(upstream: &FakeUpstream, extra: Table) -> Table {
-    let mut t = table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", upstream.openai_base().into()),
-        ("model", "vision-model".into()),
-        ("timeout_ms", 5000.into()),
-    ]);
-    t.extend(extra);
-    t
+fn openai(upstream: &FakeUpstream, mut extra: Table) -> Table {
+    extra.insert("model".into(), "vision-model".into());
+    openai_upstream(upstream, extra)
 }
 
 fn image_answer(url: &str) -> Behaviour {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::fake_wechat::APP_ID;
-use crate::support::responders::SlowResponder;
+use crate::support::responders::{CountingRule, SlowResponder};
 use crate::support::{
-    content_of, text_xml, AccountSpec, CallbackClient, FakeWechat, RedisServer, TestApp, TestConfig,
+    concurrent_pushes, content_of, text_xml, AccountSpec, CallbackClient, FakeWechat, RedisServer,
+    TestApp, TestConfig,
 };
 
 const NOW: i64 = 1_750_000_000;
@@ -34,15 +35,8 @@ async fn two_nodes_on_one_redis_handle_each_message_once() {
             NOW,
         );
         // WeChat's retries land on different nodes, concurrently.
-        let sends: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
-            .into_iter()
-            .map(|node| {
-                let (q, body) = (query.clone(), body.clone());
-                tokio::spawn(async move { node.post(&q, body).await })
-            })
-            .collect();
-        for send in sends {
-            let (status, reply) = send.await.unwrap();
+        let nodes = [a.clone(), b.clone(), a.clone(), b.clone()];
+        for (status, reply) in concurrent_pushes(&nodes, &query, &body).await {
             assert_eq!(status, 200);
             assert_eq!(content_of(&reply), format!("slow:cluster {round}"));
         }
@@ -62,6 +56,33 @@ async fn two_nodes_on_one_redis_handle_each_message_once() {
             .sum::<u64>()
     };
     assert_eq!(hits(&a.metrics.render()) + hits(&b.metrics.render()), 20);
+}
+
+#[tokio::test]
+async fn a_rules_answer_is_recorded_beside_the_reply_and_a_retry_right_after_it_is_a_duplicate() {
+    let redis = RedisServer::start();
+    let rule = Arc::new(CountingRule::default());
+    let node = || {
+        TestApp::builder()
+            .config(TestConfig::fixture("safe").redis(&redis.url()))
+            .now(NOW)
+            .responder(rule.clone())
+            .spawn()
+    };
+    let (a, b) = (node().await, node().await);
+    let wechat = CallbackClient::fixture("safe");
+    for round in 0..20u64 {
+        let (query, body) =
+            wechat.encrypted(&text_xml(&format!("quick {round}"), NOW, 7000 + round), NOW);
+        let (status, first) = a.post(&query, body.clone()).await;
+        assert_eq!(status, 200);
+        // At once, on the other node: the record may still be on its way.
+        let (status, again) = b.post(&query, body).await;
+        assert_eq!(status, 200);
+        assert_eq!(content_of(&first), format!("rule:quick {round}"));
+        assert_eq!(content_of(&again), content_of(&first));
+    }
+    assert_eq!(rule.calls(), 20, "each message answered by the rule once");
 }
 
 #[tokio::test]
@@ -101,7 +122,7 @@ async fn wechat_callback_ip_allowlist_is_fetched_and_enforced() {
         .unwrap();
     assert_eq!(outsider.get(&url).send().await.unwrap().status(), 403);
     // The list is shared through the store for nodes that cannot reach WeChat.
-    let stored = redis.command(&["GET", &format!("wxgate:{APP_ID}:callback_ips")]);
+    let stored = redis.command(&["GET", &format!("wxgate:{{{APP_ID}}}:callback_ips")]);
     assert!(stored.contains("101.226.103.0/25"), "{stored}");
     let (_, metrics) = app.get("/metrics").await;
     assert!(

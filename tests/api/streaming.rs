@@ -6,22 +6,20 @@ use std::time::Duration;
 
 use toml::Table;
 
+use crate::support::fake_wechat::{kf_text, CORP_ID, KF_SECRET};
 use crate::support::{
-    agent_config, eventually, plain_content, table, text_xml, Behaviour, FakeUpstream, FakeWechat,
-    StreamPlan, TestApp,
+    agent_config, eventually, kf_notification_xml, openai_upstream, plain_content, table, text_xml,
+    AccountSpec, Behaviour, CallbackClient, FakeUpstream, FakeWechat, StreamPlan, TestApp,
+    TestConfig,
 };
 
 const NOW: i64 = 1_750_000_000;
 
 fn streaming(llm: &FakeUpstream) -> Table {
-    table([
-        ("name", "agent".into()),
-        ("protocol", "openai".into()),
-        ("url", llm.openai_base().into()),
-        ("model", "test-model".into()),
-        ("stream", true.into()),
-        ("timeout_ms", 20_000.into()),
-    ])
+    openai_upstream(
+        llm,
+        table([("stream", true.into()), ("timeout_ms", 20_000.into())]),
+    )
 }
 
 async fn spawn(wechat: &FakeWechat, llm: &FakeUpstream) -> TestApp {
@@ -114,4 +112,55 @@ async fn a_stream_that_breaks_off_keeps_what_arrived_and_says_the_rest_failed() 
             wxgate::agent::DEFAULT_STREAM_CUT_TEXT
         )
     );
+}
+
+#[tokio::test]
+async fn a_customer_service_account_sends_a_streamed_answer_whole() {
+    const KF_TOKEN: &str = "kfCallbackToken";
+    const KF_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const OPEN_KFID: &str = "wkAJ2GCAAASSm4_FhToWMFea0xAFfd3Q";
+    let wechat = FakeWechat::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    let first = "第一段：这一段足够长，会在流里先成为一个完整的部分。\n\n";
+    llm.set_stream(StreamPlan {
+        deltas: vec![first.into(), "第二段。".into()],
+        hold_before: vec![],
+        done: true,
+    });
+    let now = crate::support::now_unix();
+    wechat.kf_push(
+        OPEN_KFID,
+        vec![kf_text(
+            "from_msgid_1",
+            "wm_customer",
+            OPEN_KFID,
+            now,
+            "讲讲",
+        )],
+    );
+    let config = TestConfig::new()
+        .add_account(
+            AccountSpec::kf(KF_TOKEN, KF_KEY, CORP_ID, KF_SECRET)
+                .name("service")
+                .set("path", "/kf")
+                .api(&wechat)
+                .rules("[default_reply]\ntype = \"upstream\"\nupstream = \"agent\"\n"),
+        )
+        .upstream(streaming(&llm))
+        .source("kf-stream.toml");
+    let app = TestApp::builder().config(config).now(now).spawn().await;
+    let token = wechat.kf_notification_token(OPEN_KFID);
+    let (query, body) = CallbackClient::kf(KF_TOKEN, KF_KEY, CORP_ID)
+        .encrypted(&kf_notification_xml(&token, OPEN_KFID, now), now);
+    assert_eq!(app.post(&query, body).await.0, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || !wechat.kf_sends().is_empty()).await,
+        "nothing sent"
+    );
+    // Every part, not only what followed the last one.
+    let sent = wechat.kf_sends()[0]["text"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(sent, format!("{}\n\n第二段。", first.trim()));
 }

@@ -10,13 +10,13 @@ use wxgate::platform::wechat_api::{
     CallError, ClientSettings, CustomMessage, ErrCode, RetryPolicy, TokenSource, TypingCommand,
     WechatApi, WechatClient, WechatError,
 };
-use wxgate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, Store};
+use wxgate::store::{MemoryStore, Namespace, RedisSettings, RedisStore, RedisTarget, Store};
 use wxgate::token::{AccessToken, TokenError, TokenManager, TokenSettings};
 
 use crate::support::fake_wechat::{APP_ID, APP_SECRET};
 use crate::support::{FakeWechat, RedisServer};
 
-const LOCK_KEY: &str = "wxgate:wxfake0123456789:access_token:lock";
+const LOCK_KEY: &str = "wxgate:{wxfake0123456789}:access_token:lock";
 
 fn client(fake: &FakeWechat, source: TokenSource) -> Arc<WechatClient> {
     Arc::new(
@@ -34,7 +34,7 @@ fn client(fake: &FakeWechat, source: TokenSource) -> Arc<WechatClient> {
 fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
     Arc::new(
         RedisStore::open(&RedisSettings {
-            url: redis.url(),
+            target: RedisTarget::Single { url: redis.url() },
             tls_ca_file: None,
             timeout: Duration::from_millis(500),
             breaker_failures: 5,

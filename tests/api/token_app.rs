@@ -200,7 +200,7 @@ async fn a_redis_outage_gives_clear_errors_and_recovers_by_itself() {
     };
     assert_ne!(fresh.access_token, cached);
     assert!(redis
-        .command(&["EXISTS", "wxgate:wxfake0123456789:access_token"])
+        .command(&["EXISTS", "wxgate:{wxfake0123456789}:access_token"])
         .contains(":1"));
 }
 

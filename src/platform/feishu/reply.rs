@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::api::{FeishuApi, ReplyBody};
-use crate::conversation::{gathered, Responder, Response};
+use crate::conversation::{Responder, Response};
 use crate::domain::split::split_text;
 use crate::domain::{Message, Reply};
 use crate::metrics::{KindLabel, Metrics};
@@ -98,7 +98,7 @@ impl Responder for FeishuResponder {
         let future = match self.inner.respond(message) {
             Response::Ready(reply) => Box::pin(std::future::ready(reply)),
             Response::Pending(future) => future,
-            Response::Deferred(d) => gathered(d.future, d.parts),
+            Response::Deferred(d) => d.into_whole(),
         };
         let (api, metrics) = (self.api.clone(), self.metrics.clone());
         let message_id = message

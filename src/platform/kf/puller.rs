@@ -327,7 +327,7 @@ impl KfPuller {
                 Response::Ready(reply) => reply,
                 Response::Pending(future) => future.await,
                 // No passive answer here: wait for the upstream itself.
-                Response::Deferred(deferred) => deferred.future.await,
+                Response::Deferred(deferred) => deferred.into_whole().await,
             }
         };
         let reply = match tokio::time::timeout(ANSWER_TIMEOUT, decide).await {

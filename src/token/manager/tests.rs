@@ -117,6 +117,35 @@ async fn concurrent_callers_share_one_fetch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_token_an_older_version_stored_is_adopted_and_then_kept_under_both_keys() {
+    // A node of a version before hash tags left its token under the old key.
+    let store = Arc::new(MemoryStore::new());
+    let clock = TokioClock::new();
+    let old = IssuedToken {
+        access_token: AccessToken::new("OLD"),
+        fetched_at: clock.now_unix(),
+        expires_at: clock.now_unix() + 7200,
+    };
+    store
+        .set("wxgate:wxtest:access_token", &old.encode(), None)
+        .await
+        .unwrap();
+    let fetcher = Scripted::new(7200);
+    let m = manager(fetcher.clone(), store.clone(), clock.clone());
+    assert_eq!(m.token().await.unwrap().access_token.expose(), "OLD");
+    assert_eq!(fetcher.calls(), 0, "adopted, not fetched");
+
+    // A refresh writes both spellings, so the older nodes find it too.
+    let fresh = manager(fetcher.clone(), Arc::new(MemoryStore::new()), clock);
+    let t = fresh.token().await.unwrap();
+    let store = &fresh.inner.store;
+    for key in ["wxgate:{wxtest}:access_token", "wxgate:wxtest:access_token"] {
+        let stored = store.get(key).await.unwrap().expect(key);
+        assert_eq!(IssuedToken::decode(&stored), Some(t.clone()), "{key}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn two_managers_on_one_store_fetch_once() {
     let fetcher = Scripted::new(7200);
     let store = Arc::new(MemoryStore::new());
@@ -266,7 +295,7 @@ async fn a_lock_left_by_a_dead_node_delays_by_at_most_its_ttl() {
     let m = manager(fetcher.clone(), store.clone(), TokioClock::new());
     let lock_ttl = m.settings().lock_ttl;
     assert!(store
-        .set_nx("wxgate:wxtest:access_token:lock", b"dead-node", lock_ttl)
+        .set_nx("wxgate:{wxtest}:access_token:lock", b"dead-node", lock_ttl)
         .await
         .unwrap());
     let started = Instant::now();
@@ -291,7 +320,7 @@ async fn waiting_for_a_stuck_refresh_gives_up_with_a_clear_error() {
     let m = manager(fetcher.clone(), store.clone(), TokioClock::new());
     // A lock that never expires: nobody else will ever store a token.
     store
-        .set("wxgate:wxtest:access_token:lock", b"stuck", None)
+        .set("wxgate:{wxtest}:access_token:lock", b"stuck", None)
         .await
         .unwrap();
     let err = m.token().await.unwrap_err();

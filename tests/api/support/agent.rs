@@ -4,8 +4,9 @@
 use toml::Table;
 use wxgate::message::xml::parse_str;
 
+use super::fake_upstream::FakeUpstream;
 use super::fake_wechat::FakeWechat;
-use super::{AccountSpec, TestConfig, ACCOUNT};
+use super::{table, AccountSpec, TestConfig, ACCOUNT};
 
 /// Answered while an upstream is still working.
 pub const INTERIM: &str = "正在思考…";
@@ -35,6 +36,32 @@ pub fn agent_config(wechat: &FakeWechat, upstream: Table) -> TestConfig {
         .set("agent.interim_text", INTERIM)
         .upstream(upstream)
         .rules(AGENT_RULES)
+}
+
+/// The upstream `agent`: a webhook at `upstream`, 5 s timeout, then `extra`.
+pub fn webhook_upstream(upstream: &FakeUpstream, extra: Table) -> Table {
+    let mut t = table([
+        ("name", "agent".into()),
+        ("protocol", "webhook".into()),
+        ("url", upstream.hook_url().into()),
+        ("timeout_ms", 5000.into()),
+    ]);
+    t.extend(extra);
+    t
+}
+
+/// The upstream `agent`: OpenAI-compatible at `upstream`, model
+/// `test-model`, 5 s timeout, then `extra`.
+pub fn openai_upstream(upstream: &FakeUpstream, extra: Table) -> Table {
+    let mut t = table([
+        ("name", "agent".into()),
+        ("protocol", "openai".into()),
+        ("url", upstream.openai_base().into()),
+        ("model", "test-model".into()),
+        ("timeout_ms", 5000.into()),
+    ]);
+    t.extend(extra);
+    t
 }
 
 /// The `Content` of a plain reply (panics on `success`).

@@ -14,7 +14,7 @@
 //! [`signed_headers`].
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -80,13 +80,7 @@ impl FakeDingTalk {
         let router = Router::new()
             .route("/robot/sendBySession", post(send_by_session))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, server) = super::serve_local(router).await;
         FakeDingTalk {
             addr,
             state,

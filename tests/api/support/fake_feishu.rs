@@ -23,7 +23,7 @@
 //! token requests and read every accepted reply in order.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -241,13 +241,7 @@ impl FakeFeishu {
             )
             .route("/open-apis/im/v1/messages/{message_id}/reply", post(reply))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, server) = super::serve_local(router).await;
         FakeFeishu {
             addr,
             state,

@@ -11,7 +11,7 @@
 //!   [`StreamPlan`] set with [`FakeUpstream::set_stream`], held at its hold
 //!   points until the test calls [`FakeUpstream::release_stream`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,13 +104,7 @@ impl FakeUpstream {
             .route("/hook", post(hook))
             .route("/v1/chat/completions", post(chat))
             .with_state((state.clone(), gate.clone()));
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, server) = super::serve_local(router).await;
         FakeUpstream {
             addr,
             state,

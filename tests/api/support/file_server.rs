@@ -4,7 +4,7 @@
 //! and counts the requests per path.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,13 +39,7 @@ impl FileServer {
         let router = Router::new()
             .route("/{*path}", get(file))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, server) = super::serve_local(router).await;
         FileServer {
             addr,
             state,

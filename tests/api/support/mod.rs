@@ -28,7 +28,9 @@ pub mod responders;
 
 use std::time::{Duration, Instant};
 
-pub use agent::{agent_config, plain_content, AGENT_RULES, INTERIM};
+pub use agent::{
+    agent_config, openai_upstream, plain_content, webhook_upstream, AGENT_RULES, INTERIM,
+};
 pub use app::{BinaryServer, TestApp};
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
@@ -41,7 +43,44 @@ pub use fixtures::{fixtures_dir, ACCOUNT};
 pub use messages::{
     image_xml, kf_notification_xml, text_xml, voice_xml, wecom_image, wecom_text, wecom_voice,
 };
-pub use redis_server::RedisServer;
+pub use redis_server::{
+    RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, SENTINEL_MASTER_PASSWORD,
+};
+
+/// Serves `router` on a free loopback port: the fakes' common start.
+pub async fn serve_local(
+    router: axum::Router,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (addr, server)
+}
+
+/// Delivers one push to each of `nodes` at once, as WeChat's retries may
+/// land: every node's (status, body).
+pub async fn concurrent_pushes(
+    nodes: &[std::sync::Arc<TestApp>],
+    query: &str,
+    body: &str,
+) -> Vec<(u16, String)> {
+    let sends: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (node, q, body) = (node.clone(), query.to_owned(), body.to_owned());
+            tokio::spawn(async move { node.post(&q, body).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.unwrap());
+    }
+    answers
+}
 
 /// Polls `done` every 20 ms until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

@@ -62,7 +62,7 @@ mod official;
 mod wecom;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -165,13 +165,7 @@ impl FakeWechat {
             .merge(kf::routes())
             .merge(media::routes())
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
+        let (addr, server) = crate::support::serve_local(router).await;
         FakeWechat {
             addr,
             state,

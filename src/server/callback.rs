@@ -262,8 +262,16 @@ pub(super) async fn feishu_receive(
             tracing::debug!(user = %short_id(&message.from_user), "acknowledged");
             metrics.request(&endpoint.account, outcome.label(), msg_type);
             metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+            // Over the concurrency limit nothing was claimed or started:
+            // a 503 makes Feishu push the event again (15 s later) instead
+            // of it being lost behind a 200.
+            let status = if outcome == crate::conversation::Outcome::Overload {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
             noted(
-                json(serde_json::json!({})),
+                (status, json(serde_json::json!({}))).into_response(),
                 msg_type,
                 outcome.label(),
                 outcome.strategy(),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a clone of the repository alone:
-# installs what the tests need when it is missing, builds, checks that the
-# recorded fixtures and vectors are what their generators write, runs every
+# installs what the tests need when it is missing (redis-server, Chromium),
+# builds, checks that the recorded fixtures and vectors are what their generators write, runs every
 # Rust test, then the independent wechatpy interoperability check against
 # the built binary and the deploy kit.
 set -euo pipefail
@@ -11,6 +11,8 @@ target="${CARGO_TARGET_DIR:-target}"
 # The store, token and conversation tests run real redis-servers (one server,
 # TLS, a Cluster, Sentinel).
 scripts/ensure-redis.sh
+# The console's browser tests drive a real headless Chromium.
+scripts/ensure-chromium.sh
 # The fixtures and vectors under tests/fixtures/ are generated (wechatpy in a
 # venv under target/pyenv): a hand edit or a stale file fails here.
 py="$(scripts/ensure_pyenv.sh)"

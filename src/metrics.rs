@@ -363,6 +363,97 @@ impl Metrics {
     }
 }
 
+/// One value of the exposition: a metric name (with its `_total`,
+/// `_bucket`, `_sum` or `_count` suffix), its labels and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's name as exposed.
+    pub name: String,
+    /// Its labels, in exposition order.
+    pub labels: Vec<(String, String)>,
+    /// Its value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `name`, if the sample has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Metrics {
+    /// Every sample of the registry, read back from its own exposition
+    /// (the console's overview reads the numbers `/metrics` shows, with no
+    /// second bookkeeping).
+    pub fn samples(&self) -> Vec<Sample> {
+        parse_exposition(&self.render())
+    }
+}
+
+/// Reads the sample lines of an OpenMetrics text (comments skipped).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(parse_sample)
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(body) = rest.strip_prefix('{') {
+        // key="value" pairs, values with \\, \" and \n escapes.
+        let mut chars = body.char_indices().peekable();
+        loop {
+            match chars.peek()? {
+                (i, '}') => {
+                    rest = &body[i + 1..];
+                    break;
+                }
+                (_, ',') => {
+                    chars.next();
+                    continue;
+                }
+                _ => {}
+            }
+            let mut key = String::new();
+            loop {
+                match chars.next()?.1 {
+                    '=' => break,
+                    c => key.push(c),
+                }
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next()?.1 {
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            labels.push((key, value));
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
 /// Maps a MsgType to a bounded label value.
 pub fn msg_type_label(msg_type: &str) -> &'static str {
     const KNOWN: &[&str] = &[
@@ -384,6 +475,19 @@ pub fn msg_type_label(msg_type: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_exposition_reads_back_into_samples() {
+        let text = "# TYPE a counter\na_total{x=\"1\",y=\"q\\\"z\"} 3\nb 2.5\nc_bucket{le=\"+Inf\"} 7\n# EOF\n";
+        let samples = super::parse_exposition(text);
+        assert_eq!(samples.len(), 3, "{samples:?}");
+        assert_eq!(samples[0].name, "a_total");
+        assert_eq!(samples[0].label("y"), Some("q\"z"));
+        assert_eq!(samples[0].value, 3.0);
+        assert_eq!(samples[1].value, 2.5);
+        assert_eq!(samples[2].label("le"), Some("+Inf"));
+        assert!(super::parse_exposition("a{x=1} 2\nb{x=\"").is_empty());
+    }
+
     use super::*;
 
     #[test]

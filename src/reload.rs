@@ -146,6 +146,20 @@ pub fn load_with_text(path: &Path) -> Result<(String, Config), ConfigError> {
     Ok((text, config))
 }
 
+/// Validates `text` as the file at `path` (secrets from the process
+/// environment) and checks it as a replacement for `running`: exactly what
+/// a reload of that file would decide, without applying it. The console
+/// validates its drafts with it before it writes anything.
+pub fn check_text(
+    running: &Config,
+    path: &Path,
+    text: &str,
+) -> Result<(Config, Vec<(String, RulesDiff)>), ReloadError> {
+    let fresh = Config::from_toml(text, path, |name| std::env::var(name).ok())?;
+    let diff = check_replacement(running, &fresh, text)?;
+    Ok((fresh, diff))
+}
+
 /// Reloads one config file into the running server.
 pub struct Reloader {
     path: PathBuf,
@@ -163,6 +177,19 @@ impl Reloader {
             running: Mutex::new(running),
             rules,
         }
+    }
+
+    /// The config file it reloads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configuration in force (its rules as last reloaded).
+    pub fn running(&self) -> Config {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Re-reads the config file and applies it, or refuses it as a whole.
@@ -287,6 +314,7 @@ pub fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
         old.admin_api_key != new.admin_api_key || old.admin_listen != new.admin_listen,
     );
     check("agent / upstreams", old.agent != new.agent);
+    check("console", old.console != new.console);
     let voice = |c: &Config| c.accounts.first().map(|a| a.rules.voice().clone());
     check(
         "agent.voice_as_text / voice_fallback_text",

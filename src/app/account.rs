@@ -54,6 +54,8 @@ pub(super) struct Shared<'a> {
     pub store: &'a Arc<dyn Store>,
     pub metrics: &'a Arc<Metrics>,
     pub clock: &'a Arc<dyn Clock>,
+    /// The operator console, when enabled (it sees 微信客服's pulled messages).
+    pub console: Option<&'a Arc<crate::server::console::Console>>,
 }
 
 /// Assembles the account at `index` of the config.
@@ -73,6 +75,7 @@ pub(super) async fn assemble(
         store,
         metrics,
         clock,
+        console,
     } = *shared;
     let namespace = config.store.namespace(&entry.namespace);
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
@@ -124,10 +127,19 @@ pub(super) async fn assemble(
             feishu: feishu.as_ref(),
             metrics,
             clock,
+            console,
         },
         overrides.responder,
         overrides.late,
     )?;
+    let late: Arc<dyn LateDelivery> = match console {
+        Some(console) => Arc::new(super::observed::ObservedLate {
+            inner: late,
+            console: console.clone(),
+            account: entry.name.clone(),
+        }),
+        None => late,
+    };
     // In memory for one node; through the shared store (Redis) so that
     // nodes recognise one another's retries. Feishu re-pushes for hours:
     // its messages are remembered past its last re-push.
@@ -251,6 +263,7 @@ struct DecidersFor<'a> {
     feishu: Option<&'a FeishuApi>,
     metrics: &'a Arc<Metrics>,
     clock: &'a Arc<dyn Clock>,
+    console: Option<&'a Arc<crate::server::console::Console>>,
 }
 
 /// The responder and late hook of one account: the agent bridge when
@@ -272,6 +285,7 @@ fn deciders(
         feishu,
         metrics,
         clock,
+        console,
     } = parts;
     let agent = &config.agent;
     let caps = platform::capabilities(&entry.account, agent.typing);
@@ -328,11 +342,19 @@ fn deciders(
     };
     let responder: Arc<dyn Responder> = match (&entry.account.kind, api) {
         (AccountKind::Kf(settings), Some(api)) => {
+            let observed: Arc<dyn Responder> = match console {
+                Some(console) => Arc::new(super::observed::ObservedResponder {
+                    inner: responder.clone(),
+                    console: console.clone(),
+                    account: entry.name.clone(),
+                }),
+                None => responder.clone(),
+            };
             let puller = KfPuller::new(KfParts {
                 api: api.clone(),
                 store: store.clone(),
                 namespace: namespace.clone(),
-                responder: responder.clone(),
+                responder: observed,
                 settings: settings.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),

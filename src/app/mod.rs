@@ -3,12 +3,14 @@
 //! - [`account`](self): one account assembled from its platform (token
 //!   machinery, responder, late channel, dedup, dialect, allowlist, probes);
 //! - `probes`, `tokens`, `error`, `overrides`: the parts it is built of;
+//! - `observed`: 微信客服's pulled messages reported to the console;
 //! - `edge`: the accept loop and the HTTP/1 limits of `[server]`;
 //! - [`shutdown`]: the signal that stops the server.
 
 mod account;
 mod edge;
 mod error;
+mod observed;
 mod overrides;
 mod probes;
 pub mod shutdown;
@@ -124,11 +126,16 @@ impl Application {
         });
         let store = open_store(&config)?;
         let metrics = Arc::new(Metrics::new());
+        let console = config
+            .console
+            .clone()
+            .map(|c| Arc::new(server::console::Console::new(c, clock.clone())));
         let shared = account::Shared {
             config: &config,
             store: &store,
             metrics: &metrics,
             clock: &clock,
+            console: console.as_ref(),
         };
         let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.clone()))];
         let mut refreshers = Vec::new();
@@ -185,6 +192,7 @@ impl Application {
             reloader: Some(Arc::new(Reloader::new(config.clone(), reload_rules))),
             admin_key: config.admin_api_key.clone(),
             token_endpoint,
+            console,
         });
         let settings = RouterSettings {
             max_body_bytes: config.server.max_body_bytes,

@@ -263,24 +263,7 @@ impl KindCommand {
             KindCommand::Shortvideo => Kind::ShortVideo,
             KindCommand::Location { lat, lng, label } => Kind::Location { lat, lng, label },
             KindCommand::Link { title, url } => Kind::Link { title, url },
-            KindCommand::Event { name, key } => {
-                // WeChat writes these in upper case and the rest in lower case.
-                const UPPER: &[&str] = &[
-                    "click",
-                    "view",
-                    "scan",
-                    "location",
-                    "templatesendjobfinish",
-                    "masssendjobfinish",
-                ];
-                let lower = name.to_ascii_lowercase();
-                let name = if UPPER.contains(&lower.as_str()) {
-                    lower.to_ascii_uppercase()
-                } else {
-                    lower
-                };
-                Kind::Event { name, key }
-            }
+            KindCommand::Event { name, key } => Kind::event(&name, key),
         }
     }
 }

@@ -197,6 +197,10 @@ pub struct AccountConfig {
     pub token: Secret,
     /// Current message crypto (compatible and safe mode; always for WeCom).
     pub crypto: Option<MessageCrypto>,
+    /// The EncodingAESKey as configured (43 characters), for the console's
+    /// reveal: its last character carries bits the key does not use, so
+    /// it cannot be rebuilt from [`AccountConfig::crypto`].
+    pub encoding_aes_key: Option<Secret>,
     /// Crypto with the previous EncodingAESKey, tried when the current fails.
     pub previous_crypto: Option<MessageCrypto>,
     /// AppSecret, or the WeCom app's / Customer Service's secret.
@@ -625,6 +629,7 @@ pub(super) fn validate(
             }
         }
     };
+    let configured_key = aes_key.clone().map(Secret::new);
     let crypto = make_crypto(aes_key, "encoding_aes_key");
     let previous_crypto = make_crypto(raw.previous_encoding_aes_key, "previous_encoding_aes_key");
 
@@ -682,6 +687,7 @@ pub(super) fn validate(
             kind,
             app_id,
             token,
+            encoding_aes_key: configured_key.filter(|_| crypto.is_some()),
             crypto,
             previous_crypto,
             app_secret: app_secret.map(Secret::new),

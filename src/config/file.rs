@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::account::AccountSection;
 use super::agent::{AgentSection, UpstreamSection};
+use super::console::ConsoleSection;
 use super::delivery::DeliverySection;
 use super::log::LogSection;
 use super::security::SecuritySection;
@@ -34,6 +35,8 @@ pub(super) struct ConfigFile {
     pub admin: AdminSection,
     #[serde(default)]
     pub token: TokenSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
     #[serde(default)]
     pub agent: AgentSection,
     #[serde(default)]

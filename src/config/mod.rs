@@ -11,6 +11,7 @@
 
 mod account;
 mod agent;
+mod console;
 mod delivery;
 mod file;
 mod log;
@@ -26,6 +27,7 @@ pub use account::{
     DINGTALK_BASE_URL, FEISHU_BASE_URL, LARK_BASE_URL, PRIMARY_NAME, WECHAT_BASE_URL,
     WECOM_BASE_URL,
 };
+pub use console::ConsoleConfig;
 pub use delivery::DeliveryConfig;
 pub use log::LogConfig;
 pub use mode::Mode;
@@ -72,6 +74,8 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
     /// Upstream agents and how their answers reach users.
     pub agent: AgentSettings,
+    /// `[console]`, when enabled.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// Why the configuration cannot be used.
@@ -185,6 +189,12 @@ impl Config {
             }
             parsed
         });
+        let console = console::validate(
+            raw.console,
+            admin_api_key.is_some(),
+            admin_listen.is_some() || raw.admin.listen.is_some(),
+            &mut problems,
+        );
         let store = store::validate(raw.store, &mut problems);
         let token_config =
             token::validate(raw.token, pick(None, ENV_INTERNAL_API_KEY), &mut problems);
@@ -246,6 +256,7 @@ impl Config {
                 admin_api_key: admin_api_key.map(Secret::new),
                 admin_listen,
                 agent,
+                console,
             }),
             _ => Err(ConfigError::Invalid {
                 path: path.to_owned(),

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::account::{AccountSection, FeishuSection, KfSection};
 use super::agent::{AgentSection, UpstreamSection};
+use super::console::ConsoleSection;
 use super::delivery::DeliverySection;
 use super::file::{AdminSection, ConfigFile};
 use super::log::LogSection;
@@ -90,6 +91,7 @@ fn every_section_table_lists_exactly_the_keys_of_its_type() {
     same("security", fields_of::<SecuritySection>());
     same("admin", fields_of::<AdminSection>());
     same("token", fields_of::<TokenSection>());
+    same("console", fields_of::<ConsoleSection>());
     same("agent", fields_of::<AgentSection>());
     same("upstreams", fields_of::<UpstreamSection>());
     same("rule", fields_of::<RuleSpec>());

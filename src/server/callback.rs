@@ -170,9 +170,19 @@ pub(super) async fn receive(
         Err(e) => return refuse(&state, &endpoint, ApiError::from(e)),
     };
     let msg_type = msg_type_label(&inbound.message.msg_type);
+    // With the console on, the reply rendered into the answer is kept for
+    // its conversations page.
+    let rendered: Option<Arc<std::sync::Mutex<Option<Reply>>>> =
+        state.console().map(|_| Arc::default());
     let render: Arc<dyn Render> = {
         let (endpoint, inbound) = (endpoint.clone(), inbound.clone());
-        Arc::new(move |reply: &Reply| endpoint.callback.render(&inbound, reply))
+        let rendered = rendered.clone();
+        Arc::new(move |reply: &Reply| {
+            if let Some(slot) = &rendered {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply.clone());
+            }
+            endpoint.callback.render(&inbound, reply)
+        })
     };
     let (answer, outcome) = endpoint
         .delivery
@@ -183,6 +193,17 @@ pub(super) async fn receive(
     let metrics = state.metrics();
     metrics.request(&endpoint.account, outcome.label(), msg_type);
     metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+    if let (Some(console), Some(slot)) = (state.console(), rendered) {
+        let reply = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        console.observe(crate::server::console::recent::Observed {
+            account: &endpoint.name,
+            message: &inbound.message,
+            outcome: outcome.label(),
+            strategy: outcome.strategy(),
+            reply,
+            millis: started.elapsed().as_millis() as u64,
+        });
+    }
     let content_type = if answer.is_some() {
         "application/xml; charset=utf-8"
     } else {

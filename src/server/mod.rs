@@ -8,6 +8,7 @@
 
 mod callback;
 mod client_ip;
+pub mod console;
 mod error;
 pub mod operator;
 
@@ -82,6 +83,8 @@ struct Shared {
     started: Instant,
     /// Failed operator-key attempts per client (the rate limit).
     key_failures: operator::bearer::KeyFailures,
+    /// The operator console, when enabled.
+    console: Option<Arc<console::Console>>,
 }
 
 /// The parts an [`AppState`] is made of.
@@ -100,6 +103,8 @@ pub struct StateParts {
     pub admin_key: Option<Secret>,
     /// `GET /internal/access_token` (off when `None`).
     pub token_endpoint: Option<TokenEndpoint>,
+    /// The operator console (off when `None`).
+    pub console: Option<Arc<console::Console>>,
 }
 
 impl AppState {
@@ -123,6 +128,7 @@ impl AppState {
                 token_endpoint: parts.token_endpoint,
                 started: Instant::now(),
                 key_failures: operator::bearer::KeyFailures::default(),
+                console: parts.console,
             }),
         }
     }
@@ -150,6 +156,11 @@ impl AppState {
     /// The primary account's callback pipeline.
     pub fn callback(&self) -> &Callback {
         &self.primary().callback
+    }
+
+    /// The operator console, when enabled.
+    pub fn console(&self) -> Option<&console::Console> {
+        self.inner.console.as_deref()
     }
 
     /// The primary account's rules in force now.

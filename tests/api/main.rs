@@ -5,6 +5,8 @@
 
 mod agent;
 mod cli;
+mod console;
+mod console_browser;
 mod conversation;
 mod conversation_e2e;
 mod delivery;

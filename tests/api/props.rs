@@ -62,6 +62,7 @@ fn app(mode: &str) -> axum::Router {
         reloader: None,
         admin_key: None,
         token_endpoint: None,
+        console: None,
     });
     router(
         state,

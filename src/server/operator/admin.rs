@@ -53,7 +53,7 @@ pub(super) async fn reload(_: Authorized<Admin>, State(state): State<AppState>) 
 
 /// `{ "name": { "added": [...], "removed": [...], "changed": [...],
 /// "default_reply_changed": bool } }`.
-fn diff_json(diff: &[(String, RulesDiff)]) -> serde_json::Value {
+pub(crate) fn diff_json(diff: &[(String, RulesDiff)]) -> serde_json::Value {
     diff.iter()
         .map(|(name, d)| {
             (

@@ -78,6 +78,29 @@ const MAX_CLIENTS: usize = 10_000;
 #[derive(Default)]
 pub struct KeyFailures(Mutex<Failures>);
 
+impl KeyFailures {
+    fn table(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `client` is over its limit now; a refused attempt counts
+    /// (the console's sign-in shares the limit of the bearer keys).
+    pub(crate) fn refuse(&self, client: IpAddr, what: &'static str) -> bool {
+        let now = Instant::now();
+        let mut failures = self.table();
+        let limited = failures.limited(client, now);
+        if limited {
+            failures.note(client, now, true, what);
+        }
+        limited
+    }
+
+    /// Notes a wrong key from `client`.
+    pub(crate) fn note_failure(&self, client: IpAddr, what: &'static str) {
+        self.table().note(client, Instant::now(), false, what);
+    }
+}
+
 /// Failed attempts per client in the current window, and what the next
 /// summary line reports.
 #[derive(Default)]

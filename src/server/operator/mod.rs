@@ -1,9 +1,10 @@
 //! The operator's routes, in a router of their own so that they can move to
 //! their own listener: `/healthz`, `/readyz`, `/metrics`, `/admin/*`
 //! (behind `[admin] api_key`) and `/internal/*` (behind `[token]
-//! internal_api_key`), both guarded by the one [`bearer`] extractor.
+//! internal_api_key`), both guarded by the one [`bearer`] extractor; and
+//! the [console](super::console) when it is enabled.
 
-mod admin;
+pub(crate) mod admin;
 pub mod bearer;
 mod health;
 mod internal;
@@ -36,7 +37,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         // Without a key the route does not exist: 404, like any unknown path.
         routes = routes.route("/internal/access_token", get(internal::access_token));
     }
-    routes
+    routes.merge(super::console::router(state))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -233,88 +233,104 @@ impl Target {
                     // operation after Redis is back reconnects.
                     .set_number_of_retries(0);
                 let manager = manager
-                    .get_or_try_init(|| ConnectionManager::new_with_config(client.clone(), config))
+                    // Boxed: the connecting future is large, and every
+                    // operation's future would carry its size (and be
+                    // copied at that size) though it runs once.
+                    .get_or_try_init(|| {
+                        Box::pin(ConnectionManager::new_with_config(client.clone(), config))
+                    })
                     .await?;
                 Ok(Connection::Single(manager.clone()))
             }
             Target::Cluster { client, connection } => {
                 let connection = connection
-                    .get_or_try_init(|| client.get_async_connection())
+                    .get_or_try_init(|| Box::pin(client.get_async_connection()))
                     .await?;
                 Ok(Connection::Cluster(connection.clone()))
             }
+            // Boxed for the same reason: asking the Sentinels is rare.
             Target::Sentinel { client, master } => {
-                let current = lock(master)
-                    .as_ref()
-                    .map(|m| (m.connection.clone(), m.checked.elapsed() < MASTER_RECHECK));
-                let (mut sentinel, current) = match current {
-                    Some((c, true)) => return Ok(Connection::Sentinel(c)),
-                    // Due for a check, but another operation is asking the
-                    // Sentinels already: go on with the current master.
-                    Some((c, false)) => match client.try_lock() {
-                        Ok(sentinel) => (sentinel, Some(c)),
-                        Err(_) => return Ok(Connection::Sentinel(c)),
-                    },
-                    None => (client.lock().await, None),
-                };
-                // Ask the Sentinels which master it is now (they check that
-                // it says it is one). A recheck that fails (the Sentinels
-                // unreachable or slow) keeps the current master: the
-                // operations on it tell whether it is still there.
-                let asked = tokio::time::timeout(timeout / 2, sentinel.async_get_client()).await;
-                let named = match (asked, current) {
-                    (Ok(Ok(named)), _) => named,
-                    (failed, Some(c)) => {
-                        if let Some(m) = lock(master).as_mut() {
-                            m.checked = tokio::time::Instant::now();
-                        }
-                        let error = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "no answer in time".to_owned(),
-                        };
-                        tracing::warn!(%error, "cannot ask the Sentinels for the master; staying with the current one");
-                        return Ok(Connection::Sentinel(c));
-                    }
-                    (Ok(Err(e)), None) => return Err(e),
-                    (Err(_), None) => {
-                        return Err(RedisError::from(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the Sentinels did not name the master in time",
-                        )))
-                    }
-                };
-                let addr = named.get_connection_info().addr.to_string();
-                {
-                    let mut current = lock(master);
-                    if let Some(m) = current.as_mut().filter(|m| m.addr == addr) {
-                        m.checked = tokio::time::Instant::now();
-                        return Ok(Connection::Sentinel(m.connection.clone()));
-                    }
-                }
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(timeout)
-                    .set_response_timeout(timeout);
-                let c = named
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                let previous = lock(master).replace(Master {
-                    connection: c.clone(),
-                    addr: addr.clone(),
-                    checked: tokio::time::Instant::now(),
-                });
-                match previous {
-                    Some(old) => tracing::warn!(
-                        from = %old.addr,
-                        to = %addr,
-                        "the Sentinels name another Redis master; switched to it"
-                    ),
-                    None => {
-                        tracing::info!(master = %addr, "connected to the Redis master the Sentinels name")
-                    }
-                }
-                Ok(Connection::Sentinel(c))
+                Box::pin(Self::sentinel_master(client, master, timeout)).await
             }
         }
+    }
+
+    /// The master the Sentinels name, connected; the current one while it
+    /// was checked within [`MASTER_RECHECK`].
+    async fn sentinel_master(
+        client: &tokio::sync::Mutex<SentinelClient>,
+        master: &Mutex<Option<Master>>,
+        timeout: Duration,
+    ) -> Result<Connection, RedisError> {
+        let current = lock(master)
+            .as_ref()
+            .map(|m| (m.connection.clone(), m.checked.elapsed() < MASTER_RECHECK));
+        let (mut sentinel, current) = match current {
+            Some((c, true)) => return Ok(Connection::Sentinel(c)),
+            // Due for a check, but another operation is asking the
+            // Sentinels already: go on with the current master.
+            Some((c, false)) => match client.try_lock() {
+                Ok(sentinel) => (sentinel, Some(c)),
+                Err(_) => return Ok(Connection::Sentinel(c)),
+            },
+            None => (client.lock().await, None),
+        };
+        // Ask the Sentinels which master it is now (they check that
+        // it says it is one). A recheck that fails (the Sentinels
+        // unreachable or slow) keeps the current master: the
+        // operations on it tell whether it is still there.
+        let asked = tokio::time::timeout(timeout / 2, sentinel.async_get_client()).await;
+        let named = match (asked, current) {
+            (Ok(Ok(named)), _) => named,
+            (failed, Some(c)) => {
+                if let Some(m) = lock(master).as_mut() {
+                    m.checked = tokio::time::Instant::now();
+                }
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".to_owned(),
+                };
+                tracing::warn!(%error, "cannot ask the Sentinels for the master; staying with the current one");
+                return Ok(Connection::Sentinel(c));
+            }
+            (Ok(Err(e)), None) => return Err(e),
+            (Err(_), None) => {
+                return Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the Sentinels did not name the master in time",
+                )))
+            }
+        };
+        let addr = named.get_connection_info().addr.to_string();
+        {
+            let mut current = lock(master);
+            if let Some(m) = current.as_mut().filter(|m| m.addr == addr) {
+                m.checked = tokio::time::Instant::now();
+                return Ok(Connection::Sentinel(m.connection.clone()));
+            }
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout);
+        let c = named
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let previous = lock(master).replace(Master {
+            connection: c.clone(),
+            addr: addr.clone(),
+            checked: tokio::time::Instant::now(),
+        });
+        match previous {
+            Some(old) => tracing::warn!(
+                from = %old.addr,
+                to = %addr,
+                "the Sentinels name another Redis master; switched to it"
+            ),
+            None => {
+                tracing::info!(master = %addr, "connected to the Redis master the Sentinels name")
+            }
+        }
+        Ok(Connection::Sentinel(c))
     }
 
     /// An operation failed in a way that says the master may have moved:

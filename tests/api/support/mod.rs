@@ -4,6 +4,9 @@
 //! - `app`: [`TestApp`], the app in-process on a free port (one builder),
 //!   and [`BinaryServer`], the real binary;
 //! - `config`: [`TestConfig`], configurations built as TOML values;
+//! - `console`: [`ConsoleApp`], the operator console served from a
+//!   config file on disk, and [`ConsoleClient`], a signed-in browser's API;
+//! - `browser`: [`Browser`], a real headless Chromium through chromedriver;
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
@@ -14,8 +17,10 @@
 
 pub mod agent;
 pub mod app;
+pub mod browser;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod fake_dingtalk;
 pub mod fake_feishu;
 pub mod fake_upstream;
@@ -32,8 +37,10 @@ pub use agent::{
     agent_config, openai_upstream, plain_content, webhook_upstream, AGENT_RULES, INTERIM,
 };
 pub use app::{BinaryServer, TestApp};
+pub use browser::Browser;
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
+pub use console::{ConsoleApp, CONSOLE_KEY};
 pub use fake_dingtalk::FakeDingTalk;
 pub use fake_feishu::FakeFeishu;
 pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};

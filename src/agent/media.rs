@@ -393,6 +393,11 @@ pub fn link_text(label: Option<&str>, url: &str, links: LinkStyle) -> String {
             url.replace('"', "%22"),
             label.unwrap_or(url)
         ),
+        (LinkStyle::Markdown, label) if web => format!(
+            "[{}]({})",
+            label.unwrap_or(url).replace(['[', ']'], ""),
+            url.replace(')', "%29").replace(' ', "%20")
+        ),
         (_, Some(label)) if label != url => format!("{label} ({url})"),
         _ => url.to_owned(),
     }

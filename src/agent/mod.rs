@@ -240,13 +240,15 @@ impl Responder for AgentResponder {
 /// An upstream's answer made fit for WeChat, before it is rendered or
 /// split: the characters an XML 1.0 document cannot hold removed from every
 /// string of it, then, for a `markdown` upstream, a text answer converted
-/// to plain text (links as the platform shows them).
+/// to plain text (links as the platform shows them) unless the platform
+/// renders markdown itself ([`LinkStyle::Markdown`]).
 pub fn shape_answer(reply: Reply, format: AnswerFormat, links: LinkStyle) -> Reply {
     let reply = reply.map_strings(|s| match strip_xml_invalid(&s) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(clean) => clean,
     });
     match (format, reply) {
+        (AnswerFormat::Markdown, reply) if links == LinkStyle::Markdown => reply,
         (AnswerFormat::Markdown, Reply::Text { content }) => {
             let plain = to_plain(&content, links);
             // Markdown with no text in it (an HTML comment, say): keep what came.

@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 use crate::platform;
 use crate::platform::callback::Callback;
 use crate::platform::callback_ips;
+use crate::platform::dingtalk::{DingTalkCallback, SessionWebhookDelivery};
+use crate::platform::feishu::{FeishuApi, FeishuCallback, FeishuResponder};
 use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
 use crate::platform::wechat_api::WechatApi;
@@ -78,32 +80,36 @@ pub(super) async fn assemble(
     let namespace = config.store.namespace(&entry.namespace);
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut refresher = None;
-    let (tokens, api) = match TokenParts::for_account(config, entry, store.clone(), clock.clone())?
-    {
-        Some(parts) => {
-            match parts.tokens.token().await {
-                Ok(_) => tracing::info!(
-                    account = %entry.name,
-                    kind = entry.account.kind.as_str(),
-                    "access token ready"
-                ),
-                Err(e) if e.is_config() => return Err(StartupError::Credentials(e)),
-                Err(e) => tracing::warn!(
-                    account = %entry.name,
-                    error = %e,
-                    "no access token yet; retrying in the background"
-                ),
+    let (tokens, api, feishu) =
+        match TokenParts::for_account(config, entry, store.clone(), clock.clone())? {
+            Some(parts) => {
+                match parts.tokens.token().await {
+                    Ok(_) => tracing::info!(
+                        account = %entry.name,
+                        kind = entry.account.kind.as_str(),
+                        "access token ready"
+                    ),
+                    Err(e) if e.is_config() => return Err(StartupError::Credentials(e)),
+                    Err(e) => tracing::warn!(
+                        account = %entry.name,
+                        error = %e,
+                        "no access token yet; retrying in the background"
+                    ),
+                }
+                refresher = Some(parts.tokens.spawn_refresher());
+                probes.push(Arc::new(TokenProbe {
+                    name: suffixed("token", index, &entry.name),
+                    tokens: parts.tokens.clone(),
+                    clock: clock.clone(),
+                }));
+                (Some(parts.tokens), parts.api, parts.feishu)
             }
-            refresher = Some(parts.tokens.spawn_refresher());
-            probes.push(Arc::new(TokenProbe {
-                name: suffixed("token", index, &entry.name),
-                tokens: parts.tokens.clone(),
-                clock: clock.clone(),
-            }));
-            (Some(parts.tokens), Some(parts.api))
-        }
-        None => (None, None),
-    };
+            None => (None, None, None),
+        };
+    if let (AccountKind::Feishu(_), None) = (&entry.account.kind, &feishu) {
+        // Validation requires the app id and secret.
+        return Err(StartupError::NoCredentials);
+    }
     if let (AccountKind::Kf(_), None) = (&entry.account.kind, &api) {
         // Validation requires the secret; this is only reached when the
         // corp id is missing too, which validation also refuses.
@@ -118,6 +124,7 @@ pub(super) async fn assemble(
             store,
             namespace: &namespace,
             api: api.as_ref(),
+            feishu: feishu.as_ref(),
             metrics,
             clock,
             console,
@@ -134,17 +141,25 @@ pub(super) async fn assemble(
         None => late,
     };
     // In memory for one node; through the shared store (Redis) so that
-    // nodes recognise one another's retries.
+    // nodes recognise one another's retries. Feishu re-pushes for hours:
+    // its messages are remembered past its last re-push.
+    let dedup_window = match entry.account.kind {
+        AccountKind::Feishu(_) => config
+            .delivery
+            .dedup_window
+            .max(platform::feishu::DEDUP_HORIZON),
+        _ => config.delivery.dedup_window,
+    };
     let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {
         (Some(d), _) => d,
         (None, StoreConfig::Memory) => Arc::new(MemoryDedup::new(
-            config.delivery.dedup_window,
+            dedup_window,
             config.delivery.dedup_capacity,
         )),
         (None, StoreConfig::Redis { .. }) => Arc::new(StoreDedup::new(
             store.clone(),
             namespace.clone(),
-            config.delivery.dedup_window,
+            dedup_window,
         )),
     };
     let mut delivery = Delivery::new(
@@ -155,8 +170,14 @@ pub(super) async fn assemble(
         metrics.clone(),
     );
     // Slow (agent) answers go by the delivery strategy the platform allows.
-    // 微信客服 answers are sent by its puller, which waits for them itself.
-    if !config.agent.upstreams.is_empty() && !matches!(entry.account.kind, AccountKind::Kf(_)) {
+    // 微信客服 answers are sent by its puller, Feishu's by its responder,
+    // which wait for them themselves.
+    if !config.agent.upstreams.is_empty()
+        && !matches!(
+            entry.account.kind,
+            AccountKind::Kf(_) | AccountKind::Feishu(_)
+        )
+    {
         let caps = platform::capabilities(&entry.account, config.agent.typing);
         let max_text = caps
             .late_send
@@ -206,6 +227,8 @@ pub(super) async fn assemble(
         ));
     }
     let endpoint = Arc::new(Endpoint {
+        feishu: FeishuCallback::for_account(&entry.account),
+        dingtalk: DingTalkCallback::for_account(&entry.account, clock.clone()),
         name: entry.name.clone(),
         account: Arc::new(entry.name.clone()),
         kind: entry.account.kind.as_str(),
@@ -237,6 +260,7 @@ struct DecidersFor<'a> {
     store: &'a Arc<dyn Store>,
     namespace: &'a Namespace,
     api: Option<&'a WechatApi>,
+    feishu: Option<&'a FeishuApi>,
     metrics: &'a Arc<Metrics>,
     clock: &'a Arc<dyn Clock>,
     console: Option<&'a Arc<crate::server::console::Console>>,
@@ -258,6 +282,7 @@ fn deciders(
         store,
         namespace,
         api,
+        feishu,
         metrics,
         clock,
         console,
@@ -288,8 +313,15 @@ fn deciders(
     };
     let late: Arc<dyn LateDelivery> = match (late, api, &entry.account.kind) {
         (Some(l), _, _) => l,
-        // Customer Service answers are sent by the puller.
-        (None, _, AccountKind::Kf(_)) => Arc::new(NoLateDelivery),
+        // Customer Service answers are sent by the puller, Feishu's by
+        // its responder.
+        (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_)) => Arc::new(NoLateDelivery),
+        // DingTalk's late channel is the message's own sessionWebhook.
+        (None, _, AccountKind::DingTalk) => Arc::new(SessionWebhookDelivery::new(
+            &entry.account.api_base_url,
+            std::time::Duration::from_secs(config.token.timeout_secs),
+            clock.clone(),
+        )),
         (None, Some(api), AccountKind::WeCom { agent_id }) => {
             Arc::new(AppDelivery::new(api.clone(), *agent_id, metrics.clone()))
         }
@@ -329,6 +361,14 @@ fn deciders(
             });
             Arc::new(KfResponder::new(Arc::new(puller), responder))
         }
+        (AccountKind::Feishu(_), _) => match feishu {
+            Some(api) => Arc::new(FeishuResponder::new(
+                api.clone(),
+                responder,
+                metrics.clone(),
+            )),
+            None => responder,
+        },
         _ => responder,
     };
     Ok((responder, late))

@@ -23,6 +23,9 @@ pub enum StartupError {
     /// The outbound API client cannot be built.
     #[error("WeChat API client: {0}")]
     Client(WechatError),
+    /// The Feishu API client cannot be built.
+    #[error("Feishu API client: {0}")]
+    FeishuClient(crate::platform::feishu::FeishuError),
     /// WeChat refused the account's credentials (40013, 40125, 40001 on a
     /// token request): the configuration is wrong.
     #[error("invalid configuration: {0}")]

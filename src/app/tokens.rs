@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::StartupError;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{AccountEntry, Config, StoreConfig};
+use crate::config::{AccountEntry, AccountKind, Config, StoreConfig};
+use crate::platform::feishu::{FeishuApi, FeishuClient, FeishuClientSettings};
 use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient};
 use crate::store::{MemoryStore, RedisStore, Store};
 use crate::token::{IssuedToken, TokenManager, TokenSettings};
@@ -17,8 +18,10 @@ pub struct TokenParts {
     pub store: Arc<dyn Store>,
     /// The token manager.
     pub tokens: TokenManager,
-    /// The API with token handling.
-    pub api: WechatApi,
+    /// The WeChat-family API with token handling.
+    pub api: Option<WechatApi>,
+    /// The Feishu API with token handling (Feishu accounts).
+    pub feishu: Option<FeishuApi>,
 }
 
 impl TokenParts {
@@ -42,10 +45,39 @@ impl TokenParts {
         clock: Arc<dyn Clock>,
     ) -> Result<Option<TokenParts>, StartupError> {
         let account = &entry.account;
+        if account.kind == AccountKind::DingTalk {
+            // Session webhooks need no token; the robot send API is not used yet.
+            return Ok(None);
+        }
         let (Some(app_id), Some(app_secret)) = (&account.app_id, &account.app_secret) else {
             return Ok(None);
         };
         let t = &config.token;
+        let settings = TokenSettings::new(
+            Duration::from_secs(t.refresh_margin_secs),
+            Duration::from_millis(t.lock_ttl_ms),
+        );
+        let namespace = config.store.namespace(&entry.namespace);
+        if let AccountKind::Feishu(_) = account.kind {
+            // The tenant_access_token, behind the same manager.
+            let client = FeishuClient::new(FeishuClientSettings {
+                base_url: account.api_base_url.clone(),
+                timeout: Duration::from_secs(t.timeout_secs),
+                app_id: app_id.clone(),
+                app_secret: app_secret.clone(),
+            })
+            .map_err(StartupError::FeishuClient)?;
+            let client = Arc::new(client);
+            let tokens =
+                TokenManager::new(client.clone(), store.clone(), &namespace, clock, settings);
+            let feishu = FeishuApi::new(client, tokens.clone());
+            return Ok(Some(TokenParts {
+                store,
+                tokens,
+                api: None,
+                feishu: Some(feishu),
+            }));
+        }
         let token_source = if account.kind.is_wecom() {
             TokenSource::WeCom
         } else {
@@ -60,19 +92,14 @@ impl TokenParts {
         })
         .map_err(StartupError::Client)?;
         let client = Arc::new(client);
-        let settings = TokenSettings::new(
-            Duration::from_secs(t.refresh_margin_secs),
-            Duration::from_millis(t.lock_ttl_ms),
-        );
-        let tokens = TokenManager::new(
-            client.clone(),
-            store.clone(),
-            &config.store.namespace(&entry.namespace),
-            clock,
-            settings,
-        );
+        let tokens = TokenManager::new(client.clone(), store.clone(), &namespace, clock, settings);
         let api = WechatApi::new(client, tokens.clone());
-        Ok(Some(TokenParts { store, tokens, api }))
+        Ok(Some(TokenParts {
+            store,
+            tokens,
+            api: Some(api),
+            feishu: None,
+        }))
     }
 }
 

@@ -16,6 +16,14 @@ pub(super) fn parties(args: &PartyArgs) -> Parties {
 
 /// Sends one message as WeChat would and describes the reply.
 pub(super) fn run(account: &AccountConfig, args: SimulateArgs) -> ExitCode {
+    if !account.kind.is_wechat() {
+        eprintln!(
+            "error: simulate speaks WeChat's XML; for a {} account use verify-url (docs/platforms/{}.md shows a message push with curl)",
+            account.kind.as_str(),
+            account.kind.as_str()
+        );
+        return ExitCode::from(2);
+    }
     let kind = match (&args.xml, &args.kind) {
         (Some(_), Some(_)) => {
             eprintln!("error: give a message kind or --xml FILE, not both");

@@ -23,8 +23,9 @@ mod syntax;
 mod token;
 
 pub use account::{
-    env_prefix, AccountConfig, AccountEntry, AccountKind, KfSettings, PRIMARY_NAME,
-    WECHAT_BASE_URL, WECOM_BASE_URL,
+    env_prefix, AccountConfig, AccountEntry, AccountKind, FeishuSettings, KfSettings,
+    DINGTALK_BASE_URL, FEISHU_BASE_URL, LARK_BASE_URL, PRIMARY_NAME, WECHAT_BASE_URL,
+    WECOM_BASE_URL,
 };
 pub use console::ConsoleConfig;
 pub use delivery::DeliveryConfig;
@@ -308,7 +309,13 @@ fn cross_checks(
         );
     }
     if allowlist == AllowlistMode::Wechat {
-        for a in accounts.iter().filter(|a| !a.account.has_api_credentials()) {
+        for a in accounts.iter().filter(|a| !a.account.kind.is_wechat()) {
+            problems.push(format!("security.ip_allowlist = \"wechat\" lists WeChat's callback addresses, which do not include {}'s: account {:?} would refuse every push (use \"off\" or extra_allowed_ips)", a.account.kind.as_str(), a.name));
+        }
+        for a in accounts
+            .iter()
+            .filter(|a| a.account.kind.is_wechat() && !a.account.has_api_credentials())
+        {
             let (id, secret) = if a.account.kind.is_wecom() {
                 ("corp_id", "corp_secret")
             } else {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::de::DeserializeOwned;
 
-use super::account::{AccountSection, KfSection};
+use super::account::{AccountSection, FeishuSection, KfSection};
 use super::agent::{AgentSection, UpstreamSection};
 use super::console::ConsoleSection;
 use super::delivery::DeliverySection;
@@ -83,6 +83,7 @@ fn every_section_table_lists_exactly_the_keys_of_its_type() {
     same("server", fields_of::<ServerSection>());
     same("account", fields_of::<AccountSection>());
     same("kf", fields_of::<KfSection>());
+    same("feishu", fields_of::<FeishuSection>());
     same("store", fields_of::<StoreSection>());
     same("store.sentinel", fields_of::<SentinelSection>());
     same("log", fields_of::<LogSection>());

@@ -531,7 +531,7 @@ reply = {{ type = "text", content = "x" }}
         "accounts[2] \"svc\".agent_id does not apply to kind = \"kf\"",
         "accounts[2] \"svc\".corp_secret (the Customer Service secret) is required",
         "accounts[2] \"svc\".kf.sync_limit must be between 1 and 1000",
-        "accounts[3] \"svc\".kind must be \"official\", \"wecom\" or \"kf\"",
+        "accounts[3] \"svc\".kind must be \"official\", \"wecom\", \"kf\", \"feishu\" or \"dingtalk\"",
         "rule #1",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
@@ -550,4 +550,87 @@ fn accounts_must_not_collide() {
         err.contains("same WeChat account as another one (wx1)"),
         "{err}"
     );
+}
+
+#[test]
+fn feishu_and_dingtalk_accounts_validate_their_own_keys() {
+    let c = Config::from_toml(
+        r#"
+[[accounts]]
+name = "bot"
+kind = "feishu"
+app_id = "cli_a1b2c3"
+app_secret = "s"
+token = "verify"
+lark = true
+[accounts.feishu]
+require_mention = false
+bot_open_id = "ou_bot"
+
+[[accounts]]
+name = "robot"
+kind = "dingtalk"
+app_secret = "ding-secret"
+"#,
+        Path::new("p.toml"),
+        |name| (name == "WXGATE_BOT_ENCRYPT_KEY").then(|| "from-env".to_owned()),
+    )
+    .unwrap();
+    let bot = c.find_account(Some("bot")).unwrap();
+    assert_eq!(bot.account.api_base_url, LARK_BASE_URL);
+    assert_eq!(bot.namespace, "feishu.cli_a1b2c3");
+    let AccountKind::Feishu(f) = &bot.account.kind else {
+        panic!("a Feishu account")
+    };
+    assert_eq!(f.encrypt_key.as_ref().map(Secret::expose), Some("from-env"));
+    assert!(!f.require_mention);
+    assert_eq!(f.bot_open_id.as_deref(), Some("ou_bot"));
+    assert_eq!(bot.account.mode, Mode::Safe);
+    assert!(!format!("{bot:?}").contains("from-env"));
+    let robot = c.find_account(Some("robot")).unwrap();
+    assert_eq!(robot.account.kind, AccountKind::DingTalk);
+    assert_eq!(robot.account.api_base_url, DINGTALK_BASE_URL);
+    assert_eq!(robot.namespace, "dingtalk.robot");
+
+    let err = load(
+        r#"
+[[accounts]]
+name = "bot"
+kind = "feishu"
+token = "t"
+corp_id = "ww1"
+[[accounts]]
+name = "shop"
+token = "t"
+encrypt_key = "k"
+lark = false
+[[accounts]]
+name = "robot"
+kind = "dingtalk"
+[security]
+ip_allowlist = "wechat"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "accounts[0] \"bot\".app_id is required for kind = \"feishu\"",
+        "accounts[0] \"bot\".app_secret is required for kind = \"feishu\"",
+        "accounts[0] \"bot\".corp_id does not apply to kind = \"feishu\"",
+        "accounts[1] \"shop\".encrypt_key only applies to kind = \"feishu\"",
+        "accounts[1] \"shop\".lark only applies to kind = \"feishu\"",
+        "accounts[2] \"robot\".app_secret is required for kind = \"dingtalk\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+}
+
+#[test]
+fn the_wechat_allowlist_is_refused_for_feishu_and_dingtalk() {
+    let err = load(
+        "[security]\nip_allowlist = \"wechat\"\n[[accounts]]\nname = \"robot\"\nkind = \"dingtalk\"\napp_secret = \"s\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("do not include dingtalk's"), "{err}");
 }

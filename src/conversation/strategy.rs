@@ -233,6 +233,7 @@ mod tests {
             media_upload: false,
             streaming: false,
             text_links: false,
+            markdown: false,
         }
     }
 

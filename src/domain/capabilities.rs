@@ -23,12 +23,18 @@ pub struct Capabilities {
     /// Text messages render `<a href="…">…</a>` as a link, so converted
     /// markdown links are written that way (else as `text (url)`).
     pub text_links: bool,
+    /// The platform renders markdown in the text wxgate sends (e.g. in a
+    /// rich-text element): a markdown upstream's answer passes through as it is
+    /// instead of being flattened, and links are written `[text](url)`.
+    pub markdown: bool,
 }
 
 impl Capabilities {
     /// How converted markdown writes links in this platform's text.
     pub fn link_style(&self) -> super::markdown::LinkStyle {
-        if self.text_links {
+        if self.markdown {
+            super::markdown::LinkStyle::Markdown
+        } else if self.text_links {
             super::markdown::LinkStyle::Anchor
         } else {
             super::markdown::LinkStyle::Text
@@ -106,6 +112,7 @@ mod tests {
             media_upload: false,
             streaming: false,
             text_links: false,
+            markdown: false,
         };
         assert_eq!(caps.retry_window(), Some(Duration::from_secs(15)));
         assert!(!caps.can_send_late());

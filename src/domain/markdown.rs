@@ -43,6 +43,10 @@ pub enum LinkStyle {
     /// `<a href="url">text</a>`: the client renders it as a link
     /// (Official Account text messages).
     Anchor,
+    /// The platform renders markdown itself: markdown answers
+    /// pass through unconverted, and a link is written `[text](url)`.
+    /// Converting to plain text under this style writes links as `Text`.
+    Markdown,
 }
 
 /// True for a character an XML 1.0 document may hold (`Char` of the

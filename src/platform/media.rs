@@ -16,6 +16,8 @@ pub fn uploader(kind: &AccountKind, api: WechatApi) -> Arc<dyn MediaUpload> {
     let limits = match kind {
         AccountKind::Official => super::official::media_limits,
         AccountKind::WeCom { .. } | AccountKind::Kf(_) => super::wecom::media_limits,
+        // Feishu and DingTalk declare no media upload; nothing asks for theirs.
+        AccountKind::Feishu(_) | AccountKind::DingTalk => |_| None,
     };
     Arc::new(WechatMedia { api, limits })
 }

@@ -5,7 +5,11 @@
 //!
 //! - [`official`]: Official Accounts (公众号 / 服务号);
 //! - [`wecom`]: WeCom self-built apps (企业微信自建应用);
-//! - [`kf`]: WeChat Customer Service (微信客服), pulled on notification.
+//! - [`kf`]: WeChat Customer Service (微信客服), pulled on notification;
+//! - [`feishu`]: Feishu / Lark bots (飞书机器人), JSON events answered
+//!   through the reply API;
+//! - [`dingtalk`]: DingTalk robots (钉钉机器人), JSON callbacks answered in
+//!   the response or through the message's `sessionWebhook`.
 //!
 //! Shared by the WeChat family: [`callback`] (the XML + AES dialect),
 //! [`wechat_api`] (the outbound client and token fetcher), [`send`] (ordered
@@ -20,6 +24,8 @@
 
 pub mod callback;
 pub mod callback_ips;
+pub mod dingtalk;
+pub mod feishu;
 pub mod kf;
 pub mod media;
 pub mod official;
@@ -38,6 +44,8 @@ pub fn dialect(kind: &AccountKind) -> Dialect {
         AccountKind::Official => official::DIALECT,
         AccountKind::WeCom { .. } => wecom::DIALECT,
         AccountKind::Kf(_) => kf::DIALECT,
+        AccountKind::Feishu(_) => feishu::DIALECT,
+        AccountKind::DingTalk => dingtalk::DIALECT,
     }
 }
 
@@ -49,6 +57,8 @@ pub fn capabilities(account: &AccountConfig, typing: bool) -> Capabilities {
         AccountKind::Official => official::capabilities(can_send, typing),
         AccountKind::WeCom { .. } => wecom::capabilities(can_send),
         AccountKind::Kf(_) => kf::capabilities(),
+        AccountKind::Feishu(_) => feishu::capabilities(),
+        AccountKind::DingTalk => dingtalk::capabilities(),
     }
 }
 
@@ -79,5 +89,9 @@ mod tests {
         assert_eq!(full.link_style(), LinkStyle::Anchor);
         assert_eq!(wecom::capabilities(true).link_style(), LinkStyle::Text);
         assert_eq!(kf::capabilities().link_style(), LinkStyle::Text);
+        // Feishu takes no answer in the callback and renders markdown.
+        let feishu = feishu::capabilities();
+        assert!(feishu.passive_reply.is_none() && feishu.can_send_late());
+        assert_eq!(feishu.link_style(), LinkStyle::Markdown);
     }
 }

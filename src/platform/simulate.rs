@@ -422,6 +422,17 @@ pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, Si
     let nonce = rand::random::<u32>().to_string();
     let echostr = format!("wxgate{}", rand::random::<u64>());
     let token = account.token.expose();
+    match &account.kind {
+        AccountKind::Feishu(settings) => {
+            return verify_feishu(settings.encrypt_key.as_ref(), token, url, &echostr).await;
+        }
+        AccountKind::DingTalk => {
+            return Err(SimError::Settings(
+                "DingTalk robots have no URL check in HTTP mode: send the robot a message instead (docs/platforms/dingtalk.md)".into(),
+            ));
+        }
+        _ => {}
+    }
     let request = if account.kind.is_wecom() {
         let crypto = account.crypto.as_ref().ok_or_else(|| {
             SimError::Settings("WeCom accounts need encoding_aes_key and corp_id".into())
@@ -453,6 +464,46 @@ pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, Si
         )));
     }
     Ok(echostr)
+}
+
+/// Feishu's URL check: `{"type":"url_verification","challenge","token"}`
+/// POSTed (encrypted with the Encrypt Key when one is set, and unsigned, as
+/// Feishu sends it); the answer must be `{"challenge": …}` with ours.
+async fn verify_feishu(
+    encrypt_key: Option<&crate::config::Secret>,
+    token: &str,
+    url: &str,
+    challenge: &str,
+) -> Result<String, SimError> {
+    let check =
+        serde_json::json!({"challenge": challenge, "token": token, "type": "url_verification"})
+            .to_string();
+    let body = match encrypt_key {
+        Some(key) => serde_json::json!({
+            "encrypt": super::feishu::crypto::EventCipher::new(key).encrypt(&check, rand::random()),
+        })
+        .to_string(),
+        None => check,
+    };
+    let request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body);
+    let answer = exchange(url, request).await?;
+    let echoed = serde_json::from_str::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| {
+            v.get("challenge")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        });
+    if echoed.as_deref() != Some(challenge) {
+        return Err(SimError::BadReply(format!(
+            "the body must be {{\"challenge\": …}} with the challenge sent, got {:?}",
+            answer.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(challenge.to_owned())
 }
 
 /// Human-readable rendering of a reply.

@@ -1,5 +1,6 @@
 //! `GET /weixin` (URL verification) and `POST /weixin` (messages).
-//! PROTOCOL §1.1 and §2.
+//! PROTOCOL §1.1 and §2. A Feishu account's path takes `POST` only: its
+//! URL check and events, acknowledged at once ([`feishu_receive`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use crate::conversation::Render;
 use crate::domain::Reply;
 use crate::metrics::{msg_type_label, Metrics};
 use crate::platform::callback::{CallbackError, CallbackQuery};
+use crate::platform::dingtalk::DingTalkCallback;
+use crate::platform::feishu::{FeishuCallbackError, Opened, SignedBy};
 use crate::telemetry::{short_id, AccessNote};
 
 fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
@@ -34,6 +37,15 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         ApiError::Callback(CallbackError::Decrypt(_)) => {
             Metrics::count_for(&metrics.decrypt_failures, account);
         }
+        ApiError::Feishu(FeishuCallbackError::BadSignature | FeishuCallbackError::BadToken) => {
+            Metrics::count_for(&metrics.signature_failures, account);
+        }
+        ApiError::DingTalk(e) if e.is_forbidden() => {
+            Metrics::count_for(&metrics.signature_failures, account);
+        }
+        ApiError::Feishu(FeishuCallbackError::Decrypt(_)) => {
+            Metrics::count_for(&metrics.decrypt_failures, account);
+        }
         ApiError::ForbiddenIp => {
             Metrics::count_for(&metrics.forbidden_ip, account);
         }
@@ -45,6 +57,12 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         tracing::info!(reason = e.label(), "rejected");
     }
     if let ApiError::Callback(inner) = &e {
+        tracing::debug!(error = %inner, "refusal detail");
+    }
+    if let ApiError::Feishu(inner) = &e {
+        tracing::debug!(error = %inner, "refusal detail");
+    }
+    if let ApiError::DingTalk(inner) = &e {
         tracing::debug!(error = %inner, "refusal detail");
     }
     let label = e.label();
@@ -193,6 +211,139 @@ pub(super) async fn receive(
     };
     noted(
         ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        msg_type,
+        outcome.label(),
+        outcome.strategy(),
+    )
+}
+
+/// A Feishu push: the URL check is answered with its challenge; an event
+/// is acknowledged with `{}` at once, its answer going out through the
+/// reply API (dedup on the message: a re-push is answered once).
+pub(super) async fn feishu_receive(
+    State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let arrived = tokio::time::Instant::now();
+    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
+        return refuse(&state, &endpoint, e);
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(&state, &endpoint, ApiError::TooLarge)
+        }
+        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+    };
+    let Some(gate) = &endpoint.feishu else {
+        return refuse(&state, &endpoint, ApiError::BadBody);
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = SignedBy {
+        timestamp: header("x-lark-request-timestamp"),
+        nonce: header("x-lark-request-nonce"),
+        signature: header("x-lark-signature"),
+    };
+    let json = |value: serde_json::Value| {
+        (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            value.to_string(),
+        )
+            .into_response()
+    };
+    let opened = match gate.open(signed, &body) {
+        Ok(opened) => opened,
+        Err(e) => return refuse(&state, &endpoint, ApiError::Feishu(e)),
+    };
+    let metrics = state.metrics();
+    match opened {
+        Opened::Challenge(challenge) => {
+            metrics.request(&endpoint.account, "verified", "-");
+            noted(
+                json(serde_json::json!({ "challenge": challenge })),
+                "-",
+                "verified",
+                None,
+            )
+        }
+        Opened::Ignored(why) => {
+            tracing::info!(reason = why, "Feishu event acknowledged, not answered");
+            metrics.request(&endpoint.account, "ignored", "-");
+            noted(json(serde_json::json!({})), "-", "ignored", None)
+        }
+        Opened::Message(message) => {
+            let msg_type = msg_type_label(&message.msg_type);
+            // Nothing goes back in the response: Feishu takes only the 200.
+            let render: Arc<dyn Render> = Arc::new(|_: &Reply| None);
+            let (_, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+            tracing::debug!(user = %short_id(&message.from_user), "acknowledged");
+            metrics.request(&endpoint.account, outcome.label(), msg_type);
+            metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+            // Over the concurrency limit nothing was claimed or started:
+            // a 503 makes Feishu push the event again (15 s later) instead
+            // of it being lost behind a 200.
+            let status = if outcome == crate::conversation::Outcome::Overload {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            noted(
+                (status, json(serde_json::json!({}))).into_response(),
+                msg_type,
+                outcome.label(),
+                outcome.strategy(),
+            )
+        }
+    }
+}
+
+/// A DingTalk robot callback: signed with the AppSecret, answered in the
+/// response when the answer is ready in time (else the interim answer, and
+/// the rest through the message's `sessionWebhook`).
+pub(super) async fn dingtalk_receive(
+    State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let arrived = tokio::time::Instant::now();
+    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
+        return refuse(&state, &endpoint, e);
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(&state, &endpoint, ApiError::TooLarge)
+        }
+        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+    };
+    let Some(gate) = &endpoint.dingtalk else {
+        return refuse(&state, &endpoint, ApiError::BadBody);
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let message = match gate.open(header("timestamp"), header("sign"), &body) {
+        Ok(m) => m,
+        Err(e) => return refuse(&state, &endpoint, ApiError::DingTalk(e)),
+    };
+    let msg_type = msg_type_label(&message.msg_type);
+    let render: Arc<dyn Render> = Arc::new(DingTalkCallback::render);
+    let (answer, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+    let metrics = state.metrics();
+    metrics.request(&endpoint.account, outcome.label(), msg_type);
+    metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+    let body = answer.as_deref().unwrap_or("{}").to_owned();
+    noted(
+        (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body,
+        )
+            .into_response(),
         msg_type,
         outcome.label(),
         outcome.strategy(),

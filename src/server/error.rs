@@ -2,6 +2,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::platform::callback::CallbackError;
+use crate::platform::dingtalk::DingTalkCallbackError;
+use crate::platform::feishu::FeishuCallbackError;
 
 /// Everything a handler can answer with instead of a reply. Carries its
 /// status; the body is a short fixed explanation, never request data.
@@ -17,6 +19,10 @@ pub enum ApiError {
     BadBody,
     /// Caller outside the callback IP allowlist (403).
     ForbiddenIp,
+    /// Refused by Feishu's callback pipeline (400 or 403).
+    Feishu(FeishuCallbackError),
+    /// Refused by DingTalk's callback pipeline (400 or 403).
+    DingTalk(DingTalkCallbackError),
 }
 
 impl ApiError {
@@ -25,6 +31,10 @@ impl ApiError {
         match self {
             ApiError::Callback(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::ForbiddenIp => StatusCode::FORBIDDEN,
+            ApiError::Feishu(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Feishu(_) => StatusCode::BAD_REQUEST,
+            ApiError::DingTalk(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::DingTalk(_) => StatusCode::BAD_REQUEST,
             ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => {
                 StatusCode::BAD_REQUEST
             }
@@ -40,6 +50,8 @@ impl ApiError {
             ApiError::TooLarge => "body_too_large",
             ApiError::BadBody => "bad_body",
             ApiError::ForbiddenIp => "forbidden_ip",
+            ApiError::Feishu(e) => e.label(),
+            ApiError::DingTalk(e) => e.label(),
         }
     }
 }
@@ -62,6 +74,14 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge => "payload too large".to_owned(),
             ApiError::BadBody => "bad request: body could not be read".to_owned(),
             ApiError::ForbiddenIp => "forbidden: caller not allowed".to_owned(),
+            ApiError::Feishu(e) if e.is_forbidden() => {
+                "forbidden: request is not authentic".to_owned()
+            }
+            ApiError::Feishu(e) => format!("bad request: {e}"),
+            ApiError::DingTalk(e) if e.is_forbidden() => {
+                "forbidden: request is not authentic".to_owned()
+            }
+            ApiError::DingTalk(e) => format!("bad request: {e}"),
         };
         (
             status,

@@ -38,12 +38,18 @@ pub struct Endpoint {
     pub name: String,
     /// The same name as the `account` label of its metrics.
     pub account: crate::metrics::AccountName,
-    /// `official`, `wecom` or `kf`.
+    /// `official`, `wecom`, `kf` or `feishu`.
     pub kind: &'static str,
     /// Its path, e.g. `/weixin` or `/weixin/shop`.
     pub path: String,
-    /// The callback pipeline.
+    /// The callback pipeline (WeChat family).
     pub callback: Callback,
+    /// Feishu's callback pipeline: set for Feishu accounts, whose path
+    /// takes JSON events instead.
+    pub feishu: Option<crate::platform::feishu::FeishuCallback>,
+    /// DingTalk's callback pipeline: set for DingTalk robots, whose path
+    /// takes their JSON callbacks instead.
+    pub dingtalk: Option<crate::platform::dingtalk::DingTalkCallback>,
     /// Swapped atomically on reload; requests in flight keep the old set.
     pub rules: SharedRules,
     /// Dedup, deadline and overload handling.
@@ -176,6 +182,22 @@ pub struct RouterSettings {
 pub fn public_router(state: &AppState) -> Router<AppState> {
     let mut routes = Router::new();
     for endpoint in state.endpoints() {
+        if endpoint.feishu.is_some() {
+            routes = routes.route(
+                &endpoint.path,
+                axum::routing::post(callback::feishu_receive)
+                    .layer(Extension(Arc::clone(endpoint))),
+            );
+            continue;
+        }
+        if endpoint.dingtalk.is_some() {
+            routes = routes.route(
+                &endpoint.path,
+                axum::routing::post(callback::dingtalk_receive)
+                    .layer(Extension(Arc::clone(endpoint))),
+            );
+            continue;
+        }
         routes = routes.route(
             &endpoint.path,
             get(callback::verify)

@@ -42,6 +42,8 @@ fn app(mode: &str) -> axum::Router {
         metrics.clone(),
     );
     let endpoint = Endpoint {
+        feishu: None,
+        dingtalk: None,
         name: "default".into(),
         account: Arc::new("default".into()),
         kind: "official",

@@ -48,5 +48,6 @@ pub fn capabilities() -> Capabilities {
         media_upload: true,
         streaming: false,
         text_links: false,
+        markdown: false,
     }
 }

@@ -45,6 +45,7 @@ pub fn capabilities(can_send: bool, typing: bool) -> Capabilities {
         media_upload: can_send,
         streaming: false,
         text_links: true,
+        markdown: false,
     }
 }
 

@@ -41,6 +41,7 @@ pub fn capabilities(can_send: bool) -> Capabilities {
         media_upload: can_send,
         streaming: false,
         text_links: false,
+        markdown: false,
     }
 }
 

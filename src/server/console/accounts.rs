@@ -57,6 +57,9 @@ fn kind_detail(kind: &AccountKind) -> Value {
         AccountKind::Official => json!("official"),
         AccountKind::WeCom { agent_id } => json!(format!("wecom (AgentID {agent_id})")),
         AccountKind::Kf(_) => json!("kf"),
+        AccountKind::Feishu(f) if f.lark => json!("feishu (Lark)"),
+        AccountKind::Feishu(_) => json!("feishu"),
+        AccountKind::DingTalk => json!("dingtalk"),
     }
 }
 

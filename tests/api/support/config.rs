@@ -201,6 +201,29 @@ impl AccountSpec {
         ]))
     }
 
+    /// A Feishu bot with the fake's app id and secret and `token` as its
+    /// Verification Token (no Encrypt Key: plain bodies).
+    pub fn feishu(token: &str) -> AccountSpec {
+        AccountSpec(table([
+            ("kind", "feishu".into()),
+            ("app_id", super::fake_feishu::FEISHU_APP_ID.into()),
+            ("app_secret", super::fake_feishu::FEISHU_APP_SECRET.into()),
+            ("token", token.into()),
+        ]))
+    }
+
+    /// A DingTalk robot with the fake's AppKey and AppSecret.
+    pub fn dingtalk() -> AccountSpec {
+        AccountSpec(table([
+            ("kind", "dingtalk".into()),
+            ("app_id", super::fake_dingtalk::DINGTALK_APP_KEY.into()),
+            (
+                "app_secret",
+                super::fake_dingtalk::DINGTALK_APP_SECRET.into(),
+            ),
+        ]))
+    }
+
     /// The `[[accounts]]` name.
     pub fn name(self, name: &str) -> AccountSpec {
         self.set("name", name)

@@ -10,8 +10,8 @@
 //! - `client`: [`CallbackClient`], the one WeChat client (Official Account
 //!   plain / compatible / safe, WeCom, 微信客服);
 //! - `messages`: the XML WeChat pushes;
-//! - `fake_wechat`, `fake_upstream`, `file_server`, `redis_server`: the
-//!   outside world;
+//! - `fake_wechat`, `fake_feishu`, `fake_dingtalk`, `fake_upstream`, `file_server`,
+//!   `redis_server`: the outside world;
 //! - `fixtures`: the recorded fixtures and the shared vectors;
 //! - `responders`: reply decisions and late-delivery hooks to swap in.
 
@@ -21,6 +21,8 @@ pub mod browser;
 pub mod client;
 pub mod config;
 pub mod console;
+pub mod fake_dingtalk;
+pub mod fake_feishu;
 pub mod fake_upstream;
 pub mod fake_wechat;
 pub mod file_server;
@@ -39,6 +41,8 @@ pub use browser::Browser;
 pub use client::{content_of, CallbackClient};
 pub use config::{rule, table, text_reply, AccountSpec, TestConfig, RULES};
 pub use console::{ConsoleApp, CONSOLE_KEY};
+pub use fake_dingtalk::FakeDingTalk;
+pub use fake_feishu::FakeFeishu;
 pub use fake_upstream::{Behaviour, FakeUpstream, StreamPlan};
 pub use fake_wechat::FakeWechat;
 pub use file_server::FileServer;

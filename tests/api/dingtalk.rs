@@ -1,0 +1,200 @@
+//! DingTalk robots through the real server against the fake session
+//! webhook: a rule answered in the response, a slow upstream answered late
+//! through the `sessionWebhook`, an expired or foreign webhook not used,
+//! and signatures an hour off refused.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::fake_dingtalk::{robot_text, signed_headers, DINGTALK_APP_SECRET};
+use crate::support::{
+    eventually, table, AccountSpec, Behaviour, FakeDingTalk, FakeUpstream, TestApp, TestConfig,
+};
+
+const NOW: i64 = 1_700_000_000;
+const PATH: &str = "/dingtalk";
+const INTERIM: &str = "正在思考…";
+
+const RULES: &str = r#"
+[[rules]]
+match = { text = "价格" }
+reply = { type = "text", content = "**价格表**见官网" }
+[default_reply]
+type = "upstream"
+upstream = "agent"
+"#;
+
+fn config(fake: &FakeDingTalk, upstream: &FakeUpstream) -> TestConfig {
+    TestConfig::new()
+        .add_account(
+            AccountSpec::dingtalk()
+                .name("robot")
+                .set("path", PATH)
+                .set("api_base_url", fake.base_url())
+                .rules(RULES),
+        )
+        .set("agent.passive_budget_ms", 100)
+        .set("agent.interim_text", INTERIM)
+        .upstream(table([
+            ("name", "agent".into()),
+            ("protocol", "webhook".into()),
+            ("url", upstream.hook_url().into()),
+            ("timeout_ms", 5000.into()),
+        ]))
+        .source("dingtalk.toml")
+}
+
+async fn push(app: &TestApp, body: &str, headers: &[(&str, String)]) -> (u16, String) {
+    let mut request = app
+        .http
+        .post(format!("{}{PATH}", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let res = request.send().await.expect("POST");
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+fn markdown_text(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    assert_eq!(v["msgtype"], "markdown", "{body}");
+    v["markdown"]["text"].as_str().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn a_rule_is_answered_in_the_response() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = TestApp::builder()
+        .config(config(&fake, &hook))
+        .now(NOW)
+        .spawn()
+        .await;
+    let webhook = fake.session("s1");
+    let body = robot_text("msgA1", "价格", &webhook, (NOW + 5400) * 1000);
+    let (status, answer) = push(
+        &app,
+        &body,
+        &signed_headers(NOW * 1000, DINGTALK_APP_SECRET),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(markdown_text(&answer), "**价格表**见官网");
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["markdown"]["title"], "价格表见官网");
+    assert!(fake.sent().is_empty());
+    assert!(hook.hook_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_signature_an_hour_off_or_wrong_is_refused() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = TestApp::builder()
+        .config(config(&fake, &hook))
+        .now(NOW)
+        .spawn()
+        .await;
+    let body = robot_text("msgB1", "价格", &fake.session("s1"), (NOW + 5400) * 1000);
+    let hour = 3600 * 1000;
+    for at in [NOW * 1000 - hour - 1, NOW * 1000 + hour + 1] {
+        let (status, _) = push(&app, &body, &signed_headers(at, DINGTALK_APP_SECRET)).await;
+        assert_eq!(status, 403, "signed at {at}");
+    }
+    // Within the hour it is accepted.
+    let (status, _) = push(
+        &app,
+        &body,
+        &signed_headers(NOW * 1000 - hour + 1000, DINGTALK_APP_SECRET),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Another secret's signature, or none: 403; a body that is no message: 400.
+    let forged = signed_headers(NOW * 1000, "not-the-secret");
+    assert_eq!(push(&app, &body, &forged).await.0, 403);
+    assert_eq!(push(&app, &body, &[]).await.0, 403);
+    let good = signed_headers(NOW * 1000, DINGTALK_APP_SECRET);
+    assert_eq!(push(&app, "[1,2]", &good).await.0, 400);
+    assert!(hook.hook_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_answered_late_through_the_session_webhook() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(600),
+        json!({"type": "text", "content": "上游的**回答**"}),
+    ))
+    .await;
+    let app = TestApp::builder()
+        .config(config(&fake, &hook))
+        .now(NOW)
+        .spawn()
+        .await;
+    let body = robot_text(
+        "msgC1",
+        "讲讲",
+        &fake.session("s-late"),
+        (NOW + 5400) * 1000,
+    );
+    let (status, answer) = push(
+        &app,
+        &body,
+        &signed_headers(NOW * 1000, DINGTALK_APP_SECRET),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(markdown_text(&answer), INTERIM);
+    assert!(eventually(Duration::from_secs(6), || fake.sent().len() == 1).await);
+    let (session, sent) = &fake.sent()[0];
+    assert_eq!(session, "s-late");
+    // DingTalk renders markdown: the answer is sent as markdown, unflattened.
+    assert_eq!(sent["msgtype"], "markdown");
+    assert_eq!(sent["markdown"]["text"], "上游的**回答**");
+}
+
+#[tokio::test]
+async fn an_expired_or_foreign_session_webhook_is_not_used() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(400),
+        json!({"type": "text", "content": "迟到的回答"}),
+    ))
+    .await;
+    let app = TestApp::builder()
+        .config(config(&fake, &hook))
+        .now(NOW)
+        .spawn()
+        .await;
+    let headers = signed_headers(NOW * 1000, DINGTALK_APP_SECRET);
+    // Expired a second ago.
+    let expired = robot_text("msgD1", "讲讲", &fake.session("s-old"), (NOW - 1) * 1000);
+    assert_eq!(push(&app, &expired, &headers).await.0, 200);
+    // A webhook outside the account's api_base_url.
+    let foreign = robot_text(
+        "msgD2",
+        "再讲讲",
+        "http://127.0.0.1:9/robot/sendBySession?session=x",
+        (NOW + 5400) * 1000,
+    );
+    assert_eq!(push(&app, &foreign, &headers).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || hook.hook_requests().len() == 2).await);
+    // Both turns ran; neither answer went anywhere. A later message with a
+    // live webhook is answered through it, so the sender is not stuck.
+    let live = robot_text(
+        "msgD3",
+        "还在吗",
+        &fake.session("s-new"),
+        (NOW + 5400) * 1000,
+    );
+    assert_eq!(push(&app, &live, &headers).await.0, 200);
+    assert!(eventually(Duration::from_secs(6), || !fake.sent().is_empty()).await);
+    assert!(
+        fake.sent().iter().all(|(s, _)| s == "s-new"),
+        "{:?}",
+        fake.sent()
+    );
+}

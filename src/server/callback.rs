@@ -157,12 +157,9 @@ pub(super) async fn receive(
         Ok(q) => q,
         Err(e) => return refuse(&state, &endpoint, e),
     };
-    let body = match body {
+    let body = match body_of(body) {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(&state, &endpoint, ApiError::TooLarge)
-        }
-        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+        Err(e) => return refuse(&state, &endpoint, e),
     };
     let callback = &endpoint.callback;
     let inbound = match callback.open(&q, &body) {
@@ -217,6 +214,14 @@ pub(super) async fn receive(
     )
 }
 
+/// The request body, or why it cannot be read (413 beyond the limit).
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+        _ => ApiError::BadBody,
+    })
+}
+
 /// A Feishu push: the URL check is answered with its challenge; an event
 /// is acknowledged with `{}` at once, its answer going out through the
 /// reply API (dedup on the message: a re-push is answered once).
@@ -229,15 +234,9 @@ pub(super) async fn feishu_receive(
 ) -> Response {
     let started = Instant::now();
     let arrived = tokio::time::Instant::now();
-    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
-        return refuse(&state, &endpoint, e);
-    }
-    let body = match body {
+    let body = match check_caller(&state, &endpoint, peer, &headers).and_then(|()| body_of(body)) {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(&state, &endpoint, ApiError::TooLarge)
-        }
-        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+        Err(e) => return refuse(&state, &endpoint, e),
     };
     let Some(gate) = &endpoint.feishu else {
         return refuse(&state, &endpoint, ApiError::BadBody);
@@ -313,15 +312,9 @@ pub(super) async fn dingtalk_receive(
 ) -> Response {
     let started = Instant::now();
     let arrived = tokio::time::Instant::now();
-    if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
-        return refuse(&state, &endpoint, e);
-    }
-    let body = match body {
+    let body = match check_caller(&state, &endpoint, peer, &headers).and_then(|()| body_of(body)) {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(&state, &endpoint, ApiError::TooLarge)
-        }
-        Err(_) => return refuse(&state, &endpoint, ApiError::BadBody),
+        Err(e) => return refuse(&state, &endpoint, e),
     };
     let Some(gate) = &endpoint.dingtalk else {
         return refuse(&state, &endpoint, ApiError::BadBody);

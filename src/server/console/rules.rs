@@ -49,6 +49,18 @@ fn parts(state: &AppState) -> Result<(Arc<Reloader>, &Console), Response> {
     Ok((reloader, console))
 }
 
+/// As [`parts`], for a route naming an account: 404 when there is none.
+fn for_account<'a>(
+    state: &'a AppState,
+    account: &str,
+) -> Result<(Arc<Reloader>, &'a Console), Response> {
+    let parts = parts(state)?;
+    if !known(state, account) {
+        return Err(error(StatusCode::NOT_FOUND, "no such account"));
+    }
+    Ok(parts)
+}
+
 fn read(path: &Path) -> Result<String, Response> {
     std::fs::read_to_string(path).map_err(|e| {
         tracing::error!(error = %e, path = %path.display(), "console cannot read the config file");
@@ -114,13 +126,10 @@ pub(super) async fn show(
     State(state): State<AppState>,
     UrlPath(account): UrlPath<String>,
 ) -> Response {
-    let (reloader, _) = match parts(&state) {
+    let (reloader, _) = match for_account(&state, &account) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if !known(&state, &account) {
-        return error(StatusCode::NOT_FOUND, "no such account");
-    }
     let text = match read(reloader.path()) {
         Ok(t) => t,
         Err(r) => return r,
@@ -161,13 +170,10 @@ pub(super) async fn validate(
     UrlPath(account): UrlPath<String>,
     Json(body): Json<DraftBody>,
 ) -> Response {
-    let (reloader, _) = match parts(&state) {
+    let (reloader, _) = match for_account(&state, &account) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if !known(&state, &account) {
-        return error(StatusCode::NOT_FOUND, "no such account");
-    }
     let result = tokio::task::spawn_blocking(move || {
         check(&reloader, &account, &body.toml).map(|(_, _, diff)| (diff, body.toml))
     })
@@ -250,13 +256,10 @@ pub(super) async fn test(
     UrlPath(account): UrlPath<String>,
     Json(body): Json<TestBody>,
 ) -> Response {
-    let (reloader, _) = match parts(&state) {
+    let (reloader, _) = match for_account(&state, &account) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if !known(&state, &account) {
-        return error(StatusCode::NOT_FOUND, "no such account");
-    }
     let result = tokio::task::spawn_blocking(move || {
         let config = match body.toml {
             Some(toml) => check(&reloader, &account, &toml)?.1,
@@ -337,13 +340,10 @@ pub(super) async fn save(
     UrlPath(account): UrlPath<String>,
     Json(body): Json<DraftBody>,
 ) -> Response {
-    let (reloader, console) = match parts(&state) {
+    let (reloader, console) = match for_account(&state, &account) {
         Ok(p) => p,
         Err(r) => return r,
     };
-    if !known(&state, &account) {
-        return error(StatusCode::NOT_FOUND, "no such account");
-    }
     let _saving = console.saving.lock().await;
     let state2 = state.clone();
     let result = tokio::task::spawn_blocking(move || {

@@ -27,7 +27,9 @@ use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
 use crate::platform::wechat_api::WechatApi;
 use crate::platform::wecom::AppDelivery;
+use crate::platform::wecom_bot::{Streams, WeComBotCallback};
 use crate::security::{Allowlist, AllowlistMode};
+use crate::server::WeComBotEndpoint;
 use crate::server::{Endpoint, Probe};
 use crate::store::{Namespace, Store};
 use crate::token::{RefresherGuard, TokenManager};
@@ -162,6 +164,24 @@ pub(super) async fn assemble(
             dedup_window,
         )),
     };
+    // A 智能机器人's answers are streams its own turns fill.
+    let wecom_bot = WeComBotCallback::for_account(
+        &entry.account,
+        config.server.timestamp_window_secs,
+        clock.clone(),
+    )
+    .map(|callback| WeComBotEndpoint {
+        callback,
+        streams: Arc::new(Streams::new(
+            store.clone(),
+            namespace.clone(),
+            responder.clone(),
+            dedup_window,
+            &entry.account.api_base_url,
+            std::time::Duration::from_secs(config.token.timeout_secs),
+            clock.clone(),
+        )),
+    });
     let mut delivery = Delivery::new(
         dedup,
         responder,
@@ -175,7 +195,7 @@ pub(super) async fn assemble(
     if !config.agent.upstreams.is_empty()
         && !matches!(
             entry.account.kind,
-            AccountKind::Kf(_) | AccountKind::Feishu(_)
+            AccountKind::Kf(_) | AccountKind::Feishu(_) | AccountKind::WeComBot
         )
     {
         let caps = platform::capabilities(&entry.account, config.agent.typing);
@@ -229,6 +249,7 @@ pub(super) async fn assemble(
     let endpoint = Arc::new(Endpoint {
         feishu: FeishuCallback::for_account(&entry.account),
         dingtalk: DingTalkCallback::for_account(&entry.account, clock.clone()),
+        wecom_bot,
         name: entry.name.clone(),
         account: Arc::new(entry.name.clone()),
         kind: entry.account.kind.as_str(),
@@ -315,7 +336,10 @@ fn deciders(
         (Some(l), _, _) => l,
         // Customer Service answers are sent by the puller, Feishu's by
         // its responder.
-        (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_)) => Arc::new(NoLateDelivery),
+        // A 智能机器人's late answer goes through its stream's turn.
+        (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_) | AccountKind::WeComBot) => {
+            Arc::new(NoLateDelivery)
+        }
         // DingTalk's late channel is the message's own sessionWebhook.
         (None, _, AccountKind::DingTalk) => Arc::new(SessionWebhookDelivery::new(
             &entry.account.api_base_url,

@@ -47,6 +47,9 @@ pub(super) struct AccountSection {
     /// Where this account's outbound API lives (a fake in tests).
     pub api_base_url: Option<String>,
     pub kf: Option<KfSection>,
+    /// WeCom 智能机器人: the bot's id (`aibotid`), checked against every
+    /// callback when set.
+    pub bot_id: Option<String>,
     /// Feishu: the Encrypt Key of the event subscription (bodies encrypted
     /// and `X-Lark-Signature` checked when set).
     pub encrypt_key: Option<String>,
@@ -134,6 +137,10 @@ pub enum AccountKind {
     /// with the AppSecret; answers in the response or through the
     /// message's `sessionWebhook`.
     DingTalk,
+    /// A WeCom 智能机器人 (smart bot): JSON callbacks in the WeCom AES
+    /// envelope with an empty receive id, answered with a stream that
+    /// WeCom pulls until it is finished.
+    WeComBot,
 }
 
 impl AccountKind {
@@ -145,6 +152,7 @@ impl AccountKind {
             AccountKind::Kf(_) => "kf",
             AccountKind::Feishu(_) => "feishu",
             AccountKind::DingTalk => "dingtalk",
+            AccountKind::WeComBot => "wecom_bot",
         }
     }
 
@@ -155,7 +163,10 @@ impl AccountKind {
 
     /// Accounts of the WeChat family (XML callbacks, the WeChat codec).
     pub fn is_wechat(&self) -> bool {
-        !matches!(self, AccountKind::Feishu(_) | AccountKind::DingTalk)
+        !matches!(
+            self,
+            AccountKind::Feishu(_) | AccountKind::DingTalk | AccountKind::WeComBot
+        )
     }
 }
 
@@ -388,6 +399,9 @@ pub(super) fn validate(
         }
     };
 
+    if kind_name != "wecom_bot" && raw.bot_id.is_some() {
+        errors.push("bot_id only applies to kind = \"wecom_bot\"".into());
+    }
     if kind_name != "feishu" {
         for (set, key) in [
             (raw.encrypt_key.is_some(), "encrypt_key"),
@@ -611,9 +625,43 @@ pub(super) fn validate(
             }
             (AccountKind::DingTalk, app_id, app_secret, Mode::Plain)
         }
+        "wecom_bot" => {
+            for (set, key) in [
+                (raw.app_id.is_some(), "app_id"),
+                (raw.app_secret.is_some(), "app_secret"),
+                (raw.corp_id.is_some(), "corp_id"),
+                (raw.corp_secret.is_some(), "corp_secret"),
+                (raw.agent_id.is_some(), "agent_id"),
+                (raw.kf.is_some(), "kf"),
+            ] {
+                if set {
+                    errors.push(format!(
+                        "{key} does not apply to kind = \"wecom_bot\" (a 智能机器人 has token, encoding_aes_key and bot_id)"
+                    ));
+                }
+            }
+            if raw.mode.as_deref().is_some_and(|m| m != "safe") {
+                errors.push(
+                    "智能机器人 callbacks are always encrypted: leave mode out for kind = \"wecom_bot\""
+                        .into(),
+                );
+            }
+            if aes_key.is_none() {
+                errors.push(format!(
+                    "encoding_aes_key is required: 智能机器人 callbacks are always encrypted (or set {prefix}ENCODING_AES_KEY)"
+                ));
+            }
+            let bot_id = pick(raw.bot_id, "BOT_ID");
+            if let Some(id) = &bot_id {
+                if !valid_id(id) {
+                    errors.push(format!("bot_id {id:?} is not a bot id"));
+                }
+            }
+            (AccountKind::WeComBot, bot_id, None, Mode::Safe)
+        }
         other => {
             errors.push(format!(
-                "kind must be \"official\", \"wecom\", \"kf\", \"feishu\" or \"dingtalk\", not {other:?}"
+                "kind must be \"official\", \"wecom\", \"kf\", \"feishu\", \"dingtalk\" or \"wecom_bot\", not {other:?}"
             ));
             (AccountKind::Official, None, None, Mode::Plain)
         }
@@ -622,6 +670,8 @@ pub(super) fn validate(
     let mut make_crypto = |key: Option<String>, what: &str| -> Option<MessageCrypto> {
         let key = key?;
         match AesKey::from_encoding_aes_key(&key) {
+            // A 智能机器人's envelope carries an empty receive id.
+            Ok(k) if kind == AccountKind::WeComBot => Some(MessageCrypto::new(k, "")),
             Ok(k) => Some(MessageCrypto::new(k, app_id.clone().unwrap_or_default())),
             Err(e) => {
                 errors.push(format!("{what}: {e}"));
@@ -648,6 +698,7 @@ pub(super) fn validate(
             AccountKind::Feishu(f) if f.lark => LARK_BASE_URL.to_owned(),
             AccountKind::Feishu(_) => FEISHU_BASE_URL.to_owned(),
             AccountKind::DingTalk => DINGTALK_BASE_URL.to_owned(),
+            AccountKind::WeComBot => WECOM_BASE_URL.to_owned(),
             _ => ctx.default_api_base_url.to_owned(),
         },
     };
@@ -658,6 +709,8 @@ pub(super) fn validate(
         (AccountKind::Feishu(_), Some(app_id)) => format!("feishu.{app_id}"),
         (AccountKind::DingTalk, Some(app_id)) => format!("dingtalk.{app_id}"),
         (AccountKind::DingTalk, None) => format!("dingtalk.{name}"),
+        (AccountKind::WeComBot, Some(bot_id)) => format!("wecom_bot.{bot_id}"),
+        (AccountKind::WeComBot, None) => format!("wecom_bot.{name}"),
         (_, Some(app_id)) => app_id.clone(),
         (_, None) => name.clone(),
     };

@@ -531,7 +531,7 @@ reply = {{ type = "text", content = "x" }}
         "accounts[2] \"svc\".agent_id does not apply to kind = \"kf\"",
         "accounts[2] \"svc\".corp_secret (the Customer Service secret) is required",
         "accounts[2] \"svc\".kf.sync_limit must be between 1 and 1000",
-        "accounts[3] \"svc\".kind must be \"official\", \"wecom\", \"kf\", \"feishu\" or \"dingtalk\"",
+        "accounts[3] \"svc\".kind must be \"official\", \"wecom\", \"kf\", \"feishu\", \"dingtalk\" or \"wecom_bot\"",
         "rule #1",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
@@ -633,4 +633,61 @@ fn the_wechat_allowlist_is_refused_for_feishu_and_dingtalk() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("do not include dingtalk's"), "{err}");
+}
+
+#[test]
+fn wecom_bot_accounts_take_token_key_and_bot_id() {
+    let c = Config::from_toml(
+        r#"
+[[accounts]]
+name = "aibot"
+kind = "wecom_bot"
+token = "t"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+[[accounts]]
+name = "other"
+kind = "wecom_bot"
+token = "t"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+"#,
+        Path::new("p.toml"),
+        |name| (name == "WXGATE_OTHER_BOT_ID").then(|| "aibX1".to_owned()),
+    )
+    .unwrap();
+    let bot = c.find_account(Some("aibot")).unwrap();
+    assert_eq!(bot.account.kind, AccountKind::WeComBot);
+    assert_eq!(bot.namespace, "wecom_bot.aibot");
+    assert_eq!(bot.account.mode, Mode::Safe);
+    // The envelope's receive id is empty.
+    assert_eq!(
+        bot.account.crypto.as_ref().map(|c| c.receive_id()),
+        Some("")
+    );
+    let other = c.find_account(Some("other")).unwrap();
+    assert_eq!(other.account.app_id.as_deref(), Some("aibX1"));
+    assert_eq!(other.namespace, "wecom_bot.aibX1");
+
+    let err = load(
+        r#"
+[[accounts]]
+name = "aibot"
+kind = "wecom_bot"
+token = "t"
+app_secret = "s"
+[[accounts]]
+name = "shop"
+token = "t"
+bot_id = "b"
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "accounts[0] \"aibot\".encoding_aes_key is required",
+        "accounts[0] \"aibot\".app_secret does not apply to kind = \"wecom_bot\"",
+        "accounts[1] \"shop\".bot_id only applies to kind = \"wecom_bot\"",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
 }

@@ -16,8 +16,9 @@ pub fn uploader(kind: &AccountKind, api: WechatApi) -> Arc<dyn MediaUpload> {
     let limits = match kind {
         AccountKind::Official => super::official::media_limits,
         AccountKind::WeCom { .. } | AccountKind::Kf(_) => super::wecom::media_limits,
-        // Feishu and DingTalk declare no media upload; nothing asks for theirs.
-        AccountKind::Feishu(_) | AccountKind::DingTalk => |_| None,
+        // Feishu, DingTalk and 智能机器人 declare no media upload; nothing
+        // asks for theirs.
+        AccountKind::Feishu(_) | AccountKind::DingTalk | AccountKind::WeComBot => |_| None,
     };
     Arc::new(WechatMedia { api, limits })
 }

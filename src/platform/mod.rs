@@ -9,7 +9,9 @@
 //! - [`feishu`]: Feishu / Lark bots (飞书机器人), JSON events answered
 //!   through the reply API;
 //! - [`dingtalk`]: DingTalk robots (钉钉机器人), JSON callbacks answered in
-//!   the response or through the message's `sessionWebhook`.
+//!   the response or through the message's `sessionWebhook`;
+//! - [`wecom_bot`]: WeCom 智能机器人, JSON callbacks in the WeCom envelope
+//!   answered with a stream WeCom pulls until it is finished.
 //!
 //! Shared by the WeChat family: [`callback`] (the XML + AES dialect),
 //! [`wechat_api`] (the outbound client and token fetcher), [`send`] (ordered
@@ -33,6 +35,7 @@ pub mod send;
 pub mod simulate;
 pub mod wechat_api;
 pub mod wecom;
+pub mod wecom_bot;
 
 use crate::config::{AccountConfig, AccountKind};
 use crate::domain::Capabilities;
@@ -46,6 +49,7 @@ pub fn dialect(kind: &AccountKind) -> Dialect {
         AccountKind::Kf(_) => kf::DIALECT,
         AccountKind::Feishu(_) => feishu::DIALECT,
         AccountKind::DingTalk => dingtalk::DIALECT,
+        AccountKind::WeComBot => wecom_bot::DIALECT,
     }
 }
 
@@ -59,6 +63,7 @@ pub fn capabilities(account: &AccountConfig, typing: bool) -> Capabilities {
         AccountKind::Kf(_) => kf::capabilities(),
         AccountKind::Feishu(_) => feishu::capabilities(),
         AccountKind::DingTalk => dingtalk::capabilities(),
+        AccountKind::WeComBot => wecom_bot::capabilities(),
     }
 }
 
@@ -93,5 +98,9 @@ mod tests {
         let feishu = feishu::capabilities();
         assert!(feishu.passive_reply.is_none() && feishu.can_send_late());
         assert_eq!(feishu.link_style(), LinkStyle::Markdown);
+        // A 智能机器人 streams, renders markdown and has one late push.
+        let bot = wecom_bot::capabilities();
+        assert!(bot.streaming && bot.markdown && bot.can_send_late());
+        assert_eq!(bot.link_style(), LinkStyle::Markdown);
     }
 }

@@ -294,6 +294,11 @@ pub async fn send(
     let ts = now().to_string();
     let nonce = rand::random::<u32>().to_string();
     let token = account.token.expose();
+    if account.kind == AccountKind::WeComBot {
+        return Err(SimError::Settings(
+            "simulate sends XML; a 智能机器人 takes JSON callbacks: check its URL with verify-url and send it a message from WeCom (docs/platforms/wecom_bot.md)".into(),
+        ));
+    }
     if account.kind.is_wecom() {
         return send_wecom(account, url, xml_text, &ts, &nonce).await;
     }
@@ -433,7 +438,9 @@ pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, Si
         }
         _ => {}
     }
-    let request = if account.kind.is_wecom() {
+    // A 智能机器人's URL check is WeCom's: an encrypted echostr (its
+    // envelope's receive id is empty), answered with the plaintext.
+    let request = if account.kind.is_wecom() || account.kind == AccountKind::WeComBot {
         let crypto = account.crypto.as_ref().ok_or_else(|| {
             SimError::Settings("WeCom accounts need encoding_aes_key and corp_id".into())
         })?;

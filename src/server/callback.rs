@@ -43,6 +43,12 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         ApiError::DingTalk(e) if e.is_forbidden() => {
             Metrics::count_for(&metrics.signature_failures, account);
         }
+        ApiError::WeComBot(e) if e.is_decrypt() => {
+            Metrics::count_for(&metrics.decrypt_failures, account);
+        }
+        ApiError::WeComBot(e) if e.is_forbidden() => {
+            Metrics::count_for(&metrics.signature_failures, account);
+        }
         ApiError::Feishu(FeishuCallbackError::Decrypt(_)) => {
             Metrics::count_for(&metrics.decrypt_failures, account);
         }
@@ -63,6 +69,9 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         tracing::debug!(error = %inner, "refusal detail");
     }
     if let ApiError::DingTalk(inner) = &e {
+        tracing::debug!(error = %inner, "refusal detail");
+    }
+    if let ApiError::WeComBot(inner) = &e {
         tracing::debug!(error = %inner, "refusal detail");
     }
     let label = e.label();
@@ -341,4 +350,88 @@ pub(super) async fn dingtalk_receive(
         outcome.label(),
         outcome.strategy(),
     )
+}
+
+/// A 智能机器人's URL verification: the plaintext of `echostr` when the
+/// `msg_signature` holds.
+pub(super) async fn wecom_bot_verify(
+    State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    q: Result<Query<CallbackQuery>, QueryRejection>,
+) -> Response {
+    let Some(bot) = &endpoint.wecom_bot else {
+        return refuse(&state, &endpoint, ApiError::BadBody);
+    };
+    let result = check_caller(&state, &endpoint, peer, &headers)
+        .and_then(|()| query(q))
+        .and_then(|q| bot.callback.verify_url(&q).map_err(ApiError::WeComBot));
+    match result {
+        Ok(echo) => {
+            state.metrics().request(&endpoint.account, "verified", "-");
+            noted(
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response(),
+                "-",
+                "verified",
+                None,
+            )
+        }
+        Err(e) => refuse(&state, &endpoint, e),
+    }
+}
+
+/// A 智能机器人 callback: a user's message is answered with a stream (a
+/// rule's answer finished at once), a stream refresh with the content so
+/// far, an event with an empty 200. Answers are WeCom's encrypted JSON.
+pub(super) async fn wecom_bot_receive(
+    State(state): State<AppState>,
+    Extension(endpoint): Extension<Arc<Endpoint>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    q: Result<Query<CallbackQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    use crate::platform::wecom_bot::BotPush;
+    let started = Instant::now();
+    let Some(bot) = &endpoint.wecom_bot else {
+        return refuse(&state, &endpoint, ApiError::BadBody);
+    };
+    let opened = check_caller(&state, &endpoint, peer, &headers)
+        .and_then(|()| query(q))
+        .and_then(|q| body_of(body).map(|b| (q, b)))
+        .and_then(|(q, b)| bot.callback.open(&q, &b).map_err(ApiError::WeComBot));
+    let push = match opened {
+        Ok(push) => push,
+        Err(e) => return refuse(&state, &endpoint, e),
+    };
+    let metrics = state.metrics();
+    let (answer, msg_type, outcome) = match push {
+        BotPush::Message(message) => {
+            let msg_type = msg_type_label(&message.msg_type);
+            tracing::debug!(user = %short_id(&message.from_user), "智能机器人 message");
+            let answer = bot.streams.start(Arc::from(message)).await;
+            (answer, msg_type, "answered")
+        }
+        BotPush::Refresh { stream_id, .. } => (
+            Some(bot.streams.refresh(&stream_id).await),
+            "stream",
+            "refreshed",
+        ),
+        BotPush::Event { event_type, .. } => {
+            tracing::info!(event = %event_type, "智能机器人 event acknowledged, not answered");
+            (None, "event", "ignored")
+        }
+    };
+    metrics.request(&endpoint.account, outcome, msg_type);
+    metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+    let response = match answer {
+        Some(plain) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            bot.callback.seal(&plain),
+        )
+            .into_response(),
+        None => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "").into_response(),
+    };
+    noted(response, msg_type, outcome, None)
 }

@@ -4,6 +4,7 @@ use axum::response::{IntoResponse, Response};
 use crate::platform::callback::CallbackError;
 use crate::platform::dingtalk::DingTalkCallbackError;
 use crate::platform::feishu::FeishuCallbackError;
+use crate::platform::wecom_bot::WeComBotCallbackError;
 
 /// Everything a handler can answer with instead of a reply. Carries its
 /// status; the body is a short fixed explanation, never request data.
@@ -23,6 +24,8 @@ pub enum ApiError {
     Feishu(FeishuCallbackError),
     /// Refused by DingTalk's callback pipeline (400 or 403).
     DingTalk(DingTalkCallbackError),
+    /// Refused by a 智能机器人's callback pipeline (400 or 403).
+    WeComBot(WeComBotCallbackError),
 }
 
 impl ApiError {
@@ -35,6 +38,8 @@ impl ApiError {
             ApiError::Feishu(_) => StatusCode::BAD_REQUEST,
             ApiError::DingTalk(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::DingTalk(_) => StatusCode::BAD_REQUEST,
+            ApiError::WeComBot(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::WeComBot(_) => StatusCode::BAD_REQUEST,
             ApiError::Callback(_) | ApiError::BadQuery | ApiError::BadBody => {
                 StatusCode::BAD_REQUEST
             }
@@ -52,6 +57,7 @@ impl ApiError {
             ApiError::ForbiddenIp => "forbidden_ip",
             ApiError::Feishu(e) => e.label(),
             ApiError::DingTalk(e) => e.label(),
+            ApiError::WeComBot(e) => e.label(),
         }
     }
 }
@@ -82,6 +88,10 @@ impl IntoResponse for ApiError {
                 "forbidden: request is not authentic".to_owned()
             }
             ApiError::DingTalk(e) => format!("bad request: {e}"),
+            ApiError::WeComBot(e) if e.is_forbidden() => {
+                "forbidden: request is not authentic".to_owned()
+            }
+            ApiError::WeComBot(e) => format!("bad request: {e}"),
         };
         (
             status,

@@ -50,6 +50,9 @@ pub struct Endpoint {
     /// DingTalk's callback pipeline: set for DingTalk robots, whose path
     /// takes their JSON callbacks instead.
     pub dingtalk: Option<crate::platform::dingtalk::DingTalkCallback>,
+    /// A WeCom 智能机器人's callback pipeline and streams: set for
+    /// `wecom_bot` accounts, whose path takes their JSON callbacks instead.
+    pub wecom_bot: Option<WeComBotEndpoint>,
     /// Swapped atomically on reload; requests in flight keep the old set.
     pub rules: SharedRules,
     /// Dedup, deadline and overload handling.
@@ -59,6 +62,14 @@ pub struct Endpoint {
     /// Who may call this account's path (WeChat's and WeCom's callback
     /// addresses differ, so each account has its own list).
     pub allowlist: Arc<Allowlist>,
+}
+
+/// What a 智能机器人's path needs: its callback pipeline and its streams.
+pub struct WeComBotEndpoint {
+    /// Signature, envelope and sealing.
+    pub callback: crate::platform::wecom_bot::WeComBotCallback,
+    /// The stream state and the turns that fill it.
+    pub streams: Arc<crate::platform::wecom_bot::Streams>,
 }
 
 /// Everything the handlers share. Cheap to clone (one `Arc`).
@@ -186,6 +197,15 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
             routes = routes.route(
                 &endpoint.path,
                 axum::routing::post(callback::feishu_receive)
+                    .layer(Extension(Arc::clone(endpoint))),
+            );
+            continue;
+        }
+        if endpoint.wecom_bot.is_some() {
+            routes = routes.route(
+                &endpoint.path,
+                axum::routing::get(callback::wecom_bot_verify)
+                    .post(callback::wecom_bot_receive)
                     .layer(Extension(Arc::clone(endpoint))),
             );
             continue;

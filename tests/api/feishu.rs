@@ -342,7 +342,10 @@ fn the_platforms_example_has_one_account_of_every_kind_and_is_accepted() {
         .map(|a| a.account.kind.as_str())
         .collect();
     kinds.sort_unstable();
-    assert_eq!(kinds, ["dingtalk", "feishu", "kf", "official", "wecom"]);
+    assert_eq!(
+        kinds,
+        ["dingtalk", "feishu", "kf", "official", "wecom", "wecom_bot"]
+    );
     for kind in kinds {
         assert!(stdout.contains(&format!("({kind}, ")), "{kind}: {stdout}");
     }

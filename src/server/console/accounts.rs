@@ -60,6 +60,7 @@ fn kind_detail(kind: &AccountKind) -> Value {
         AccountKind::Feishu(f) if f.lark => json!("feishu (Lark)"),
         AccountKind::Feishu(_) => json!("feishu"),
         AccountKind::DingTalk => json!("dingtalk"),
+        AccountKind::WeComBot => json!("wecom_bot"),
     }
 }
 

@@ -224,6 +224,15 @@ impl AccountSpec {
         ]))
     }
 
+    /// A WeCom 智能机器人 with `token` and `encoding_aes_key`.
+    pub fn wecom_bot(token: &str, encoding_aes_key: &str) -> AccountSpec {
+        AccountSpec(table([
+            ("kind", "wecom_bot".into()),
+            ("token", token.into()),
+            ("encoding_aes_key", encoding_aes_key.into()),
+        ]))
+    }
+
     /// The `[[accounts]]` name.
     pub fn name(self, name: &str) -> AccountSpec {
         self.set("name", name)

@@ -1,0 +1,223 @@
+//! A 智能机器人's decrypted callback into the domain, pure: a user message
+//! (`msgtype` `text`, `image`, `mixed`, …), a stream refresh
+//! (`msgtype = "stream"`), or an event, which wxgate does not answer.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Element, Message, MessageKind};
+
+/// Why a decrypted callback is not one WeCom would send.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WeComBotEventError {
+    /// Not a JSON object.
+    #[error("plaintext is not a JSON object")]
+    NotJson,
+    /// A field every callback of its kind has is missing.
+    #[error("callback without {0}")]
+    Missing(&'static str),
+}
+
+/// What one callback asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BotPush {
+    /// A user's message, to be answered with a new stream.
+    Message(Box<Message>),
+    /// WeCom asks for the stream's content so far.
+    Refresh {
+        /// The stream's id, as wxgate answered it.
+        stream_id: String,
+        /// The bot the callback is for (`aibotid`).
+        bot_id: String,
+    },
+    /// An event (entering the chat, a card button): acknowledged, not answered.
+    Event {
+        /// The bot the callback is for (`aibotid`).
+        bot_id: String,
+        /// `event.eventtype`, for the log.
+        event_type: String,
+    },
+}
+
+fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut here = v;
+    for key in path {
+        match here.get(key) {
+            Some(next) => here = next,
+            None => return "",
+        }
+    }
+    here.as_str().unwrap_or("")
+}
+
+/// Reads the decrypted plaintext. A message becomes a domain [`Message`]
+/// from `from.userid` to the bot (`aibotid`), its text trimmed; a picture
+/// an image with its URL; anything else `Unknown` with its `msgtype`. The
+/// fields keep `BotMsgId`, `AiBotId`, `ChatId`, `ChatType` and
+/// `ResponseUrl`.
+pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
+    let v: Value = serde_json::from_str(plaintext).map_err(|_| WeComBotEventError::NotJson)?;
+    if !v.is_object() {
+        return Err(WeComBotEventError::NotJson);
+    }
+    let bot_id = str_of(&v, &["aibotid"]).to_owned();
+    let msgtype = str_of(&v, &["msgtype"]);
+    match msgtype {
+        "stream" => {
+            let stream_id = str_of(&v, &["stream", "id"]);
+            if stream_id.is_empty() {
+                return Err(WeComBotEventError::Missing("stream.id"));
+            }
+            return Ok(BotPush::Refresh {
+                stream_id: stream_id.to_owned(),
+                bot_id,
+            });
+        }
+        "event" => {
+            return Ok(BotPush::Event {
+                bot_id,
+                event_type: str_of(&v, &["event", "eventtype"]).to_owned(),
+            });
+        }
+        "" => return Err(WeComBotEventError::Missing("msgtype")),
+        _ => {}
+    }
+    let msg_id = str_of(&v, &["msgid"]);
+    if msg_id.is_empty() {
+        return Err(WeComBotEventError::Missing("msgid"));
+    }
+    let sender = str_of(&v, &["from", "userid"]);
+    if sender.is_empty() {
+        return Err(WeComBotEventError::Missing("from.userid"));
+    }
+    let mut fields = Vec::new();
+    let mut push = |name: &str, text: &str| {
+        fields.push(Element {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            children: Vec::new(),
+        })
+    };
+    push("ToUserName", &bot_id);
+    push("FromUserName", sender);
+    push("CreateTime", "0");
+    let (msg_type, kind) = match msgtype {
+        "text" => {
+            let content = str_of(&v, &["text", "content"]).trim().to_owned();
+            push("MsgType", "text");
+            push("Content", &content);
+            (
+                "text",
+                MessageKind::Text {
+                    content,
+                    biz_msg_menu_id: None,
+                },
+            )
+        }
+        "image" => {
+            let url = str_of(&v, &["image", "url"]);
+            push("MsgType", "image");
+            push("PicUrl", url);
+            (
+                "image",
+                MessageKind::Image {
+                    pic_url: url.to_owned(),
+                    media_id: String::new(),
+                },
+            )
+        }
+        other => {
+            push("MsgType", other);
+            (other, MessageKind::Unknown)
+        }
+    };
+    let digest = Sha256::digest(msg_id.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    let numeric = u64::from_be_bytes(bytes);
+    push("MsgId", &numeric.to_string());
+    push("BotMsgId", msg_id);
+    push("AiBotId", &bot_id);
+    push("ChatId", str_of(&v, &["chatid"]));
+    push("ChatType", str_of(&v, &["chattype"]));
+    push("ResponseUrl", str_of(&v, &["response_url"]));
+    Ok(BotPush::Message(Box::new(Message {
+        to_user: bot_id,
+        from_user: sender.to_owned(),
+        create_time: 0,
+        msg_type: msg_type.to_owned(),
+        msg_id: Some(numeric),
+        kind,
+        fields: Element {
+            name: "xml".to_owned(),
+            text: String::new(),
+            children: fields,
+        },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_text_becomes_a_domain_text() {
+        let body = json!({
+            "msgid": "CAIQ16HMjQYY", "aibotid": "AIBOTID", "chatid": "CHATID", "chattype": "group",
+            "from": {"userid": "zhangsan"}, "response_url": "https://qyapi.weixin.qq.com/cgi-bin/aibot/response?response_code=RC",
+            "msgtype": "text", "text": {"content": " @机器人 价格 "},
+        });
+        let BotPush::Message(m) = read(&body.to_string()).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!(m.text(), Some("@机器人 价格"));
+        assert_eq!(m.from_user, "zhangsan");
+        assert_eq!(m.to_user, "AIBOTID");
+        assert_eq!(m.fields.child_text("BotMsgId"), Some("CAIQ16HMjQYY"));
+        assert_eq!(m.fields.child_text("ChatType"), Some("group"));
+        assert!(m
+            .fields
+            .child_text("ResponseUrl")
+            .unwrap()
+            .ends_with("response_code=RC"));
+    }
+
+    #[test]
+    fn refreshes_events_and_junk() {
+        let refresh =
+            json!({"msgid": "m2", "aibotid": "B", "msgtype": "stream", "stream": {"id": "s1"}});
+        assert_eq!(
+            read(&refresh.to_string()).unwrap(),
+            BotPush::Refresh {
+                stream_id: "s1".into(),
+                bot_id: "B".into()
+            }
+        );
+        let event = json!({"msgid": "m3", "aibotid": "B", "msgtype": "event", "event": {"eventtype": "enter_chat"}});
+        assert!(
+            matches!(read(&event.to_string()).unwrap(), BotPush::Event { event_type, .. } if event_type == "enter_chat")
+        );
+        assert_eq!(read("[]"), Err(WeComBotEventError::NotJson));
+        assert_eq!(read("{"), Err(WeComBotEventError::NotJson));
+        assert_eq!(
+            read(&json!({"msgtype": "stream"}).to_string()),
+            Err(WeComBotEventError::Missing("stream.id"))
+        );
+        assert_eq!(
+            read(&json!({"msgtype": "text", "from": {"userid": "u"}}).to_string()),
+            Err(WeComBotEventError::Missing("msgid"))
+        );
+        assert_eq!(
+            read(&json!({"msgtype": "text", "msgid": "m"}).to_string()),
+            Err(WeComBotEventError::Missing("from.userid"))
+        );
+        let mixed =
+            json!({"msgid": "m4", "aibotid": "B", "msgtype": "mixed", "from": {"userid": "u"}});
+        let BotPush::Message(m) = read(&mixed.to_string()).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!(m.kind, MessageKind::Unknown);
+    }
+}

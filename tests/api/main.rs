@@ -42,5 +42,6 @@ mod vectors;
 mod voice;
 mod webhook;
 mod wecom;
+mod wecom_bot;
 mod wecom_fake;
 mod wecom_fixtures;

@@ -25,6 +25,7 @@ pub mod fake_dingtalk;
 pub mod fake_feishu;
 pub mod fake_upstream;
 pub mod fake_wechat;
+pub mod fake_wecom_bot;
 pub mod file_server;
 pub mod fixtures;
 pub mod messages;

@@ -1,0 +1,254 @@
+//! WeCom 智能机器人 end to end, through the real server: the URL check, a
+//! rule's answer finished in the first reply, a streamed upstream pulled by
+//! the fake WeCom client in order until `finish` (the fake upstream holds
+//! its stream at points the test releases, so partial content is seen
+//! without timing), a retried `msgid` answered once, a bad signature
+//! refused, and an answer finished after the refresh window pushed through
+//! `response_url`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use toml::Table;
+
+use crate::support::fake_wecom_bot::{
+    bot_text, FakeResponseUrl, WeComBotClient, BOT_KEY, BOT_TOKEN,
+};
+use crate::support::{
+    eventually, eventually_async, openai_upstream, table, AccountSpec, Behaviour, FakeUpstream,
+    StreamPlan, TestApp, TestConfig, AGENT_RULES,
+};
+
+const NOW: i64 = 1_760_000_000;
+const PATH: &str = "/wecom-bot";
+
+fn account(fake: &FakeResponseUrl) -> AccountSpec {
+    AccountSpec::wecom_bot(BOT_TOKEN, BOT_KEY)
+        .name("aibot")
+        .set("path", PATH)
+        .set("api_base_url", fake.base_url())
+}
+
+fn streaming(llm: &FakeUpstream) -> Table {
+    openai_upstream(
+        llm,
+        table([("stream", true.into()), ("timeout_ms", 20_000.into())]),
+    )
+}
+
+async fn with_rules(fake: &FakeResponseUrl) -> (TestApp, WeComBotClient) {
+    let config = TestConfig::new()
+        .rules("[[rules]]\nmatch = { text = \"价格\" }\nreply = { type = \"text\", content = \"**价格表**见官网\" }\n")
+        .add_account(account(fake));
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", app.base));
+    (app, client)
+}
+
+async fn with_upstream(fake: &FakeResponseUrl, llm: &FakeUpstream) -> (TestApp, WeComBotClient) {
+    let config = TestConfig::new()
+        .add_account(account(fake))
+        .upstream(streaming(llm))
+        .rules(AGENT_RULES);
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", app.base));
+    (app, client)
+}
+
+/// Refreshes `id` as WeCom does until `done` holds of the stream (5 s at
+/// most); the last stream seen.
+async fn pull_until(
+    client: &WeComBotClient,
+    id: &str,
+    ts: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let last = std::sync::Mutex::new(Value::Null);
+    let ok = eventually_async(Duration::from_secs(5), || async {
+        let stream = client.refresh(id, ts).await;
+        let hit = done(&stream);
+        *last.lock().unwrap() = stream;
+        hit
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    assert!(ok, "never reached: {last}");
+    last
+}
+
+#[tokio::test]
+async fn wecom_bot_url_verification_answers_the_decrypted_echostr() {
+    let fake = FakeResponseUrl::start().await;
+    let (_app, client) = with_rules(&fake).await;
+    assert_eq!(
+        client.verify("wxgate-echo-7", NOW).await,
+        (200, "wxgate-echo-7".to_owned())
+    );
+    // A stale timestamp is refused, not echoed.
+    assert_eq!(client.verify("wxgate-echo-8", NOW - 3600).await.0, 403);
+}
+
+#[tokio::test]
+async fn wecom_bot_rule_answer_is_finished_in_the_first_reply() {
+    let fake = FakeResponseUrl::start().await;
+    let (_app, client) = with_rules(&fake).await;
+    let answer = client
+        .send(
+            &bot_text("msg-rule-1", "价格", &fake.response_url("c1")),
+            NOW,
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let stream = answer.stream();
+    assert_eq!(stream["finish"], true);
+    // Markdown passes through: WeCom renders it.
+    assert_eq!(stream["content"], "**价格表**见官网");
+    assert!(stream["id"].as_str().unwrap().starts_with("wxgate-"));
+    // A refresh of it (should WeCom send one) says the same.
+    let again = client.refresh(stream["id"].as_str().unwrap(), NOW).await;
+    assert_eq!(
+        (&again["finish"], &again["content"]),
+        (&stream["finish"], &stream["content"])
+    );
+    assert!(fake.pushed().is_empty());
+}
+
+#[tokio::test]
+async fn wecom_bot_streamed_answer_is_pulled_in_order_until_finish() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    // The upstream cuts parts at paragraph ends once they are long enough
+    // (40 bytes for the first, 300 for the next).
+    let one = "第一段：流式回答的开头已经完整，可以先显示。";
+    let two = format!(
+        "第二段，**加粗**。{}",
+        "这一段比较长，用来凑够下一部分需要的长度。".repeat(8)
+    );
+    llm.set_stream(StreamPlan {
+        deltas: vec![
+            format!("{one}\n\n"),
+            two.clone(),
+            "\n\n".into(),
+            "最后一句。".into(),
+        ],
+        hold_before: vec![1, 3],
+        done: true,
+    });
+    let (_app, client) = with_upstream(&fake, &llm).await;
+    let first = client
+        .send(
+            &bot_text("msg-stream-1", "讲讲", &fake.response_url("c2")),
+            NOW,
+        )
+        .await;
+    let stream = first.stream().clone();
+    assert_eq!(stream["finish"], false);
+    let id = stream["id"].as_str().unwrap().to_owned();
+
+    let mut seen: Vec<Value> = vec![stream];
+
+    // Held after the first paragraph: the refreshes show it, unfinished.
+    let mut last = pull_until(&client, &id, NOW, |v| v["content"] == one).await;
+    assert_eq!(last["finish"], false);
+    assert_eq!(llm.streamed_deltas(), 1, "the stream is still open");
+    seen.push(last.clone());
+
+    // The second paragraph, still unfinished.
+    llm.release_stream();
+    last = pull_until(&client, &id, NOW + 1, |v| {
+        v["content"] == format!("{one}\n\n{two}")
+    })
+    .await;
+    assert_eq!(last["finish"], false);
+    seen.push(last.clone());
+
+    // The end: the whole answer, finished.
+    llm.release_stream();
+    last = pull_until(&client, &id, NOW + 2, |v| v["finish"] == true).await;
+    assert_eq!(last["content"], format!("{one}\n\n{two}\n\n最后一句。"));
+    seen.push(last.clone());
+
+    // In order: each pull's content begins with the one before it.
+    for pair in seen.windows(2) {
+        let (a, b) = (
+            pair[0]["content"].as_str().unwrap(),
+            pair[1]["content"].as_str().unwrap(),
+        );
+        assert!(b.starts_with(a), "{a:?} then {b:?}");
+        assert_eq!(pair[0]["id"], pair[1]["id"]);
+    }
+    assert_eq!(llm.chat_requests().len(), 1);
+    assert!(
+        fake.pushed().is_empty(),
+        "finished within the window: no push"
+    );
+}
+
+#[tokio::test]
+async fn wecom_bot_retried_msgid_is_answered_once() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_stream(StreamPlan {
+        deltas: vec!["一次就好。".into()],
+        hold_before: vec![0],
+        done: true,
+    });
+    let (_app, client) = with_upstream(&fake, &llm).await;
+    let message = bot_text("msg-retry-1", "讲讲", &fake.response_url("c3"));
+    let first = client.send(&message, NOW).await;
+    let retry = client.send(&message, NOW + 1).await;
+    assert_eq!(first.stream()["id"], retry.stream()["id"]);
+    assert_eq!(retry.stream()["finish"], false);
+    llm.release_stream();
+    let id = first.stream()["id"].as_str().unwrap().to_owned();
+    let last = pull_until(&client, &id, NOW + 2, |v| v["finish"] == true).await;
+    assert_eq!(last["content"], "一次就好。");
+    // Once more after the end: the same stream, finished; one upstream call.
+    let late_retry = client.send(&message, NOW + 3).await;
+    assert_eq!(late_retry.stream()["content"], "一次就好。");
+    assert_eq!(late_retry.stream()["finish"], true);
+    assert_eq!(llm.chat_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn wecom_bot_bad_signature_is_refused() {
+    let fake = FakeResponseUrl::start().await;
+    let (_app, client) = with_rules(&fake).await;
+    let message = bot_text("msg-bad-1", "价格", &fake.response_url("c4"));
+    let answer = client
+        .send_with(&message, NOW, |q| {
+            q.retain(|(k, _)| *k != "msg_signature");
+            q.push(("msg_signature", "0".repeat(40)));
+        })
+        .await;
+    assert_eq!(answer.status, 403);
+    // Nothing was claimed: the genuine callback is answered.
+    let answer = client.send(&message, NOW).await;
+    assert_eq!(answer.stream()["finish"], true);
+}
+
+#[tokio::test]
+async fn wecom_bot_answer_after_the_refresh_window_goes_through_response_url() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_stream(StreamPlan {
+        deltas: vec!["很久之后的回答。".into()],
+        hold_before: vec![0],
+        done: true,
+    });
+    let (app, client) = with_upstream(&fake, &llm).await;
+    let first = client
+        .send(
+            &bot_text("msg-late-1", "讲讲", &fake.response_url("c5")),
+            NOW,
+        )
+        .await;
+    assert_eq!(first.stream()["finish"], false);
+    // WeCom stops pulling after about 6 minutes; the answer comes later.
+    app.clock.set(NOW + 7 * 60);
+    llm.release_stream();
+    assert!(eventually(Duration::from_secs(5), || fake.pushed().len() == 1).await);
+    let pushed = &fake.pushed()[0];
+    assert_eq!(pushed["msgtype"], "markdown");
+    assert_eq!(pushed["markdown"]["content"], "很久之后的回答。");
+}

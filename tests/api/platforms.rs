@@ -1,6 +1,6 @@
 //! One rule set, every platform: the same top-level `[[rules]]` answers an
-//! Official Account, a WeCom app, a Feishu bot and a DingTalk robot side by
-//! side in one server, each in its own platform's form.
+//! Official Account, a WeCom app, a Feishu bot, a DingTalk robot and a WeCom
+//! 智能机器人 side by side in one server, each in its own platform's form.
 
 use std::time::Duration;
 
@@ -9,6 +9,9 @@ use serde_json::Value;
 use crate::support::fake_dingtalk::{robot_text, signed_headers, DINGTALK_APP_SECRET};
 use crate::support::fake_feishu::message_event;
 use crate::support::fake_wechat::CORP_ID;
+use crate::support::fake_wecom_bot::{
+    bot_text, FakeResponseUrl, WeComBotClient, BOT_KEY, BOT_TOKEN,
+};
 use crate::support::{
     eventually, plain_content, text_xml, wecom_text, AccountSpec, CallbackClient, FakeDingTalk,
     FakeFeishu, TestApp, TestConfig,
@@ -22,6 +25,7 @@ const ANSWER: &str = "价格表见官网";
 async fn one_rule_answers_wechat_wecom_feishu_and_dingtalk_side_by_side() {
     let feishu = FakeFeishu::start().await;
     let dingtalk = FakeDingTalk::start().await;
+    let response_url = FakeResponseUrl::start().await;
     let config = TestConfig::new()
         .rules(&format!(
             "[[rules]]\nmatch = {{ text = \"价格\" }}\nreply = {{ type = \"text\", content = \"{ANSWER}\" }}\n"
@@ -39,6 +43,12 @@ async fn one_rule_answers_wechat_wecom_feishu_and_dingtalk_side_by_side() {
                 .name("robot")
                 .set("path", "/dingtalk")
                 .set("api_base_url", dingtalk.base_url()),
+        )
+        .add_account(
+            AccountSpec::wecom_bot(BOT_TOKEN, BOT_KEY)
+                .name("aibot")
+                .set("path", "/wecom-bot")
+                .set("api_base_url", response_url.base_url()),
         );
     let app = TestApp::builder().config(config).now(NOW).spawn().await;
 
@@ -64,6 +74,17 @@ async fn one_rule_answers_wechat_wecom_feishu_and_dingtalk_side_by_side() {
     assert_eq!(res.status(), 200);
     let v: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert_eq!(v["markdown"]["text"], ANSWER);
+
+    // The 智能机器人: a finished stream in the encrypted JSON answer.
+    let bot = WeComBotClient::new(format!("{}/wecom-bot", app.base));
+    let answer = bot
+        .send(
+            &bot_text("msgP2", "价格", &response_url.response_url("p")),
+            NOW,
+        )
+        .await;
+    assert_eq!(answer.stream()["finish"], true);
+    assert_eq!(answer.stream()["content"], ANSWER);
 
     // The Feishu bot: 200 at once, the answer through the reply API.
     let event = message_event("feishutoken", "ev_p1", "om_p1", "p2p", "价格", &[]);

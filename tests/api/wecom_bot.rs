@@ -16,7 +16,7 @@ use crate::support::fake_wecom_bot::{
 };
 use crate::support::{
     eventually, eventually_async, openai_upstream, table, AccountSpec, Behaviour, FakeUpstream,
-    StreamPlan, TestApp, TestConfig, AGENT_RULES,
+    RedisServer, StreamPlan, TestApp, TestConfig, AGENT_RULES,
 };
 
 const NOW: i64 = 1_760_000_000;
@@ -251,4 +251,38 @@ async fn wecom_bot_answer_after_the_refresh_window_goes_through_response_url() {
     let pushed = &fake.pushed()[0];
     assert_eq!(pushed["msgtype"], "markdown");
     assert_eq!(pushed["markdown"]["content"], "很久之后的回答。");
+}
+
+#[tokio::test]
+async fn wecom_bot_streams_live_in_the_store_so_any_node_answers_a_refresh() {
+    let redis = RedisServer::start();
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_stream(StreamPlan {
+        deltas: vec!["两个节点，一个回答。".into()],
+        hold_before: vec![0],
+        done: true,
+    });
+    let config = || {
+        TestConfig::new()
+            .add_account(account(&fake))
+            .upstream(streaming(&llm))
+            .rules(AGENT_RULES)
+            .redis(&redis.url())
+    };
+    let a = TestApp::builder().config(config()).now(NOW).spawn().await;
+    let b = TestApp::builder().config(config()).now(NOW).spawn().await;
+    let on_a = WeComBotClient::new(format!("{}{PATH}", a.base));
+    let on_b = WeComBotClient::new(format!("{}{PATH}", b.base));
+    let message = bot_text("msg-nodes-1", "讲讲", &fake.response_url("c6"));
+    let first = on_a.send(&message, NOW).await;
+    let id = first.stream()["id"].as_str().unwrap().to_owned();
+    // WeCom's retry lands on the other node: the same stream, no second turn.
+    let retry = on_b.send(&message, NOW + 1).await;
+    assert_eq!(retry.stream()["id"], id.as_str());
+    assert_eq!(on_b.refresh(&id, NOW + 1).await["finish"], false);
+    llm.release_stream();
+    let last = pull_until(&on_b, &id, NOW + 2, |v| v["finish"] == true).await;
+    assert_eq!(last["content"], "两个节点，一个回答。");
+    assert_eq!(llm.chat_requests().len(), 1);
 }

@@ -115,9 +115,15 @@ impl Streams {
         format!("wxgate-{}", hex::encode(&digest[..12]))
     }
 
-    async fn load(&self, id: &str) -> Option<StreamState> {
-        let bytes = self.store.get(&self.state_key(id)).await.ok()??;
-        serde_json::from_slice(&bytes).ok()
+    /// The stream's state; `Err` when the store cannot be read.
+    async fn load(&self, id: &str) -> Result<Option<StreamState>, ()> {
+        match self.store.get(&self.state_key(id)).await {
+            Ok(bytes) => Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok())),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stream's state");
+                Err(())
+            }
+        }
     }
 
     async fn save(&self, id: &str, state: &StreamState) {
@@ -133,12 +139,17 @@ impl Streams {
 
     /// Answers a refresh: the content so far, `finish` once done. A stream
     /// the store does not know is answered finished and empty, so that
-    /// WeCom stops pulling it.
+    /// WeCom stops pulling it; while the store cannot be read, unfinished
+    /// and empty, so that WeCom asks again.
     pub async fn refresh(&self, id: &str) -> String {
-        let state = self.load(id).await.unwrap_or(StreamState {
-            finish: true,
-            ..StreamState::default()
-        });
+        let state = match self.load(id).await {
+            Ok(Some(state)) => state,
+            Ok(None) => StreamState {
+                finish: true,
+                ..StreamState::default()
+            },
+            Err(()) => StreamState::default(),
+        };
         stream_reply(id, &state)
     }
 
@@ -169,7 +180,7 @@ impl Streams {
         };
         if !first {
             tracing::info!("retried msgid answered with its stream");
-            let state = self.load(&id).await.unwrap_or(StreamState {
+            let state = self.load(&id).await.ok().flatten().unwrap_or(StreamState {
                 opened,
                 ..StreamState::default()
             });

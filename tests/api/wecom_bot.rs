@@ -89,6 +89,29 @@ async fn wecom_bot_url_verification_answers_the_decrypted_echostr() {
 }
 
 #[tokio::test]
+async fn wecom_bot_verify_url_speaks_the_bots_url_check() {
+    let fake = FakeResponseUrl::start().await;
+    // verify-url stamps the real time: the server's clock agrees.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let config = TestConfig::new().add_account(account(&fake));
+    let app = TestApp::builder().config(config).now(now).spawn().await;
+    let entry = app.config.find_account(Some("aibot")).unwrap();
+    let url = format!("{}{PATH}", app.base);
+    assert!(wxgate::platform::simulate::verify_url(&entry.account, &url)
+        .await
+        .is_ok());
+    let wrong = format!("{}/not-the-bot", app.base);
+    assert!(
+        wxgate::platform::simulate::verify_url(&entry.account, &wrong)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn wecom_bot_rule_answer_is_finished_in_the_first_reply() {
     let fake = FakeResponseUrl::start().await;
     let (_app, client) = with_rules(&fake).await;

@@ -16,6 +16,10 @@ import math
 import os
 
 WX, WX10K = "wxgate", "wxgate-10k"
+# Every server named wxgate or wxgate-… is wxgate (a variant: 10,000 rules,
+# the Redis store, 1,000 accounts), never a peer.
+def ours(name):
+    return name == WX or name.startswith(WX + "-")
 CEILINGS = ("ceiling-null", "ceiling-crypto")
 PLACEMENTS = ("pinned", "shared")
 COLOURS = {WX: "#d9480f", WX10K: "#f08c00", "ceiling-null": "#868e96", "ceiling-crypto": "#495057"}
@@ -176,14 +180,15 @@ def summary(data, path):
         R = recs.get(p, {})
         if not R:
             continue
-        peers = [r for n, r in R.items() if n not in CEILINGS + (WX, WX10K) and ok(r)]
+        peers = [r for n, r in R.items() if n not in CEILINGS and not ours(n) and ok(r)]
         best = max(peers, key=lambda r: r["load"]["rps"]) if peers else None
         lines += [f"## {p}", "",
                   "| server | rps (c=64) | ÷ ceiling-crypto | CPU µs/req | p50 / p99 ms (c=64) | p99 ms (c=1) "
                   "| peak RSS MB | wrong / checked | steal % |",
                   "|---|---|---|---|---|---|---|---|---|"]
         crypto_rps = R["ceiling-crypto"]["load"]["rps"] if ok(R.get("ceiling-crypto")) else None
-        first = [R.get(n) for n in (WX, WX10K) + CEILINGS]
+        variants = tuple(sorted(n for n in R if ours(n) and n not in (WX, WX10K)))
+        first = [R.get(n) for n in (WX, WX10K) + variants + CEILINGS]
         shown = first + sorted((r for r in R.values() if r not in first),
                                key=lambda r: -(r["load"]["rps"] if ok(r) else 0))
         for r in shown:
@@ -230,11 +235,28 @@ def summary(data, path):
                 f"{f2(k['rps_vs_best_peer'], 1)} ({k['best_peer'] or 'n/a'}) | {f2(k['p99c1_vs_null'])} | "
                 f"{f2(k['rps10k_vs_10'])} | {f2(k['cpu10k_vs_10'])} |")
         lines.append("")
+    # The variants (the Redis store, many accounts) against wxgate itself.
+    rows = []
+    for p in PLACEMENTS:
+        R = recs.get(p, {})
+        wx = R.get(WX)
+        for n, r in sorted(R.items()):
+            if not ours(n) or n == WX or not ok(r) or not ok(wx):
+                continue
+            rows.append(
+                f"| {p} | {n} | {f2(ratio(r.get('cpu_us_per_req'), wx.get('cpu_us_per_req')))} | "
+                f"{f2(ratio(r['load']['rps'], wx['load']['rps']))} | "
+                f"{f2(ratio(r.get('lat', {}).get('p99_ms'), wx.get('lat', {}).get('p99_ms')))} | "
+                f"{(r.get('peak_rss_kb') or 0) / 1024:.1f} |")
+    if rows:
+        lines += ["## The variants ÷ wxgate (memory store, 10 rules, one account), same run", "",
+                  "| placement | variant | CPU µs/req | rps | p99 (c=1) | peak RSS MB |",
+                  "|---|---|---|---|---|---|"] + rows + [""]
 
     # Targets: the pinned placement is authoritative (the server has one core
     # to itself, so its CPU figures are not mixed with loadgen's).
     ref = next((k for k in key_rows if k["placement"] == "pinned"), key_rows[0] if key_rows else None)
-    all_wx = [r for R in recs.values() for n, r in R.items() if n in (WX, WX10K)]
+    all_wx = [r for R in recs.values() for n, r in R.items() if ours(n)]
     wrong = [wrong_of(r) for r in all_wx]
     failed = [r["server"] + "/" + r["placement"] for r in all_wx if not ok(r)]
     tot_w = sum(w for w, _ in filter(None, wrong))

@@ -130,21 +130,20 @@ pub(super) async fn verify(
         .and_then(|()| query(q))
         .and_then(|q| endpoint.callback.verify_url(&q).map_err(ApiError::from));
     match result {
-        Ok(echostr) => {
-            state.metrics().request(&endpoint.account, "verified", "-");
-            noted(
-                (
-                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                    echostr,
-                )
-                    .into_response(),
-                "-",
-                "verified",
-                None,
-            )
-        }
+        Ok(echostr) => verified(&state, &endpoint, echostr),
         Err(e) => refuse(&state, &endpoint, e),
     }
+}
+
+/// A passed URL check: the echoed text, counted and noted as `verified`.
+fn verified(state: &AppState, endpoint: &Endpoint, echo: String) -> Response {
+    state.metrics().request(&endpoint.account, "verified", "-");
+    noted(
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response(),
+        "-",
+        "verified",
+        None,
+    )
 }
 
 /// A message or event: verify, decrypt, decide (with dedup, deadline and
@@ -368,15 +367,7 @@ pub(super) async fn wecom_bot_verify(
         .and_then(|()| query(q))
         .and_then(|q| bot.callback.verify_url(&q).map_err(ApiError::WeComBot));
     match result {
-        Ok(echo) => {
-            state.metrics().request(&endpoint.account, "verified", "-");
-            noted(
-                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], echo).into_response(),
-                "-",
-                "verified",
-                None,
-            )
-        }
+        Ok(echo) => verified(&state, &endpoint, echo),
         Err(e) => refuse(&state, &endpoint, e),
     }
 }

@@ -526,24 +526,23 @@ pub(super) fn validate(
             (kind, corp_id, corp_secret, Mode::Safe)
         }
         "feishu" => {
-            for (set, key) in [
-                (raw.corp_id.is_some(), "corp_id"),
-                (raw.corp_secret.is_some(), "corp_secret"),
-                (raw.agent_id.is_some(), "agent_id"),
-                (raw.kf.is_some(), "kf"),
-                (raw.mode.is_some(), "mode"),
-                (aes_key.is_some(), "encoding_aes_key"),
-                (
-                    raw.previous_encoding_aes_key.is_some(),
-                    "previous_encoding_aes_key",
-                ),
-            ] {
-                if set {
-                    errors.push(format!(
-                        "{key} does not apply to kind = \"feishu\" (Feishu has app_id, app_secret, token and encrypt_key)"
-                    ));
-                }
-            }
+            refuse_keys(
+                &mut errors,
+                "feishu",
+                "Feishu has app_id, app_secret, token and encrypt_key",
+                &[
+                    (raw.corp_id.is_some(), "corp_id"),
+                    (raw.corp_secret.is_some(), "corp_secret"),
+                    (raw.agent_id.is_some(), "agent_id"),
+                    (raw.kf.is_some(), "kf"),
+                    (raw.mode.is_some(), "mode"),
+                    (aes_key.is_some(), "encoding_aes_key"),
+                    (
+                        raw.previous_encoding_aes_key.is_some(),
+                        "previous_encoding_aes_key",
+                    ),
+                ],
+            );
             let app_id = pick(raw.app_id, "APP_ID");
             let app_secret = pick(raw.app_secret, "APP_SECRET");
             match &app_id {
@@ -593,24 +592,23 @@ pub(super) fn validate(
             (AccountKind::Feishu(settings), app_id, app_secret, mode)
         }
         "dingtalk" => {
-            for (set, key) in [
-                (raw.corp_id.is_some(), "corp_id"),
-                (raw.corp_secret.is_some(), "corp_secret"),
-                (raw.agent_id.is_some(), "agent_id"),
-                (raw.kf.is_some(), "kf"),
-                (raw.mode.is_some(), "mode"),
-                (aes_key.is_some(), "encoding_aes_key"),
-                (
-                    raw.previous_encoding_aes_key.is_some(),
-                    "previous_encoding_aes_key",
-                ),
-            ] {
-                if set {
-                    errors.push(format!(
-                        "{key} does not apply to kind = \"dingtalk\" (a robot has app_id and app_secret)"
-                    ));
-                }
-            }
+            refuse_keys(
+                &mut errors,
+                "dingtalk",
+                "a robot has app_id and app_secret",
+                &[
+                    (raw.corp_id.is_some(), "corp_id"),
+                    (raw.corp_secret.is_some(), "corp_secret"),
+                    (raw.agent_id.is_some(), "agent_id"),
+                    (raw.kf.is_some(), "kf"),
+                    (raw.mode.is_some(), "mode"),
+                    (aes_key.is_some(), "encoding_aes_key"),
+                    (
+                        raw.previous_encoding_aes_key.is_some(),
+                        "previous_encoding_aes_key",
+                    ),
+                ],
+            );
             let app_id = pick(raw.app_id, "APP_ID");
             let app_secret = pick(raw.app_secret, "APP_SECRET");
             if let Some(id) = &app_id {
@@ -626,20 +624,19 @@ pub(super) fn validate(
             (AccountKind::DingTalk, app_id, app_secret, Mode::Plain)
         }
         "wecom_bot" => {
-            for (set, key) in [
-                (raw.app_id.is_some(), "app_id"),
-                (raw.app_secret.is_some(), "app_secret"),
-                (raw.corp_id.is_some(), "corp_id"),
-                (raw.corp_secret.is_some(), "corp_secret"),
-                (raw.agent_id.is_some(), "agent_id"),
-                (raw.kf.is_some(), "kf"),
-            ] {
-                if set {
-                    errors.push(format!(
-                        "{key} does not apply to kind = \"wecom_bot\" (a 智能机器人 has token, encoding_aes_key and bot_id)"
-                    ));
-                }
-            }
+            refuse_keys(
+                &mut errors,
+                "wecom_bot",
+                "a 智能机器人 has token, encoding_aes_key and bot_id",
+                &[
+                    (raw.app_id.is_some(), "app_id"),
+                    (raw.app_secret.is_some(), "app_secret"),
+                    (raw.corp_id.is_some(), "corp_id"),
+                    (raw.corp_secret.is_some(), "corp_secret"),
+                    (raw.agent_id.is_some(), "agent_id"),
+                    (raw.kf.is_some(), "kf"),
+                ],
+            );
             if raw.mode.as_deref().is_some_and(|m| m != "safe") {
                 errors.push(
                     "智能机器人 callbacks are always encrypted: leave mode out for kind = \"wecom_bot\""
@@ -800,5 +797,13 @@ pub(super) fn check_unique(accounts: &[AccountEntry], problems: &mut Vec<String>
                 a.name, a.namespace
             ));
         }
+    }
+}
+
+/// Refuses each key that is set (`true`) but does not apply to `kind`;
+/// `has` says what the kind does have.
+fn refuse_keys(errors: &mut Vec<String>, kind: &str, has: &str, keys: &[(bool, &str)]) {
+    for (_, key) in keys.iter().filter(|(set, _)| *set) {
+        errors.push(format!("{key} does not apply to kind = \"{kind}\" ({has})"));
     }
 }

@@ -4,7 +4,6 @@
 //! [`Message`].
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{Element, Message, MessageKind};
 
@@ -109,10 +108,7 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
             (other, MessageKind::Unknown)
         }
     };
-    let digest = Sha256::digest(msg_id.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    let numeric = u64::from_be_bytes(bytes);
+    let numeric = crate::platform::numeric_id(msg_id);
     push("MsgId", &numeric.to_string());
     push("DingTalkMsgId", msg_id);
     push("ConversationId", str_of(&v, &["conversationId"]));

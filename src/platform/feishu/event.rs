@@ -4,7 +4,6 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{Element, Message, MessageKind};
 
@@ -144,14 +143,7 @@ pub enum Converted {
     Ignored(&'static str),
 }
 
-/// A stable 64-bit id of Feishu's `message_id` (the domain's `MsgId` is a
-/// number): the first 8 bytes of its SHA-256, the same on every node.
-pub fn numeric_id(message_id: &str) -> u64 {
-    let digest = Sha256::digest(message_id.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(bytes)
-}
+pub use crate::platform::numeric_id;
 
 fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut here = v;

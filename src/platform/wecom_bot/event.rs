@@ -3,7 +3,6 @@
 //! (`msgtype = "stream"`), or an event, which wxgate does not answer.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{Element, Message, MessageKind};
 
@@ -132,10 +131,7 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
             (other, MessageKind::Unknown)
         }
     };
-    let digest = Sha256::digest(msg_id.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    let numeric = u64::from_be_bytes(bytes);
+    let numeric = crate::platform::numeric_id(msg_id);
     push("MsgId", &numeric.to_string());
     push("BotMsgId", msg_id);
     push("AiBotId", &bot_id);

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::platform;
 use crate::platform::callback::Callback;
 use crate::platform::callback_ips;
-use crate::platform::dingtalk::{DingTalkCallback, SessionWebhookDelivery};
+use crate::platform::dingtalk::{DingTalkApi, DingTalkCallback, DingTalkEvents, RobotDelivery};
 use crate::platform::feishu::{FeishuApi, FeishuCallback, FeishuResponder};
 use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
@@ -82,7 +82,7 @@ pub(super) async fn assemble(
     let namespace = config.store.namespace(&entry.namespace);
     let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
     let mut refresher = None;
-    let (tokens, api, feishu) =
+    let (tokens, api, feishu, dingtalk) =
         match TokenParts::for_account(config, entry, store.clone(), clock.clone())? {
             Some(parts) => {
                 match parts.tokens.token().await {
@@ -104,9 +104,9 @@ pub(super) async fn assemble(
                     tokens: parts.tokens.clone(),
                     clock: clock.clone(),
                 }));
-                (Some(parts.tokens), parts.api, parts.feishu)
+                (Some(parts.tokens), parts.api, parts.feishu, parts.dingtalk)
             }
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
     if let (AccountKind::Feishu(_), None) = (&entry.account.kind, &feishu) {
         // Validation requires the app id and secret.
@@ -127,6 +127,7 @@ pub(super) async fn assemble(
             namespace: &namespace,
             api: api.as_ref(),
             feishu: feishu.as_ref(),
+            dingtalk: dingtalk.as_ref(),
             metrics,
             clock,
             console,
@@ -249,6 +250,7 @@ pub(super) async fn assemble(
     let endpoint = Arc::new(Endpoint {
         feishu: FeishuCallback::for_account(&entry.account),
         dingtalk: DingTalkCallback::for_account(&entry.account, clock.clone()),
+        dingtalk_events: DingTalkEvents::for_account(&entry.account),
         wecom_bot,
         name: entry.name.clone(),
         account: Arc::new(entry.name.clone()),
@@ -282,6 +284,7 @@ struct DecidersFor<'a> {
     namespace: &'a Namespace,
     api: Option<&'a WechatApi>,
     feishu: Option<&'a FeishuApi>,
+    dingtalk: Option<&'a DingTalkApi>,
     metrics: &'a Arc<Metrics>,
     clock: &'a Arc<dyn Clock>,
     console: Option<&'a Arc<crate::server::console::Console>>,
@@ -304,6 +307,7 @@ fn deciders(
         namespace,
         api,
         feishu,
+        dingtalk,
         metrics,
         clock,
         console,
@@ -340,11 +344,14 @@ fn deciders(
         (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_) | AccountKind::WeComBot) => {
             Arc::new(NoLateDelivery)
         }
-        // DingTalk's late channel is the message's own sessionWebhook.
-        (None, _, AccountKind::DingTalk) => Arc::new(SessionWebhookDelivery::new(
+        // DingTalk's late channel is the message's own sessionWebhook,
+        // then the robot send API.
+        (None, _, AccountKind::DingTalk) => Arc::new(RobotDelivery::new(
             &entry.account.api_base_url,
             std::time::Duration::from_secs(config.token.timeout_secs),
             clock.clone(),
+            dingtalk.cloned(),
+            metrics.clone(),
         )),
         (None, Some(api), AccountKind::WeCom { agent_id }) => {
             Arc::new(AppDelivery::new(api.clone(), *agent_id, metrics.clone()))

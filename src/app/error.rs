@@ -26,6 +26,9 @@ pub enum StartupError {
     /// The Feishu API client cannot be built.
     #[error("Feishu API client: {0}")]
     FeishuClient(crate::platform::feishu::FeishuError),
+    /// The DingTalk API client cannot be built.
+    #[error("DingTalk API client: {0}")]
+    DingTalkClient(crate::platform::dingtalk::DingTalkError),
     /// WeChat refused the account's credentials (40013, 40125, 40001 on a
     /// token request): the configuration is wrong.
     #[error("invalid configuration: {0}")]

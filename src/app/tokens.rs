@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::StartupError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccountEntry, AccountKind, Config, StoreConfig};
+use crate::platform::dingtalk::{DingTalkApi, DingTalkClient, DingTalkClientSettings};
 use crate::platform::feishu::{FeishuApi, FeishuClient, FeishuClientSettings};
 use crate::platform::wechat_api::{ClientSettings, TokenSource, WechatApi, WechatClient};
 use crate::store::{MemoryStore, RedisStore, Store};
@@ -22,6 +23,9 @@ pub struct TokenParts {
     pub api: Option<WechatApi>,
     /// The Feishu API with token handling (Feishu accounts).
     pub feishu: Option<FeishuApi>,
+    /// The DingTalk robot send API with token handling (DingTalk robots
+    /// with an AppKey).
+    pub dingtalk: Option<DingTalkApi>,
 }
 
 impl TokenParts {
@@ -45,10 +49,6 @@ impl TokenParts {
         clock: Arc<dyn Clock>,
     ) -> Result<Option<TokenParts>, StartupError> {
         let account = &entry.account;
-        if account.kind == AccountKind::DingTalk {
-            // Session webhooks need no token; the robot send API is not used yet.
-            return Ok(None);
-        }
         let (Some(app_id), Some(app_secret)) = (&account.app_id, &account.app_secret) else {
             return Ok(None);
         };
@@ -58,6 +58,30 @@ impl TokenParts {
             Duration::from_millis(t.lock_ttl_ms),
         );
         let namespace = config.store.namespace(&entry.namespace);
+        if account.kind == AccountKind::DingTalk {
+            // The robot send API's access token, behind the same manager.
+            let client = DingTalkClient::new(DingTalkClientSettings {
+                base_url: account
+                    .robot_api_base_url
+                    .clone()
+                    .unwrap_or_else(|| crate::config::DINGTALK_ROBOT_API_BASE_URL.to_owned()),
+                timeout: Duration::from_secs(t.timeout_secs),
+                app_key: app_id.clone(),
+                app_secret: app_secret.clone(),
+            })
+            .map_err(StartupError::DingTalkClient)?;
+            let client = Arc::new(client);
+            let tokens =
+                TokenManager::new(client.clone(), store.clone(), &namespace, clock, settings);
+            let dingtalk = DingTalkApi::new(client, tokens.clone());
+            return Ok(Some(TokenParts {
+                store,
+                tokens,
+                api: None,
+                feishu: None,
+                dingtalk: Some(dingtalk),
+            }));
+        }
         if let AccountKind::Feishu(_) = account.kind {
             // The tenant_access_token, behind the same manager.
             let client = FeishuClient::new(FeishuClientSettings {
@@ -76,6 +100,7 @@ impl TokenParts {
                 tokens,
                 api: None,
                 feishu: Some(feishu),
+                dingtalk: None,
             }));
         }
         let token_source = if account.kind.is_wecom() {
@@ -99,6 +124,7 @@ impl TokenParts {
             tokens,
             api: Some(api),
             feishu: None,
+            dingtalk: None,
         }))
     }
 }

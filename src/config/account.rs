@@ -46,6 +46,9 @@ pub(super) struct AccountSection {
     pub agent_id: Option<i64>,
     /// Where this account's outbound API lives (a fake in tests).
     pub api_base_url: Option<String>,
+    /// DingTalk: where the robot send API and its access token live
+    /// (`api.dingtalk.com`; the session webhooks are under `api_base_url`).
+    pub robot_api_base_url: Option<String>,
     pub kf: Option<KfSection>,
     /// WeCom 智能机器人: the bot's id (`aibotid`), checked against every
     /// callback when set.
@@ -104,6 +107,10 @@ pub const LARK_BASE_URL: &str = "https://open.larksuite.com";
 
 /// Where DingTalk's robot session webhooks live (`sessionWebhook` must be under it).
 pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
+
+/// Where DingTalk's new-style open API lives: the access token
+/// (`/v1.0/oauth2/accessToken`) and the robot send API (`/v1.0/robot/…`).
+pub const DINGTALK_ROBOT_API_BASE_URL: &str = "https://api.dingtalk.com";
 
 /// Where the WeChat (Official Account) API lives.
 pub const WECHAT_BASE_URL: &str = "https://api.weixin.qq.com";
@@ -220,6 +227,9 @@ pub struct AccountConfig {
     pub mode: Mode,
     /// The outbound API base URL for this account, without a trailing slash.
     pub api_base_url: String,
+    /// DingTalk: the robot send API's base URL (`https://api.dingtalk.com`),
+    /// without a trailing slash; `None` for other kinds.
+    pub robot_api_base_url: Option<String>,
 }
 
 impl AccountConfig {
@@ -378,6 +388,9 @@ pub(super) fn validate(
     };
     let kind_name = raw.kind.as_deref().unwrap_or("official");
     let token = pick(raw.token, "TOKEN");
+    let token_given = token.is_some();
+    // A DingTalk robot's event envelope is addressed to its AppKey or CorpId.
+    let mut dingtalk_receive_id: Option<String> = None;
     let aes_key = pick(raw.encoding_aes_key, "ENCODING_AES_KEY");
     let token = match token {
         // The console asks for 3–32 letters and digits; any printable ASCII
@@ -595,14 +608,12 @@ pub(super) fn validate(
             refuse_keys(
                 &mut errors,
                 "dingtalk",
-                "a robot has app_id and app_secret",
+                "a robot has app_id and app_secret; its event subscription token, encoding_aes_key and corp_id",
                 &[
-                    (raw.corp_id.is_some(), "corp_id"),
                     (raw.corp_secret.is_some(), "corp_secret"),
                     (raw.agent_id.is_some(), "agent_id"),
                     (raw.kf.is_some(), "kf"),
                     (raw.mode.is_some(), "mode"),
-                    (aes_key.is_some(), "encoding_aes_key"),
                     (
                         raw.previous_encoding_aes_key.is_some(),
                         "previous_encoding_aes_key",
@@ -615,6 +626,30 @@ pub(super) fn validate(
                 if !valid_id(id) {
                     errors.push(format!("app_id {id:?} is not an AppKey"));
                 }
+            }
+            // The encrypted event callbacks (事件订阅): a token and an
+            // EncodingAESKey together, the envelope's receive id the corp
+            // id when given (older enterprise apps), else the AppKey.
+            let corp_id = pick(raw.corp_id, "CORP_ID");
+            if let Some(id) = &corp_id {
+                if !valid_id(id) {
+                    errors.push(format!("corp_id {id:?} is not a CorpId"));
+                }
+            }
+            dingtalk_receive_id = corp_id.or_else(|| app_id.clone());
+            match (token_given, aes_key.is_some()) {
+                (true, false) => errors.push(format!(
+                    "token is set but encoding_aes_key is missing: DingTalk's event callbacks need both (or set {prefix}ENCODING_AES_KEY)"
+                )),
+                (false, true) => errors.push(format!(
+                    "encoding_aes_key is set but token is missing: DingTalk's event callbacks need both (or set {prefix}TOKEN)"
+                )),
+                _ => {}
+            }
+            if aes_key.is_some() && dingtalk_receive_id.is_none() {
+                errors.push(format!(
+                    "app_id (the AppKey, the events' receive id) is required with encoding_aes_key (or set {prefix}APP_ID)"
+                ));
             }
             if app_secret.is_none() {
                 errors.push(format!(
@@ -669,6 +704,10 @@ pub(super) fn validate(
         match AesKey::from_encoding_aes_key(&key) {
             // A 智能机器人's envelope carries an empty receive id.
             Ok(k) if kind == AccountKind::WeComBot => Some(MessageCrypto::new(k, "")),
+            Ok(k) if kind == AccountKind::DingTalk => Some(MessageCrypto::new(
+                k,
+                dingtalk_receive_id.clone().unwrap_or_default(),
+            )),
             Ok(k) => Some(MessageCrypto::new(k, app_id.clone().unwrap_or_default())),
             Err(e) => {
                 errors.push(format!("{what}: {e}"));
@@ -698,6 +737,23 @@ pub(super) fn validate(
             AccountKind::WeComBot => WECOM_BASE_URL.to_owned(),
             _ => ctx.default_api_base_url.to_owned(),
         },
+    };
+
+    let robot_api_base_url = if kind == AccountKind::DingTalk {
+        let url = pick(raw.robot_api_base_url, "ROBOT_API_BASE_URL")
+            .unwrap_or_else(|| DINGTALK_ROBOT_API_BASE_URL.to_owned());
+        let base = url.trim_end_matches('/').to_owned();
+        if !super::token::valid_base_url(&base) {
+            errors.push(format!(
+                "robot_api_base_url {url:?} is not an http(s) URL like {DINGTALK_ROBOT_API_BASE_URL}"
+            ));
+        }
+        Some(base)
+    } else {
+        if raw.robot_api_base_url.is_some() {
+            errors.push("robot_api_base_url only applies to kind = \"dingtalk\"".into());
+        }
+        None
     };
 
     let namespace = match (&kind, &app_id) {
@@ -743,6 +799,7 @@ pub(super) fn validate(
             app_secret: app_secret.map(Secret::new),
             mode,
             api_base_url,
+            robot_api_base_url,
         },
         rules: rules?,
         delivery,

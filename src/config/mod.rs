@@ -24,8 +24,8 @@ mod token;
 
 pub use account::{
     env_prefix, AccountConfig, AccountEntry, AccountKind, FeishuSettings, KfSettings,
-    DINGTALK_BASE_URL, FEISHU_BASE_URL, LARK_BASE_URL, PRIMARY_NAME, WECHAT_BASE_URL,
-    WECOM_BASE_URL,
+    DINGTALK_BASE_URL, DINGTALK_ROBOT_API_BASE_URL, FEISHU_BASE_URL, LARK_BASE_URL, PRIMARY_NAME,
+    WECHAT_BASE_URL, WECOM_BASE_URL,
 };
 pub use console::ConsoleConfig;
 pub use delivery::DeliveryConfig;

@@ -6,11 +6,13 @@
 //! published vectors can be reproduced exactly.
 
 mod cipher;
+mod envelope;
 mod error;
 mod key;
 mod signature;
 
 pub use cipher::MessageCrypto;
+pub use envelope::Sealed;
 pub use error::CryptoError;
 pub use key::AesKey;
 pub use signature::{msg_signature, signature, verify_msg_signature, verify_signature, Signature};

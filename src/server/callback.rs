@@ -2,6 +2,7 @@
 //! PROTOCOL §1.1 and §2. A Feishu account's path takes `POST` only: its
 //! URL check and events, acknowledged at once ([`feishu_receive`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use crate::conversation::Render;
 use crate::domain::Reply;
 use crate::metrics::{msg_type_label, Metrics};
 use crate::platform::callback::{CallbackError, CallbackQuery};
-use crate::platform::dingtalk::DingTalkCallback;
+use crate::platform::dingtalk::{events, DingTalkCallback};
 use crate::platform::feishu::{FeishuCallbackError, Opened, SignedBy};
 use crate::telemetry::{short_id, AccessNote};
 
@@ -42,6 +43,9 @@ fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
         }
         ApiError::DingTalk(e) if e.is_forbidden() => {
             Metrics::count_for(&metrics.signature_failures, account);
+        }
+        ApiError::DingTalk(e) if e.is_decrypt() => {
+            Metrics::count_for(&metrics.decrypt_failures, account);
         }
         ApiError::WeComBot(e) if e.is_decrypt() => {
             Metrics::count_for(&metrics.decrypt_failures, account);
@@ -310,12 +314,15 @@ pub(super) async fn feishu_receive(
 
 /// A DingTalk robot callback: signed with the AppSecret, answered in the
 /// response when the answer is ready in time (else the interim answer, and
-/// the rest through the message's `sessionWebhook`).
+/// the rest through the message's `sessionWebhook` or the robot send API).
+/// An encrypted event push (`{"encrypt"}`) to the same path goes to
+/// [`dingtalk_event`].
 pub(super) async fn dingtalk_receive(
     State(state): State<AppState>,
     Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -327,6 +334,13 @@ pub(super) async fn dingtalk_receive(
     let Some(gate) = &endpoint.dingtalk else {
         return refuse(&state, &endpoint, ApiError::BadBody);
     };
+    if events::is_event_push(&body) {
+        let q = match q {
+            Ok(Query(q)) => q,
+            Err(_) => return refuse(&state, &endpoint, ApiError::BadQuery),
+        };
+        return dingtalk_event(&state, &endpoint, &q, &body);
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let message = match gate.open(header("timestamp"), header("sign"), &body) {
         Ok(m) => m,
@@ -349,6 +363,83 @@ pub(super) async fn dingtalk_receive(
         outcome.label(),
         outcome.strategy(),
     )
+}
+
+/// A DingTalk event push: verified and decrypted; `check_url` and every
+/// event answered with the encrypted `success` at once. An event is then
+/// offered to the rules (and upstreams) as a domain event, deduplicated
+/// like a message; its answer has nowhere to go and is dropped, logged
+/// and counted.
+fn dingtalk_event(
+    state: &AppState,
+    endpoint: &Arc<Endpoint>,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> Response {
+    use crate::platform::dingtalk::DingTalkCallbackError;
+    let Some(events) = &endpoint.dingtalk_events else {
+        return refuse(
+            state,
+            endpoint,
+            ApiError::DingTalk(DingTalkCallbackError::EventsNotConfigured),
+        );
+    };
+    let param = |a: &str, b: &str| q.get(a).or_else(|| q.get(b)).map(String::as_str);
+    let signed = events::Signed {
+        signature: param("signature", "msg_signature"),
+        timestamp: param("timestamp", "timeStamp"),
+        nonce: param("nonce", "nonce"),
+    };
+    let push = match events.open(signed, body) {
+        Ok(p) => p,
+        Err(e) => return refuse(state, endpoint, ApiError::DingTalk(e.into())),
+    };
+    let answer = events.success(
+        signed.timestamp.unwrap_or_default(),
+        signed.nonce.unwrap_or_default(),
+    );
+    let response = (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        answer.body.to_string(),
+    )
+        .into_response();
+    let metrics = state.metrics().clone();
+    match push {
+        events::Push::CheckUrl => {
+            metrics.request(&endpoint.account, "verified", "-");
+            noted(response, "-", "verified", None)
+        }
+        events::Push::Event {
+            event_type,
+            id,
+            plaintext,
+        } => {
+            tracing::info!(event = %event_type, "DingTalk event acknowledged");
+            let app = endpoint.name.clone();
+            // When DingTalk sent it (the query's timestamp, in ms).
+            let now = signed
+                .timestamp
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .map_or(0, |t| if t > 100_000_000_000 { t / 1000 } else { t });
+            let message = Arc::new(events::to_message(&event_type, &id, &plaintext, &app, now));
+            let endpoint = endpoint.clone();
+            let counted = metrics.clone();
+            let render: Arc<dyn Render> = Arc::new(move |reply: &Reply| {
+                if !matches!(reply, Reply::Success) {
+                    counted.agent_failure("dingtalk_event_answer_dropped");
+                    tracing::info!("the answer to a DingTalk event has nowhere to go: dropped");
+                }
+                None
+            });
+            // Acknowledged at once; the rules run after.
+            tokio::spawn(async move {
+                let arrived = tokio::time::Instant::now();
+                let (_, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+                metrics.request(&endpoint.account, outcome.label(), "event");
+            });
+            noted(response, "event", "acknowledged", None)
+        }
+    }
 }
 
 /// A 智能机器人's URL verification: the plaintext of `echostr` when the

@@ -50,6 +50,9 @@ pub struct Endpoint {
     /// DingTalk's callback pipeline: set for DingTalk robots, whose path
     /// takes their JSON callbacks instead.
     pub dingtalk: Option<crate::platform::dingtalk::DingTalkCallback>,
+    /// A DingTalk app's encrypted event callbacks (事件订阅), pushed to the
+    /// same path: set when the account has a token and encoding_aes_key.
+    pub dingtalk_events: Option<crate::platform::dingtalk::DingTalkEvents>,
     /// A WeCom 智能机器人's callback pipeline and streams: set for
     /// `wecom_bot` accounts, whose path takes their JSON callbacks instead.
     pub wecom_bot: Option<WeComBotEndpoint>,

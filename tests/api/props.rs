@@ -44,6 +44,7 @@ fn app(mode: &str) -> axum::Router {
     let endpoint = Endpoint {
         feishu: None,
         dingtalk: None,
+        dingtalk_events: None,
         wecom_bot: None,
         name: "default".into(),
         account: Arc::new("default".into()),

@@ -44,7 +44,7 @@ fn num_of(v: &Value, key: &str) -> Option<i64> {
 /// `downloadCode`, anything else `Unknown` with its `msgtype`. The fields
 /// keep `DingTalkMsgId`, `ConversationId`, `ConversationType` (1 direct,
 /// 2 group), `SessionWebhook`, `SessionWebhookExpiredTime` (ms),
-/// `SenderNick`.
+/// `SenderNick`, `SenderStaffId` (empty for users outside the organisation).
 pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| DingTalkEventError::NotJson)?;
     if !v.is_object() {
@@ -121,6 +121,8 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
             .unwrap_or_default(),
     );
     push("SenderNick", str_of(&v, &["senderNick"]));
+    // The userId the robot send API addresses a direct chat by.
+    push("SenderStaffId", str_of(&v, &["senderStaffId"]));
     Ok(Message {
         to_user: robot.to_owned(),
         from_user: sender.to_owned(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::event::{self, DingTalkEventError};
+use super::events::EventError;
 use super::sign::{self, SignError};
 use crate::clock::Clock;
 use crate::config::{AccountConfig, AccountKind, Secret};
@@ -22,12 +23,27 @@ pub enum DingTalkCallbackError {
     /// The body is not a robot message: 400.
     #[error("malformed body: {0}")]
     Malformed(#[from] DingTalkEventError),
+    /// An encrypted event push refused (403 when not authentic, else 400).
+    #[error("event push: {0}")]
+    Event(#[from] EventError),
+    /// An event push to an account without `token` and `encoding_aes_key`: 400.
+    #[error("event push, but the account has no token and encoding_aes_key for DingTalk's event callbacks")]
+    EventsNotConfigured,
 }
 
 impl DingTalkCallbackError {
     /// True for failures of authenticity: 403.
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, DingTalkCallbackError::Sign(_))
+        match self {
+            DingTalkCallbackError::Sign(_) => true,
+            DingTalkCallbackError::Event(e) => e.is_forbidden(),
+            _ => false,
+        }
+    }
+
+    /// The ciphertext of an event push does not decrypt.
+    pub fn is_decrypt(&self) -> bool {
+        matches!(self, DingTalkCallbackError::Event(e) if e.is_decrypt())
     }
 
     /// A short stable label for logs and metrics.
@@ -39,6 +55,8 @@ impl DingTalkCallbackError {
             }
             DingTalkCallbackError::Sign(_) => "bad_signature",
             DingTalkCallbackError::Malformed(_) => "malformed_message",
+            DingTalkCallbackError::Event(e) => e.label(),
+            DingTalkCallbackError::EventsNotConfigured => "events_not_configured",
         }
     }
 }

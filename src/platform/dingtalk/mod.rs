@@ -3,22 +3,29 @@
 //! body when the answer is ready in time, else through the message's
 //! `sessionWebhook` before it expires (docs/platforms/dingtalk.md).
 //!
-//! Files: `sign.rs` (the signature, pure), `event.rs` (robot messages into
-//! the domain, pure), `gate.rs` (the callback pipeline), `reply.rs` (answers as robot messages, and the late
-//! channel through the `sessionWebhook`).
+//! The late channel falls back to the robot send API (`batchSend`, group
+//! send) with an access token once the webhook cannot carry an answer; the
+//! app's encrypted event callbacks (事件订阅) come to the same path.
 //!
-//! Not yet: the robot send API (`/v1.0/robot/oToMessages/batchSend`) with
-//! an access token, and DingTalk's encrypted event callbacks.
+//! Files: `sign.rs` (the signature, pure), `event.rs` (robot messages into
+//! the domain, pure), `events.rs` (the encrypted event callbacks, pure),
+//! `gate.rs` (the callback pipeline), `api.rs` (the access token and the
+//! robot send API), `reply.rs` (answers as robot messages, and the late
+//! channel).
 
+pub mod api;
 pub mod event;
+pub mod events;
 mod gate;
 mod reply;
 pub mod sign;
 
 use std::time::Duration;
 
+pub use api::{DingTalkApi, DingTalkClient, DingTalkClientSettings, DingTalkError};
+pub use events::DingTalkEvents;
 pub use gate::{DingTalkCallback, DingTalkCallbackError};
-pub use reply::{messages, SessionWebhookDelivery};
+pub use reply::{messages, RobotDelivery};
 
 use super::callback::Dialect;
 use crate::domain::{Capabilities, LateSend, PassiveReply};
@@ -33,8 +40,8 @@ pub const DIALECT: Dialect = Dialect {
 
 /// What a DingTalk robot can do: answer in the callback's response (wxgate
 /// keeps to 3 s; the pages read do not state DingTalk's timeout), send
-/// through the message's `sessionWebhook` while it lives, and render
-/// markdown.
+/// through the message's `sessionWebhook` while it lives and through the
+/// robot send API after, and render markdown.
 pub fn capabilities() -> Capabilities {
     Capabilities {
         passive_reply: Some(PassiveReply {

@@ -1,19 +1,23 @@
 //! Answers as DingTalk robot messages: the JSON of the callback's response
-//! body and of a `sessionWebhook` send, and the late channel that sends
-//! through the message's `sessionWebhook` before it expires.
+//! body and of a `sessionWebhook` send, and the late channel: the
+//! message's `sessionWebhook` before it expires, else the robot send API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::api::{DingTalkApi, DingTalkCode, DingTalkError, RobotMessage};
 use crate::clock::Clock;
 use crate::conversation::{LateDelivery, LateError, LateFailure, LateFuture};
 use crate::domain::split::split_text;
 use crate::domain::{Message, Reply};
+use crate::metrics::Metrics;
 
-/// Longest markdown in one message (DingTalk takes about 20 000 bytes).
-pub const MAX_MARKDOWN_BYTES: usize = 18 * 1024;
+/// Longest markdown in one message: the send API's `msgParam` takes at
+/// most 15 000 bytes (title and JSON escapes included), the session
+/// webhook about 20 000.
+pub const MAX_MARKDOWN_BYTES: usize = 12 * 1024;
 
 /// The markdown of a reply; `None` for what has no DingTalk form.
 fn markdown_of(reply: &Reply) -> Option<String> {
@@ -74,17 +78,43 @@ pub fn messages(reply: &Reply) -> Vec<Value> {
         .collect()
 }
 
-/// Sends late answers through the message's `sessionWebhook`, which must
-/// live under the account's API base URL and not have expired.
-pub struct SessionWebhookDelivery {
+/// How often a send the platform called transient (throttled, DingTalk
+/// unavailable, the network) is tried, and the first pause (doubling).
+const SEND_ATTEMPTS: u32 = 3;
+const SEND_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Sends late answers through the message's `sessionWebhook` while it
+/// lives (it must be under the account's API base URL), else through the
+/// robot send API with an access token: `batchSend` to the sender of a
+/// direct message, `groupMessages/send` to a group. An answer neither can
+/// carry is kept for the user's next message.
+pub struct RobotDelivery {
     http: reqwest::Client,
     allowed_prefix: String,
     clock: Arc<dyn Clock>,
+    api: Option<DingTalkApi>,
+    metrics: Arc<Metrics>,
 }
 
-impl SessionWebhookDelivery {
-    /// Sends to webhooks under `api_base_url` (`https://oapi.dingtalk.com`).
-    pub fn new(api_base_url: &str, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
+/// Why the `sessionWebhook` did not carry an answer.
+enum WebhookMiss {
+    /// Absent, foreign, expired or refused before anything was sent: the
+    /// send API may carry the whole answer.
+    Unusable(String),
+    /// Refused after `sent` messages went through.
+    Partly { sent: usize, why: String },
+}
+
+impl RobotDelivery {
+    /// Sends to webhooks under `api_base_url` (`https://oapi.dingtalk.com`),
+    /// and through `api` when the webhook cannot.
+    pub fn new(
+        api_base_url: &str,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+        api: Option<DingTalkApi>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -92,17 +122,152 @@ impl SessionWebhookDelivery {
             .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        SessionWebhookDelivery {
+        RobotDelivery {
             http,
             allowed_prefix: format!("{}/", api_base_url.trim_end_matches('/')),
             clock,
+            api,
+            metrics,
         }
     }
 }
 
-impl LateDelivery for SessionWebhookDelivery {
+/// Where the send API delivers an answer to `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A direct chat: the sender's userId (`senderStaffId`).
+    User(String),
+    /// A group: its `openConversationId` (the callback's `conversationId`).
+    Group(String),
+}
+
+fn target_of(message: &Message) -> Option<Target> {
+    let field = |name| message.fields.child_text(name).unwrap_or_default();
+    match field("ConversationType") {
+        "2" => Some(field("ConversationId"))
+            .filter(|c| !c.is_empty())
+            .map(|c| Target::Group(c.to_owned())),
+        _ => Some(field("SenderStaffId"))
+            .filter(|u| !u.is_empty())
+            .map(|u| Target::User(u.to_owned())),
+    }
+}
+
+async fn send_by_webhook(
+    http: &reqwest::Client,
+    webhook: &str,
+    bodies: &[Value],
+) -> Result<(), WebhookMiss> {
+    for (sent, body) in bodies.iter().enumerate() {
+        let refused = |why: String| {
+            if sent == 0 {
+                WebhookMiss::Unusable(why)
+            } else {
+                WebhookMiss::Partly { sent, why }
+            }
+        };
+        let response = match http.post(webhook).json(body).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(refused(format!("sessionWebhook: {}", e.without_url()))),
+        };
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let errcode = answer.get("errcode").and_then(Value::as_i64).unwrap_or(-1);
+        if !status.is_success() || errcode != 0 {
+            return Err(refused(format!(
+                "sessionWebhook refused the message: HTTP {status}, errcode {errcode}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The markdown messages of the send API for `bodies` (the webhook's JSON).
+fn robot_messages(bodies: &[Value]) -> Vec<RobotMessage> {
+    bodies
+        .iter()
+        .map(|b| {
+            RobotMessage::markdown(
+                b["markdown"]["title"].as_str().unwrap_or_default(),
+                b["markdown"]["text"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The text of `reply` from message `from` on, to keep; the whole reply
+/// when it is not text and nothing was sent.
+fn rest_of(reply: &Reply, bodies: &[Value], from: usize) -> Option<Reply> {
+    match reply {
+        Reply::Text { .. } => {
+            let rest: Vec<&str> = bodies
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| b["markdown"]["text"].as_str())
+                .collect();
+            (!rest.is_empty()).then(|| Reply::Text {
+                content: rest.join("\n"),
+            })
+        }
+        other => (from == 0).then(|| other.clone()),
+    }
+}
+
+/// One send through the API, transient refusals retried a bounded number
+/// of times.
+async fn send_by_api(
+    api: &DingTalkApi,
+    target: &Target,
+    message: &RobotMessage,
+) -> Result<(), DingTalkError> {
+    let mut attempt = 1;
+    loop {
+        let result = match target {
+            Target::User(user) => api.send_to_user(user, message).await.and_then(|answer| {
+                if !answer.flow_controlled_staff_id_list.is_empty() {
+                    Err(DingTalkError::Api {
+                        endpoint: super::api::BATCH_SEND,
+                        status: 200,
+                        code: "flowControlledStaffIdList".into(),
+                        message: "the user is flow-controlled".into(),
+                    })
+                } else if !answer.invalid_staff_id_list.is_empty() {
+                    Err(DingTalkError::Api {
+                        endpoint: super::api::BATCH_SEND,
+                        status: 200,
+                        code: "invalidStaffIdList".into(),
+                        message: "the user is not a member of the organisation".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }),
+            Target::Group(group) => api.send_to_group(group, message).await,
+        };
+        let transient = match &result {
+            Ok(()) => return Ok(()),
+            // Flow control is a transient refusal of its own.
+            Err(DingTalkError::Api { code, .. }) if code == "flowControlledStaffIdList" => true,
+            Err(e) => e.is_transient(),
+        };
+        if !transient || attempt >= SEND_ATTEMPTS {
+            return result;
+        }
+        let pause = SEND_BACKOFF.saturating_mul(1 << (attempt - 1));
+        if let Err(e) = &result {
+            tracing::warn!(attempt, pause_ms = pause.as_millis() as u64, error = %e, "DingTalk robot send failed; retrying");
+        }
+        attempt += 1;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+impl LateDelivery for RobotDelivery {
     fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
         let http = self.http.clone();
+        let api = self.api.clone();
+        let metrics = self.metrics.clone();
         let webhook = message
             .fields
             .child_text("SessionWebhook")
@@ -114,33 +279,97 @@ impl LateDelivery for SessionWebhookDelivery {
             .and_then(|t| t.parse().ok());
         let now_ms = self.clock.now_unix().saturating_mul(1000);
         let allowed = webhook.starts_with(&self.allowed_prefix);
+        let target = target_of(&message);
+        let is_event = message.msg_type == "event";
         Box::pin(async move {
-            if !allowed {
+            if is_event {
+                metrics.agent_failure("dingtalk_event_answer_dropped");
                 return Err(LateError::other(
-                    "the message's sessionWebhook is not under the account's api_base_url; not sending there",
+                    "the answer to a DingTalk event has nowhere to go: dropped",
                 ));
             }
-            if expires_ms.is_none_or(|e| e <= now_ms) {
-                return Err(LateError {
-                    kind: LateFailure::OutOfWindow,
-                    rest: Some(reply),
-                    message: "the message's sessionWebhook has expired".into(),
+            let bodies = messages(&reply);
+            if bodies.is_empty() {
+                return Ok(());
+            }
+            let miss = if webhook.is_empty() {
+                WebhookMiss::Unusable("the message has no sessionWebhook".into())
+            } else if !allowed {
+                WebhookMiss::Unusable(
+                    "the message's sessionWebhook is not under the account's api_base_url; not sending there".into(),
+                )
+            } else if expires_ms.is_none_or(|e| e <= now_ms) {
+                WebhookMiss::Unusable("the message's sessionWebhook has expired".into())
+            } else {
+                match send_by_webhook(&http, &webhook, &bodies).await {
+                    Ok(()) => {
+                        tracing::info!("late answer sent through the DingTalk sessionWebhook");
+                        metrics.agent_delivery("late");
+                        return Ok(());
+                    }
+                    Err(miss) => miss,
+                }
+            };
+            let (from, why) = match miss {
+                WebhookMiss::Unusable(why) => (0, why),
+                WebhookMiss::Partly { sent, why } => (sent, why),
+            };
+            let keep = |what: String| LateError {
+                kind: LateFailure::OutOfWindow,
+                rest: rest_of(&reply, &bodies, from),
+                message: what,
+            };
+            let (Some(api), Some(target)) = (api, target) else {
+                return Err(keep(format!(
+                    "{why}, and the robot send API cannot reach this conversation (no app_id, or no senderStaffId / conversationId)"
+                )));
+            };
+            tracing::info!(reason = %why, "sending the late answer through the DingTalk robot send API");
+            let parts = robot_messages(&bodies);
+            for (i, part) in parts.iter().enumerate().skip(from) {
+                let Err(e) = send_by_api(&api, &target, part).await else {
+                    continue;
+                };
+                let unsent = rest_of(&reply, &bodies, i);
+                let what = format!(
+                    "{why}; robot send API message {} of {}: {e}",
+                    i + 1,
+                    parts.len()
+                );
+                return Err(match e.code() {
+                    Some(DingTalkCode::NoPermission) => {
+                        metrics.agent_failure("dingtalk_no_permission");
+                        tracing::warn!("the DingTalk app lacks 企业内机器人发送消息权限: answers the sessionWebhook cannot carry wait for the user's next message");
+                        LateError {
+                            kind: LateFailure::OutOfWindow,
+                            rest: unsent,
+                            message: what,
+                        }
+                    }
+                    _ if e.is_transient()
+                        || matches!(&e, DingTalkError::Api { code, .. } if code == "flowControlledStaffIdList") =>
+                    {
+                        metrics.agent_failure("dingtalk_send_busy");
+                        LateError {
+                            kind: LateFailure::QuotaSpent,
+                            rest: unsent,
+                            message: what,
+                        }
+                    }
+                    // Refused for good (a bad parameter, an unknown user,
+                    // the robot not in the group): keeping it would not
+                    // help.
+                    _ => {
+                        metrics.agent_failure("dingtalk_send_refused");
+                        LateError::other(what)
+                    }
                 });
             }
-            for body in messages(&reply) {
-                let response = http.post(&webhook).json(&body).send().await.map_err(|e| {
-                    LateError::other(format!("sessionWebhook: {}", e.without_url()))
-                })?;
-                let status = response.status();
-                let answer: Value = response.json().await.unwrap_or(Value::Null);
-                let errcode = answer.get("errcode").and_then(Value::as_i64).unwrap_or(-1);
-                if !status.is_success() || errcode != 0 {
-                    return Err(LateError::other(format!(
-                        "sessionWebhook refused the message: HTTP {status}, errcode {errcode}"
-                    )));
-                }
-            }
-            tracing::info!("late answer sent through the DingTalk sessionWebhook");
+            metrics.agent_delivery("late");
+            tracing::info!(
+                messages = parts.len() - from,
+                "late answer sent through the DingTalk robot send API"
+            );
             Ok(())
         })
     }

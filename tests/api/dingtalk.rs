@@ -1,13 +1,16 @@
-//! DingTalk robots through the real server against the fake session
-//! webhook: a rule answered in the response, a slow upstream answered late
-//! through the `sessionWebhook`, an expired or foreign webhook not used,
-//! and signatures an hour off refused.
+//! DingTalk robots through the real server against the fake DingTalk: a
+//! rule answered in the response, a slow upstream answered late through
+//! the `sessionWebhook`, an expired or foreign webhook not used, and
+//! signatures an hour off refused.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::fake_dingtalk::{robot_text, signed_headers, DINGTALK_APP_SECRET};
+use crate::support::fake_dingtalk::{
+    event_crypto, event_push, robot_message, robot_text, signed_headers, DINGTALK_APP_KEY,
+    DINGTALK_APP_SECRET, DINGTALK_EVENT_AES_KEY, DINGTALK_EVENT_TOKEN,
+};
 use crate::support::{
     eventually, table, AccountSpec, Behaviour, FakeDingTalk, FakeUpstream, TestApp, TestConfig,
 };
@@ -32,6 +35,9 @@ fn config(fake: &FakeDingTalk, upstream: &FakeUpstream) -> TestConfig {
                 .name("robot")
                 .set("path", PATH)
                 .set("api_base_url", fake.base_url())
+                .set("robot_api_base_url", fake.base_url())
+                .set("token", DINGTALK_EVENT_TOKEN)
+                .set("encoding_aes_key", DINGTALK_EVENT_AES_KEY)
                 .rules(RULES),
         )
         .set("agent.passive_budget_ms", 100)
@@ -43,6 +49,42 @@ fn config(fake: &FakeDingTalk, upstream: &FakeUpstream) -> TestConfig {
             ("timeout_ms", 5000.into()),
         ]))
         .source("dingtalk.toml")
+}
+
+async fn spawn(fake: &FakeDingTalk, upstream: &FakeUpstream) -> TestApp {
+    TestApp::builder()
+        .config(config(fake, upstream))
+        .now(NOW)
+        .spawn()
+        .await
+}
+
+fn slow(ms: u64, content: &str) -> Behaviour {
+    Behaviour::Slow(
+        Duration::from_millis(ms),
+        json!({"type": "text", "content": content}),
+    )
+}
+
+fn signed_now() -> Vec<(&'static str, String)> {
+    signed_headers(NOW * 1000, DINGTALK_APP_SECRET)
+}
+
+/// Pushes an encrypted event with `query` (`signature=…&timestamp=…&nonce=…`).
+async fn push_event(app: &TestApp, query: &str, body: &str) -> (u16, String) {
+    let res = app
+        .http
+        .post(format!("{}{PATH}?{query}", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn metrics(app: &TestApp) -> String {
+    app.get("/metrics").await.1
 }
 
 async fn push(app: &TestApp, body: &str, headers: &[(&str, String)]) -> (u16, String) {
@@ -68,19 +110,10 @@ fn markdown_text(body: &str) -> String {
 async fn a_rule_is_answered_in_the_response() {
     let fake = FakeDingTalk::start().await;
     let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
-    let app = TestApp::builder()
-        .config(config(&fake, &hook))
-        .now(NOW)
-        .spawn()
-        .await;
+    let app = spawn(&fake, &hook).await;
     let webhook = fake.session("s1");
     let body = robot_text("msgA1", "价格", &webhook, (NOW + 5400) * 1000);
-    let (status, answer) = push(
-        &app,
-        &body,
-        &signed_headers(NOW * 1000, DINGTALK_APP_SECRET),
-    )
-    .await;
+    let (status, answer) = push(&app, &body, &signed_now()).await;
     assert_eq!(status, 200);
     assert_eq!(markdown_text(&answer), "**价格表**见官网");
     let v: Value = serde_json::from_str(&answer).unwrap();
@@ -93,11 +126,7 @@ async fn a_rule_is_answered_in_the_response() {
 async fn a_signature_an_hour_off_or_wrong_is_refused() {
     let fake = FakeDingTalk::start().await;
     let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
-    let app = TestApp::builder()
-        .config(config(&fake, &hook))
-        .now(NOW)
-        .spawn()
-        .await;
+    let app = spawn(&fake, &hook).await;
     let body = robot_text("msgB1", "价格", &fake.session("s1"), (NOW + 5400) * 1000);
     let hour = 3600 * 1000;
     for at in [NOW * 1000 - hour - 1, NOW * 1000 + hour + 1] {
@@ -116,36 +145,22 @@ async fn a_signature_an_hour_off_or_wrong_is_refused() {
     let forged = signed_headers(NOW * 1000, "not-the-secret");
     assert_eq!(push(&app, &body, &forged).await.0, 403);
     assert_eq!(push(&app, &body, &[]).await.0, 403);
-    let good = signed_headers(NOW * 1000, DINGTALK_APP_SECRET);
-    assert_eq!(push(&app, "[1,2]", &good).await.0, 400);
+    assert_eq!(push(&app, "[1,2]", &signed_now()).await.0, 400);
     assert!(hook.hook_requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_slow_upstream_is_answered_late_through_the_session_webhook() {
     let fake = FakeDingTalk::start().await;
-    let hook = FakeUpstream::start(Behaviour::Slow(
-        Duration::from_millis(600),
-        json!({"type": "text", "content": "上游的**回答**"}),
-    ))
-    .await;
-    let app = TestApp::builder()
-        .config(config(&fake, &hook))
-        .now(NOW)
-        .spawn()
-        .await;
+    let hook = FakeUpstream::start(slow(600, "上游的**回答**")).await;
+    let app = spawn(&fake, &hook).await;
     let body = robot_text(
         "msgC1",
         "讲讲",
         &fake.session("s-late"),
         (NOW + 5400) * 1000,
     );
-    let (status, answer) = push(
-        &app,
-        &body,
-        &signed_headers(NOW * 1000, DINGTALK_APP_SECRET),
-    )
-    .await;
+    let (status, answer) = push(&app, &body, &signed_now()).await;
     assert_eq!(status, 200);
     assert_eq!(markdown_text(&answer), INTERIM);
     assert!(eventually(Duration::from_secs(6), || fake.sent().len() == 1).await);
@@ -159,17 +174,9 @@ async fn a_slow_upstream_is_answered_late_through_the_session_webhook() {
 #[tokio::test]
 async fn an_expired_or_foreign_session_webhook_is_not_used() {
     let fake = FakeDingTalk::start().await;
-    let hook = FakeUpstream::start(Behaviour::Slow(
-        Duration::from_millis(400),
-        json!({"type": "text", "content": "迟到的回答"}),
-    ))
-    .await;
-    let app = TestApp::builder()
-        .config(config(&fake, &hook))
-        .now(NOW)
-        .spawn()
-        .await;
-    let headers = signed_headers(NOW * 1000, DINGTALK_APP_SECRET);
+    let hook = FakeUpstream::start(slow(400, "迟到的回答")).await;
+    let app = spawn(&fake, &hook).await;
+    let headers = signed_now();
     // Expired a second ago.
     let expired = robot_text("msgD1", "讲讲", &fake.session("s-old"), (NOW - 1) * 1000);
     assert_eq!(push(&app, &expired, &headers).await.0, 200);
@@ -197,4 +204,92 @@ async fn an_expired_or_foreign_session_webhook_is_not_used() {
         "{:?}",
         fake.sent()
     );
+}
+
+#[tokio::test]
+async fn check_url_is_answered_with_the_encrypted_success_and_forgeries_are_refused() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = spawn(&fake, &hook).await;
+    let (query, body) = event_push(
+        r#"{"EventType":"check_url"}"#,
+        "1700000000000",
+        "n1",
+        DINGTALK_APP_KEY,
+    );
+    let (status, answer) = push_event(&app, &query, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    let opened = event_crypto(DINGTALK_APP_KEY).open_signed(
+        DINGTALK_EVENT_TOKEN,
+        v["timeStamp"].as_str().unwrap(),
+        v["nonce"].as_str().unwrap(),
+        v["encrypt"].as_str().unwrap(),
+        v["msg_signature"].as_str().unwrap(),
+    );
+    assert_eq!(opened.as_deref(), Ok("success"));
+    // A bad signature and another app's envelope: 403; no encrypt JSON: 400.
+    let forged = query.replacen("signature=", "signature=0", 1);
+    assert_eq!(push_event(&app, &forged, &body).await.0, 403);
+    let (q2, b2) = event_push(r#"{"EventType":"check_url"}"#, "1", "n2", "dingsomeoneelse");
+    assert_eq!(push_event(&app, &q2, &b2).await.0, 403);
+    assert_eq!(push_event(&app, &query, "{\"encrypt\": 5}").await.0, 403);
+    assert!(metrics(&app).await.contains("outcome=\"verified\""));
+}
+
+#[tokio::test]
+async fn an_expired_webhook_is_answered_through_batch_send_with_one_token() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(slow(300, "迟到的**回答**")).await;
+    let app = spawn(&fake, &hook).await;
+    for id in ["msgE1", "msgE2"] {
+        let body = robot_message(id, "讲讲", &fake.session("s-old"), (NOW - 1) * 1000, "1");
+        assert_eq!(push(&app, &body, &signed_now()).await.0, 200);
+    }
+    assert!(eventually(Duration::from_secs(8), || fake.api_sent().len() == 2).await);
+    assert!(fake.sent().is_empty());
+    for (endpoint, sent) in fake.api_sent() {
+        assert_eq!(endpoint, "batchSend");
+        assert_eq!(sent["userIds"], json!(["manager0001"]));
+        assert_eq!(sent["msgKey"], "sampleMarkdown");
+        let param: Value = serde_json::from_str(sent["msgParam"].as_str().unwrap()).unwrap();
+        assert_eq!(param["text"], "迟到的**回答**");
+    }
+    assert_eq!(fake.token_fetches(), 1);
+    // A revoked token is refetched once; a give-up refusal is counted.
+    fake.revoke_tokens();
+    let body = robot_message(
+        "msgE3",
+        "再讲",
+        &fake.session("s-old"),
+        (NOW - 1) * 1000,
+        "2",
+    );
+    assert_eq!(push(&app, &body, &signed_now()).await.0, 200);
+    assert!(eventually(Duration::from_secs(8), || fake.api_sent().len() == 3).await);
+    assert_eq!(fake.api_sent()[2].0, "groupMessages/send");
+    assert_eq!(fake.api_sent()[2].1["openConversationId"], "cidwxgate0001");
+    assert_eq!(fake.token_fetches(), 2);
+    fake.refuse_next_send(400, "invalidParameter.robotCode.auth");
+    let body = robot_message(
+        "msgE4",
+        "还有",
+        &fake.session("s-old"),
+        (NOW - 1) * 1000,
+        "1",
+    );
+    assert_eq!(push(&app, &body, &signed_now()).await.0, 200);
+    let mut counted = false;
+    for _ in 0..80 {
+        if metrics(&app)
+            .await
+            .contains("kind=\"dingtalk_send_refused\"} 1")
+        {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(counted);
+    assert_eq!(fake.api_sent().len(), 3);
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::support::fake_feishu::{message_event, sealed, signed_headers};
 use crate::support::{
     eventually, fixtures_dir, openai_upstream, table, webhook_upstream, AccountSpec, Behaviour,
-    BinaryServer, FakeFeishu, FakeUpstream, RedisServer, TestApp, TestConfig,
+    BinaryServer, ConsoleApp, FakeFeishu, FakeUpstream, RedisServer, TestApp, TestConfig,
 };
 
 const TOKEN: &str = "wxgateFeishuVerificationToken";
@@ -616,4 +616,33 @@ async fn a_rate_limit_is_retried_and_a_final_refusal_given_up_and_counted() {
     assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 2).await);
     let replied: Vec<String> = fake.replies().into_iter().map(|r| r.message_id).collect();
     assert_eq!(replied, ["om_l1", "om_l3"]);
+}
+
+#[tokio::test]
+async fn the_consoles_conversations_page_lists_feishu_answers() {
+    let fake = FakeFeishu::start().await;
+    let config = ConsoleApp::config().add_account(
+        AccountSpec::feishu(TOKEN)
+            .name("bot")
+            .set("path", PATH)
+            .set("api_base_url", fake.base_url())
+            .rules(RULES),
+    );
+    let console = ConsoleApp::start(config).await;
+    let event = message_event(TOKEN, "ev_v1", "om_v1", "p2p", "价格", &[]);
+    assert_eq!(push(&console.app, &event, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
+    let client = console.signed_in().await;
+    let list = client.get("conversations/bot").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let entries = list.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", list.text);
+    assert_eq!(entries[0]["outcome"], "late_sent");
+    assert_eq!(entries[0]["strategy"], "late_send");
+    assert_eq!(entries[0]["reply_type"], "text");
+    assert!(
+        !list.text.contains("ou_sender0001"),
+        "ids are shortened: {}",
+        list.text
+    );
 }

@@ -143,15 +143,6 @@ async fn post(base: &str, client: &CallbackClient, xml: &str) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
-fn terminate(server: &mut BinaryServer) {
-    let pid = server.child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test]
 async fn sigterm_mid_call_then_a_restart_on_the_same_redis_delivers_once() {
     let redis = RedisServer::start();
@@ -190,12 +181,9 @@ async fn run_and_stop(path: &Path, client: &CallbackClient) {
     let (status, body) = post(&first.base, client, &text_xml("想一想", unix_now(), 21)).await;
     assert_eq!(status, 200);
     assert_eq!(plain_content(&body), INTERIM);
-    terminate(&mut first);
+    first.terminate();
     // It stops after its grace period, with the upstream call unfinished.
-    let stopped = eventually(Duration::from_secs(5), || {
-        first.child.try_wait().ok().flatten().is_some()
-    })
-    .await;
+    let stopped = eventually(Duration::from_secs(5), || first.exited()).await;
     assert!(stopped, "the node did not stop");
 }
 

@@ -20,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Extension, Router};
 use ipnet::IpNet;
+use tower::Layer;
 
 use crate::config::Secret;
 use crate::conversation::{Delivery, SharedRules};
@@ -252,10 +253,8 @@ pub fn split_routers(state: AppState, settings: &RouterSettings) -> (Router, Rou
 }
 
 fn layered(routes: Router<AppState>, state: AppState, settings: &RouterSettings) -> Router {
-    let routes = routes
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .with_state(state);
     // Around the whole router rather than through `Router::layer`, which
-    // boxes the layer into every route and clones the boxes per request.
-    Router::new().fallback_service(access::AccessLog::new(routes))
+    // boxes each layer into every route and clones the boxes per request.
+    let limited = DefaultBodyLimit::max(settings.max_body_bytes).layer(routes.with_state(state));
+    Router::new().fallback_service(access::AccessLog::new(limited))
 }

@@ -108,18 +108,7 @@ async fn two_nodes_on_one_redis_answer_one_users_turns_in_order_with_full_histor
     let (_, b3) = a.post_plain(&text_xml("fast third", a.now(), 13)).await;
     assert_eq!(plain_content(&b3), "answer 3: fast third");
     let chats = llm.chat_requests();
-    let history: Vec<String> = chats[2].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{}:{}",
-                m["role"].as_str().unwrap(),
-                m["content"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let history = chats[2].history();
     assert_eq!(
         history,
         [

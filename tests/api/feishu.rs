@@ -488,18 +488,7 @@ async fn two_quick_messages_to_a_slow_upstream_are_answered_in_order_with_full_h
     );
     // The second call waited for the first turn and saw it.
     let chats = llm.chat_requests();
-    let history: Vec<String> = chats[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{}:{}",
-                m["role"].as_str().unwrap(),
-                m["content"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let history = chats[1].history();
     assert_eq!(
         history,
         [

@@ -62,6 +62,18 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of every thread of this process so far, in nanoseconds (the
+/// first field of each thread's `schedstat`).
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn message(user: usize) -> Arc<Message> {
     let xml = format!(
         "<xml><ToUserName>gh_bench</ToUserName><FromUserName>o_user_{user}</FromUserName>\
@@ -89,14 +101,14 @@ async fn run(strategy: Strategy, conversations_n: usize) {
     let sent = Arc::new(Count::default());
     let delivery = Arc::new(
         Delivery::new(
-            Arc::new(MemoryDedup::new(Duration::from_secs(300), 2 * n)),
+            Arc::new(MemoryDedup::new(Duration::from_secs(300), 4 * n)),
             Arc::new(Slow),
             Arc::new(Counted(sent.clone())),
             DeliverySettings {
                 deadline: Duration::from_millis(4500),
                 fallback: Reply::Success,
                 overload: Reply::Success,
-                max_in_flight: 2 * n,
+                max_in_flight: 4 * n,
             },
             metrics.clone(),
         )
@@ -108,29 +120,44 @@ async fn run(strategy: Strategy, conversations_n: usize) {
             _ => None,
         }
     });
-    let before = rss_kib("VmRSS:");
-    let started = Instant::now();
-    let pushes: Vec<_> = (0..n)
-        .map(|user| {
-            let (d, r) = (delivery.clone(), render.clone());
-            tokio::spawn(async move {
-                d.answer(&message(user), &r, tokio::time::Instant::now())
-                    .await
+    // Two waves of n users: the first arrives with nothing pending, the
+    // second while the first wave's n conversations are pending, so the
+    // CPU per push of the two says whether pending work makes a new
+    // message dearer.
+    let wave = |users: std::ops::Range<usize>| {
+        let pushes: Vec<_> = users
+            .map(|user| {
+                let (d, r) = (delivery.clone(), render.clone());
+                tokio::spawn(async move {
+                    d.answer(&message(user), &r, tokio::time::Instant::now())
+                        .await
+                })
             })
-        })
-        .collect();
-    for push in pushes {
-        push.await.expect("answered");
-    }
-    let answered_all = started.elapsed();
-    // Every conversation is now pending behind its interim answer.
+            .collect();
+        async move {
+            for push in pushes {
+                push.await.expect("answered");
+            }
+        }
+    };
+    let before = rss_kib("VmRSS:");
+    let (started, cpu_started) = (Instant::now(), cpu_ns());
+    wave(0..n).await;
+    let (answered_all, cpu_first) = (started.elapsed(), cpu_ns() - cpu_started);
+    // Every conversation of the first wave is now pending behind its
+    // interim answer.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pending_rss = rss_kib("VmRSS:");
+    let cpu_started = cpu_ns();
+    wave(n..2 * n).await;
+    let cpu_second = cpu_ns() - cpu_started;
+    let cpu_drain = cpu_ns();
     while delivery.drain(Duration::from_secs(30)).await > 0 {}
+    let cpu_drain = cpu_ns() - cpu_drain;
     let delivered = match strategy {
         Strategy::NextMessage => {
             let mut kept = 0;
-            for user in 0..n {
+            for user in 0..2 * n {
                 kept += conversations
                     .pending()
                     .depth(&format!("o_user_{user}"))
@@ -140,19 +167,27 @@ async fn run(strategy: Strategy, conversations_n: usize) {
         }
         _ => sent.0.load(Ordering::SeqCst),
     };
+    let per = |ns: u64, count: usize| ns as f64 / 1000.0 / count as f64;
     println!(
         "{:<12} {n} conversations pending for {UPSTREAM:?}: every push answered in {:.2?}; \
          RSS before {} KiB, while pending {} KiB (+{:.1} KiB per conversation), peak {} KiB; \
-         answers delivered or kept {delivered}, lost {}",
+         CPU per push {:.1} µs with none pending, {:.1} µs with {n} pending ({:.2}×); \
+         CPU per answer after the budget {:.1} µs; \
+         answers delivered or kept {delivered} of {}, lost {}",
         strategy.as_str(),
         answered_all,
         before,
         pending_rss,
         pending_rss.saturating_sub(before) as f64 / n as f64,
         rss_kib("VmHWM:"),
-        n - delivered.min(n),
+        per(cpu_first, n),
+        per(cpu_second, n),
+        cpu_second as f64 / cpu_first.max(1) as f64,
+        per(cpu_drain, 2 * n),
+        2 * n,
+        (2 * n) - delivered.min(2 * n),
     );
-    assert_eq!(delivered, n, "answers lost");
+    assert_eq!(delivered, 2 * n, "answers lost");
 }
 
 fn main() {

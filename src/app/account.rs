@@ -22,7 +22,7 @@ use crate::platform;
 use crate::platform::callback::Callback;
 use crate::platform::callback_ips;
 use crate::platform::dingtalk::{DingTalkApi, DingTalkCallback, DingTalkEvents, RobotDelivery};
-use crate::platform::feishu::{FeishuApi, FeishuCallback, FeishuResponder};
+use crate::platform::feishu::{FeishuApi, FeishuCallback, FeishuDelivery};
 use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
 use crate::platform::wechat_api::WechatApi;
@@ -190,16 +190,16 @@ pub(super) async fn assemble(
         config.delivery.settings.clone(),
         metrics.clone(),
     );
-    // Slow (agent) answers go by the delivery strategy the platform allows.
-    // 微信客服 answers are sent by its puller, Feishu's by its responder,
-    // which wait for them themselves.
-    if !config.agent.upstreams.is_empty()
-        && !matches!(
-            entry.account.kind,
-            AccountKind::Kf(_) | AccountKind::Feishu(_) | AccountKind::WeComBot
-        )
-    {
-        let caps = platform::capabilities(&entry.account, config.agent.typing);
+    // Slow (agent) answers go by the delivery strategy the platform allows;
+    // on a platform without passive replies (Feishu) every answer, a
+    // rule's too, is such a turn. 微信客服 answers are sent by its puller,
+    // a 智能机器人's by its stream's turn, which wait for them themselves.
+    let caps = platform::capabilities(&entry.account, config.agent.typing);
+    let with_conversations = match entry.account.kind {
+        AccountKind::Kf(_) | AccountKind::WeComBot => false,
+        _ => !config.agent.upstreams.is_empty() || caps.passive_reply.is_none(),
+    };
+    if with_conversations {
         let max_text = caps
             .late_send
             .map_or(MAX_TEXT_BYTES, |l| l.max_text_bytes)
@@ -338,12 +338,15 @@ fn deciders(
     };
     let late: Arc<dyn LateDelivery> = match (late, api, &entry.account.kind) {
         (Some(l), _, _) => l,
-        // Customer Service answers are sent by the puller, Feishu's by
-        // its responder.
-        // A 智能机器人's late answer goes through its stream's turn.
-        (None, _, AccountKind::Kf(_) | AccountKind::Feishu(_) | AccountKind::WeComBot) => {
-            Arc::new(NoLateDelivery)
-        }
+        // Every Feishu answer goes through the reply API.
+        (None, _, AccountKind::Feishu(_)) => match feishu {
+            Some(api) => Arc::new(FeishuDelivery::new(api.clone(), metrics.clone())),
+            // Not reached: a Feishu account without credentials fails the build.
+            None => Arc::new(NoLateDelivery),
+        },
+        // Customer Service answers are sent by the puller; a 智能机器人's
+        // late answer goes through its stream's turn.
+        (None, _, AccountKind::Kf(_) | AccountKind::WeComBot) => Arc::new(NoLateDelivery),
         // DingTalk's late channel is the message's own sessionWebhook,
         // then the robot send API.
         (None, _, AccountKind::DingTalk) => Arc::new(RobotDelivery::new(
@@ -392,14 +395,6 @@ fn deciders(
             });
             Arc::new(KfResponder::new(Arc::new(puller), responder))
         }
-        (AccountKind::Feishu(_), _) => match feishu {
-            Some(api) => Arc::new(FeishuResponder::new(
-                api.clone(),
-                responder,
-                metrics.clone(),
-            )),
-            None => responder,
-        },
         _ => responder,
     };
     Ok((responder, late))

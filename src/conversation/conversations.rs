@@ -22,6 +22,10 @@ pub struct ConversationSettings {
     pub strategy: Strategy,
     /// The platform's push deadline, pushes and the margin kept for proxies.
     pub timing: PushTiming,
+    /// The platform takes an answer in the push's own response. When it
+    /// does not (Feishu), every answer, a rule's too, is a turn whose
+    /// answer goes through the late channel, in order, written down.
+    pub passive: bool,
     /// How long an answer waits for the user's next message.
     pub pending_ttl: Duration,
     /// Longest text of one passive reply.

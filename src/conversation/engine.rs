@@ -228,8 +228,20 @@ impl Delivery {
             self.record(key, record, &answer).await;
             return (answer, Outcome::Fetched);
         }
+        let response = match (self.responder.respond(message), &conv) {
+            // Without passive replies every answer is a turn: it goes out
+            // through the late channel, in the conversation's order, and
+            // written down until it is sent.
+            (Response::Ready(reply), Some(c)) if !c.settings.passive => {
+                Response::Deferred(Deferred::late(Box::pin(std::future::ready(reply))))
+            }
+            (Response::Pending(future), Some(c)) if !c.settings.passive => {
+                Response::Deferred(Deferred::late(future))
+            }
+            (response, _) => response,
+        };
         let (answer, outcome) =
-            match self.responder.respond(message) {
+            match response {
                 Response::Ready(reply) => {
                     let reply = match &conv {
                         Some(c) => {
@@ -477,6 +489,11 @@ impl Delivery {
         carried: Vec<Reply>,
     ) -> (Recorded, Outcome) {
         let strategy = c.effective().await;
+        if !c.settings.passive {
+            return self
+                .unanswered_turn(c, key, message, render, d, strategy, carried)
+                .await;
+        }
         let (tx, mut rx) = oneshot::channel::<Reply>();
         let streams = d.parts.is_some();
         self.spawn_turn(c, key, message, render, d.future, d.parts, strategy, tx);
@@ -549,6 +566,40 @@ impl Delivery {
                 (answer, Outcome::Deferred(strategy))
             }
         }
+    }
+
+    /// A turn on a platform that takes no answer in the push's response
+    /// (Feishu): the push is acknowledged at once, and the turn's task
+    /// delivers the answer by `strategy` (a streamed one part by part, in
+    /// order), after the answers kept for the user.
+    #[allow(clippy::too_many_arguments)]
+    async fn unanswered_turn(
+        &self,
+        c: &Arc<Conversations>,
+        key: &DedupKey,
+        message: &Arc<Message>,
+        render: &Arc<dyn Render>,
+        d: Deferred,
+        strategy: Strategy,
+        carried: Vec<Reply>,
+    ) -> (Recorded, Outcome) {
+        let (future, parts) = if carried.is_empty() {
+            (d.future, d.parts)
+        } else {
+            let whole = d.into_whole();
+            let future: ReplyFuture = Box::pin(async move { join(carried, whole.await) });
+            (future, None)
+        };
+        // No push waits for the answer: the turn sends all of it.
+        let (tx, rx) = oneshot::channel::<Reply>();
+        drop(rx);
+        // Acknowledged: the platform will not push this message again, so
+        // a sweep may take the turn over as soon as its node is gone.
+        c.jobs.mark_answered(key.as_str()).await;
+        self.spawn_turn(c, key, message, render, future, parts, strategy, tx);
+        let answer = render.render(&Reply::Success);
+        self.record(key, true, &answer).await;
+        (answer, Outcome::Deferred(strategy))
     }
 
     /// Runs the upstream call under the conversation's lease, then hands the

@@ -72,6 +72,17 @@ pub struct Deferred {
 }
 
 impl Deferred {
+    /// `future`, with no passive budget and nothing answered meanwhile:
+    /// its answer goes out through the late channel.
+    pub fn late(future: ReplyFuture) -> Self {
+        Deferred {
+            future,
+            budget: Duration::ZERO,
+            interim: Reply::Success,
+            parts: None,
+        }
+    }
+
     /// The whole answer, streamed parts and all, for a path that delivers
     /// it in one piece.
     pub fn into_whole(self) -> ReplyFuture {
@@ -152,8 +163,13 @@ pub enum LateFailure {
     OutOfWindow,
     /// The per-turn message quota is spent (WeChat 45047).
     QuotaSpent,
-    /// Anything else (network, the platform busy beyond the retries, a
-    /// reply kind the API does not take).
+    /// The platform is rate-limited or busy, or did not answer: the same
+    /// send may go through later. The engine sends `rest` again, a few
+    /// times with growing pauses (`after.rs`), then gives up as for `Other`.
+    RetryLater,
+    /// Anything else, final: give up (the platform refused the message
+    /// for good, busy beyond its own retries, a reply kind the API does
+    /// not take).
     Other,
 }
 

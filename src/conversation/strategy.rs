@@ -62,6 +62,10 @@ impl Strategy {
             Strategy::Passive | Strategy::RetryHold if caps.passive_reply.is_none() => {
                 Some("needs a platform that takes passive replies")
             }
+            // A kept answer travels in the next message's passive reply.
+            Strategy::NextMessage if caps.passive_reply.is_none() && caps.can_send_late() => {
+                Some("needs a platform that takes passive replies")
+            }
             _ => None,
         }
     }
@@ -192,14 +196,18 @@ impl ConversationOptions {
                 }
             },
         };
+        // Without passive replies nothing waits for a next message to
+        // carry it, so no word fetches anything.
+        let passive = caps.passive_reply.is_some();
         super::ConversationSettings {
             strategy,
             timing: PushTiming::from_capabilities(caps, self.proxy_margin),
+            passive,
             pending_ttl: self.pending_ttl,
             max_text_bytes,
             more_marker: self.more_marker.clone(),
             pending_marker: self.pending_marker.clone(),
-            fetch_word: self.fetch_word.clone(),
+            fetch_word: self.fetch_word.clone().filter(|_| passive),
             nothing_pending: self.nothing_pending.clone(),
             rate_limit: self.rate_limit.clone(),
             debounce: self.debounce,

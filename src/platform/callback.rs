@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use thiserror::Error;
 
 use crate::clock::Clock;
@@ -20,7 +19,7 @@ use crate::message::{envelope, MessageError, XmlError};
 use crate::rules::{Decision, RuleSet};
 
 /// The query string WeChat sends with every callback.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CallbackQuery {
     /// sha1(sort(token, timestamp, nonce)).
     pub signature: Option<String>,
@@ -36,6 +35,66 @@ pub struct CallbackQuery {
     pub encrypt_type: Option<String>,
     /// sha1(sort(token, timestamp, nonce, Encrypt)).
     pub msg_signature: Option<String>,
+}
+
+/// A query string that cannot be read: a parameter given twice.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("query parameter `{0}` is given more than once")]
+pub struct QueryError(pub &'static str);
+
+impl CallbackQuery {
+    /// Reads the parameters WeChat sends from a raw query string
+    /// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte,
+    /// invalid UTF-8 replaced). Unknown parameters are ignored; a known one
+    /// given twice is refused, since which of the two was signed is
+    /// anybody's guess. Only the known values are copied.
+    pub fn parse(raw: &str) -> Result<Self, QueryError> {
+        let mut q = CallbackQuery::default();
+        for pair in raw.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = if key.contains(['%', '+']) {
+                q.slot(&decoded(key))
+            } else {
+                q.slot(key)
+            };
+            let Some((slot, name)) = slot else { continue };
+            if slot.is_some() {
+                return Err(QueryError(name));
+            }
+            // WeChat's values (hex, digits, ids) carry no escapes: copied as
+            // they are, decoded only when they do.
+            *slot = Some(if value.contains(['%', '+']) {
+                decoded(value)
+            } else {
+                value.to_owned()
+            });
+        }
+        Ok(q)
+    }
+
+    /// The field a parameter fills, with its name; `None` for the others.
+    fn slot(&mut self, key: &str) -> Option<(&mut Option<String>, &'static str)> {
+        Some(match key {
+            "signature" => (&mut self.signature, "signature"),
+            "timestamp" => (&mut self.timestamp, "timestamp"),
+            "nonce" => (&mut self.nonce, "nonce"),
+            "echostr" => (&mut self.echostr, "echostr"),
+            "openid" => (&mut self.openid, "openid"),
+            "encrypt_type" => (&mut self.encrypt_type, "encrypt_type"),
+            "msg_signature" => (&mut self.msg_signature, "msg_signature"),
+            _ => return None,
+        })
+    }
+}
+
+/// One form-encoded component (`+` a space, `%XX` a byte, invalid UTF-8
+/// replaced), decoded by the `form_urlencoded` crate.
+fn decoded(component: &str) -> String {
+    let pair = format!("_={component}");
+    form_urlencoded::parse(pair.as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// Why a callback request is refused. [`CallbackError::is_forbidden`] tells
@@ -372,5 +431,60 @@ impl Callback {
                 reply_type: reply.msg_type(),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::{CallbackQuery, QueryError};
+
+    #[test]
+    fn reads_the_known_parameters_and_ignores_the_rest() {
+        let q = CallbackQuery::parse(
+            "signature=abc&timestamp=1700000000&nonce=n%201&openid=o_x&encrypt_type=aes&msg_signature=def&extra=1&echostr=a+b%2B",
+        )
+        .unwrap();
+        assert_eq!(q.signature.as_deref(), Some("abc"));
+        assert_eq!(q.timestamp.as_deref(), Some("1700000000"));
+        assert_eq!(q.nonce.as_deref(), Some("n 1"));
+        assert_eq!(q.openid.as_deref(), Some("o_x"));
+        assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
+        assert_eq!(q.msg_signature.as_deref(), Some("def"));
+        assert_eq!(q.echostr.as_deref(), Some("a b+"));
+        // Base64 padding survives, escaped or not; escaped keys count.
+        let q = CallbackQuery::parse("echostr=ab+c%3D%3D&n%6Fnce=x%3Dy=").unwrap();
+        assert_eq!(q.echostr.as_deref(), Some("ab c=="));
+        assert_eq!(q.nonce.as_deref(), Some("x=y="));
+        assert_eq!(
+            CallbackQuery::parse("nonce=1&n%6Fnce=2"),
+            Err(QueryError("nonce"))
+        );
+        let q = CallbackQuery::parse("echostr=abc==").unwrap();
+        assert_eq!(q.echostr.as_deref(), Some("abc=="));
+        assert_eq!(CallbackQuery::parse("").unwrap(), CallbackQuery::default());
+        // An empty value is given (and later refused as missing by the checks).
+        assert_eq!(
+            CallbackQuery::parse("nonce=&&=x&timestamp")
+                .unwrap()
+                .nonce
+                .as_deref(),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        assert_eq!(
+            CallbackQuery::parse("nonce=1&timestamp=2&nonce=3"),
+            Err(QueryError("nonce"))
+        );
+        // Unknown parameters may repeat.
+        assert!(CallbackQuery::parse("x=1&x=2").is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_refused() {
+        let q = CallbackQuery::parse("nonce=%FF%FE").unwrap();
+        assert_eq!(q.nonce.as_deref(), Some("\u{FFFD}\u{FFFD}"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
@@ -23,8 +23,9 @@ use crate::platform::dingtalk::{events, DingTalkCallback};
 use crate::platform::feishu::{FeishuCallbackError, Opened, SignedBy};
 use crate::telemetry::{short_id, AccessNote};
 
-fn query(q: Result<Query<CallbackQuery>, QueryRejection>) -> Result<CallbackQuery, ApiError> {
-    q.map(|Query(q)| q).map_err(|_| ApiError::BadQuery)
+/// The callback's query parameters (no query string reads as none given).
+fn query(uri: &Uri) -> Result<CallbackQuery, ApiError> {
+    CallbackQuery::parse(uri.query().unwrap_or("")).map_err(|_| ApiError::BadQuery)
 }
 
 fn refuse(state: &AppState, endpoint: &Endpoint, e: ApiError) -> Response {
@@ -128,10 +129,10 @@ pub(super) async fn verify(
     Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    q: Result<Query<CallbackQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Response {
     let result = check_caller(&state, &endpoint, peer, &headers)
-        .and_then(|()| query(q))
+        .and_then(|()| query(&uri))
         .and_then(|q| endpoint.callback.verify_url(&q).map_err(ApiError::from));
     match result {
         Ok(echostr) => verified(&state, &endpoint, echostr),
@@ -157,7 +158,7 @@ pub(super) async fn receive(
     Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    q: Result<Query<CallbackQuery>, QueryRejection>,
+    uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -165,7 +166,7 @@ pub(super) async fn receive(
     if let Err(e) = check_caller(&state, &endpoint, peer, &headers) {
         return refuse(&state, &endpoint, e);
     }
-    let q = match query(q) {
+    let q = match query(&uri) {
         Ok(q) => q,
         Err(e) => return refuse(&state, &endpoint, e),
     };
@@ -449,13 +450,13 @@ pub(super) async fn wecom_bot_verify(
     Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    q: Result<Query<CallbackQuery>, QueryRejection>,
+    uri: Uri,
 ) -> Response {
     let Some(bot) = &endpoint.wecom_bot else {
         return refuse(&state, &endpoint, ApiError::BadBody);
     };
     let result = check_caller(&state, &endpoint, peer, &headers)
-        .and_then(|()| query(q))
+        .and_then(|()| query(&uri))
         .and_then(|q| bot.callback.verify_url(&q).map_err(ApiError::WeComBot));
     match result {
         Ok(echo) => verified(&state, &endpoint, echo),
@@ -471,7 +472,7 @@ pub(super) async fn wecom_bot_receive(
     Extension(endpoint): Extension<Arc<Endpoint>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    q: Result<Query<CallbackQuery>, QueryRejection>,
+    uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     use crate::platform::wecom_bot::BotPush;
@@ -480,7 +481,7 @@ pub(super) async fn wecom_bot_receive(
         return refuse(&state, &endpoint, ApiError::BadBody);
     };
     let opened = check_caller(&state, &endpoint, peer, &headers)
-        .and_then(|()| query(q))
+        .and_then(|()| query(&uri))
         .and_then(|q| body_of(body).map(|b| (q, b)))
         .and_then(|(q, b)| bot.callback.open(&q, &b).map_err(ApiError::WeComBot));
     let push = match opened {

@@ -6,13 +6,13 @@
 //! them behind one layer stack. Knows axum and the platforms' callback
 //! dialect; never AES or XML internals.
 
+mod access;
 mod callback;
 mod client_ip;
 pub mod console;
 mod error;
 pub mod operator;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Extension, Router};
 use ipnet::IpNet;
+use tower::Layer;
 
 use crate::config::Secret;
 use crate::conversation::{Delivery, SharedRules};
@@ -255,50 +256,8 @@ pub fn split_routers(state: AppState, settings: &RouterSettings) -> (Router, Rou
 }
 
 fn layered(routes: Router<AppState>, state: AppState, settings: &RouterSettings) -> Router {
-    routes
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(axum::middleware::from_fn(
-            |req: axum::extract::Request, next: axum::middleware::Next| async move {
-                // One `info` line per request, written when the response is ready.
-                // Every other line written while it is handled (and by the
-                // slow turn it starts) carries its id, through this span; the
-                // rest of what the access line says stays out of it, so that
-                // no field is formatted twice.
-                let started = Instant::now();
-                let id = request_id(req.headers());
-                let method = req.method().clone();
-                // Path only: the query carries the sender's OpenID.
-                let uri = req.uri().clone();
-                let span = tracing::info_span!("request", %id);
-                let res = tracing::Instrument::instrument(next.run(req), span).await;
-                let note = res.extensions().get::<crate::telemetry::AccessNote>();
-                tracing::info!(
-                    target: crate::telemetry::ACCESS_TARGET,
-                    %id,
-                    %method,
-                    path = uri.path(),
-                    status = res.status().as_u16(),
-                    latency_us = started.elapsed().as_micros() as u64,
-                    msg_type = note.map(|n| n.msg_type),
-                    outcome = note.map(|n| n.outcome),
-                    strategy = note.and_then(|n| n.strategy),
-                );
-                res
-            },
-        ))
-        .with_state(state)
-}
-
-/// The request id for log lines: the proxy's `X-Request-Id` when it sent a
-/// sane one, else a process-unique counter.
-fn request_id(headers: &axum::http::HeaderMap) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id)
-            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            id.to_owned()
-        }
-        _ => format!("{:x}", NEXT.fetch_add(1, Ordering::Relaxed)),
-    }
+    // Around the whole router rather than through `Router::layer`, which
+    // boxes each layer into every route and clones the boxes per request.
+    let limited = DefaultBodyLimit::max(settings.max_body_bytes).layer(routes.with_state(state));
+    Router::new().fallback_service(access::AccessLog::new(limited))
 }

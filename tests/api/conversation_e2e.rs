@@ -108,18 +108,7 @@ async fn two_nodes_on_one_redis_answer_one_users_turns_in_order_with_full_histor
     let (_, b3) = a.post_plain(&text_xml("fast third", a.now(), 13)).await;
     assert_eq!(plain_content(&b3), "answer 3: fast third");
     let chats = llm.chat_requests();
-    let history: Vec<String> = chats[2].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            format!(
-                "{}:{}",
-                m["role"].as_str().unwrap(),
-                m["content"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let history = chats[2].history();
     assert_eq!(
         history,
         [
@@ -141,15 +130,6 @@ async fn post(base: &str, client: &CallbackClient, xml: &str) -> (u16, String) {
         .await
         .unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
-}
-
-fn terminate(server: &mut BinaryServer) {
-    let pid = server.child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test]
@@ -190,12 +170,9 @@ async fn run_and_stop(path: &Path, client: &CallbackClient) {
     let (status, body) = post(&first.base, client, &text_xml("想一想", unix_now(), 21)).await;
     assert_eq!(status, 200);
     assert_eq!(plain_content(&body), INTERIM);
-    terminate(&mut first);
+    first.terminate();
     // It stops after its grace period, with the upstream call unfinished.
-    let stopped = eventually(Duration::from_secs(5), || {
-        first.child.try_wait().ok().flatten().is_some()
-    })
-    .await;
+    let stopped = eventually(Duration::from_secs(5), || first.exited()).await;
     assert!(stopped, "the node did not stop");
 }
 

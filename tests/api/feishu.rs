@@ -1,7 +1,9 @@
 //! Feishu/Lark bots through the real server against the fake Feishu API:
 //! the URL check (plain and encrypted, from the recorded vectors), rule and
 //! upstream answers through the reply API, Feishu's re-push answered once,
-//! signatures, group mentions and the token refreshed on 99991663.
+//! signatures, group mentions and the token refreshed on 99991663; the
+//! conversation engine's turn order and history, shutdown drain, restart
+//! on the same Redis, and the retry or give-up of a refused reply.
 
 use std::time::Duration;
 
@@ -9,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::support::fake_feishu::{message_event, sealed, signed_headers};
 use crate::support::{
-    eventually, fixtures_dir, table, AccountSpec, Behaviour, FakeFeishu, FakeUpstream, RedisServer,
-    TestApp, TestConfig,
+    eventually, fixtures_dir, openai_upstream, table, webhook_upstream, AccountSpec, Behaviour,
+    BinaryServer, ConsoleApp, FakeFeishu, FakeUpstream, RedisServer, TestApp, TestConfig,
 };
 
 const TOKEN: &str = "wxgateFeishuVerificationToken";
@@ -422,5 +424,214 @@ async fn posts_and_images_reach_the_rules_too() {
             ("om_k1".to_owned(), "**价格表**见官网".to_owned()),
             ("om_k2".to_owned(), "图片收到了".to_owned())
         ]
+    );
+}
+
+/// A Feishu bot at `/feishu` whose every message goes to `upstream`.
+fn feishu_agent(fake: &FakeFeishu, upstream: toml::Table) -> TestConfig {
+    feishu_config(fake, None)
+        .set("agent.passive_budget_ms", 100)
+        .upstream(upstream)
+        .set("accounts", toml::Value::Array(vec![]))
+        .add_account(
+            AccountSpec::feishu(TOKEN)
+                .name("bot")
+                .set("path", PATH)
+                .set("api_base_url", fake.base_url())
+                .rules("[default_reply]\ntype = \"upstream\"\nupstream = \"agent\"\n"),
+        )
+}
+
+/// POSTs a Feishu event to a server at `base`.
+async fn push_to(base: &str, body: &str) -> (u16, String) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}{PATH}"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn two_quick_messages_to_a_slow_upstream_are_answered_in_order_with_full_history() {
+    let fake = FakeFeishu::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_slow_prefix("slow", Duration::from_millis(1500));
+    llm.set_chat_delay(Duration::from_millis(50));
+    let extra = table([("history_turns", 5.into()), ("timeout_ms", 10_000.into())]);
+    let app = spawn(feishu_agent(&fake, openai_upstream(&llm, extra))).await;
+    let first = message_event(TOKEN, "ev_o1", "om_o1", "p2p", "slow first", &[]);
+    let second = message_event(TOKEN, "ev_o2", "om_o2", "p2p", "fast second", &[]);
+    // Both acknowledged at once, the second while the first is still thought about.
+    assert_eq!(push(&app, &first, &[]).await, (200, "{}".to_owned()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(push(&app, &second, &[]).await, (200, "{}".to_owned()));
+    assert!(
+        eventually(Duration::from_secs(8), || fake.replies().len() >= 2).await,
+        "{:?}",
+        fake.replies()
+    );
+    let replies: Vec<(String, String)> = fake
+        .replies()
+        .into_iter()
+        .map(|r| (r.message_id.clone(), r.text()))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            ("om_o1".to_owned(), "answer 1: slow first".to_owned()),
+            ("om_o2".to_owned(), "answer 2: fast second".to_owned()),
+        ],
+        "answers in the order the questions came"
+    );
+    // The second call waited for the first turn and saw it.
+    let chats = llm.chat_requests();
+    let history = chats[1].history();
+    assert_eq!(
+        history,
+        [
+            "user:slow first",
+            "assistant:answer 1: slow first",
+            "user:fast second",
+        ]
+    );
+    let metrics = app.metrics.render();
+    assert!(
+        metrics.contains("wxgate_late_results_total{kind=\"delivered\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_waits_for_a_pending_reply() {
+    let fake = FakeFeishu::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(1500),
+        json!({"type": "text", "content": "等到了"}),
+    ))
+    .await;
+    let config = feishu_agent(&fake, webhook_upstream(&hook, table([])))
+        .set("delivery.shutdown_grace_secs", 10);
+    let app = spawn(config).await;
+    let event = message_event(TOKEN, "ev_w1", "om_w1", "p2p", "慢慢来", &[]);
+    assert_eq!(push(&app, &event, &[]).await, (200, "{}".to_owned()));
+    assert!(eventually(Duration::from_secs(3), || !hook.hook_requests().is_empty()).await);
+    assert!(fake.replies().is_empty(), "the upstream is still working");
+    // Stopping waits for the turn: when the server is gone, the reply is sent.
+    app.stop().await.unwrap().unwrap();
+    let texts: Vec<String> = fake.replies().iter().map(|r| r.text()).collect();
+    assert_eq!(texts, ["等到了"]);
+}
+
+#[tokio::test]
+async fn sigterm_mid_call_then_a_restart_on_the_same_redis_replies_once() {
+    let redis = RedisServer::start();
+    let fake = FakeFeishu::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_secs(3),
+        json!({"type": "text", "content": "深思熟虑的回答"}),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxgate.toml");
+    feishu_agent(
+        &fake,
+        webhook_upstream(&hook, table([("timeout_ms", 10_000.into())])),
+    )
+    .redis(&redis.url())
+    .set("delivery.shutdown_grace_secs", 1)
+    .write(&path);
+    let mut first = BinaryServer::start(&path).await;
+    let event = message_event(TOKEN, "ev_c1", "om_c1", "p2p", "想一想", &[]);
+    assert_eq!(push_to(&first.base, &event).await, (200, "{}".to_owned()));
+    assert!(eventually(Duration::from_secs(3), || !hook.hook_requests().is_empty()).await);
+    first.terminate();
+    // It stops after its grace period, with the upstream call unfinished.
+    assert!(
+        eventually(Duration::from_secs(5), || first.exited()).await,
+        "the node did not stop"
+    );
+    assert!(fake.replies().is_empty(), "the first node's call was cut");
+
+    // A new node on the same Redis finds the cut turn and runs it again.
+    let _again = BinaryServer::start(&path).await;
+    assert!(
+        eventually(Duration::from_secs(15), || !fake.replies().is_empty()).await,
+        "the reply never came"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let replies = fake.replies();
+    assert_eq!(replies.len(), 1, "replied once: {replies:?}");
+    assert_eq!(replies[0].message_id, "om_c1");
+    assert_eq!(replies[0].text(), "深思熟虑的回答");
+    assert_eq!(hook.hook_requests().len(), 2, "the call ran again");
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_and_a_final_refusal_given_up_and_counted() {
+    let fake = FakeFeishu::start().await;
+    let app = spawn(feishu_config(&fake, None)).await;
+    // 230020 (rate limited): the engine sends again after a pause.
+    fake.fail_next_replies(&[230020]);
+    let limited = message_event(TOKEN, "ev_l1", "om_l1", "p2p", "价格", &[]);
+    assert_eq!(push(&app, &limited, &[]).await, (200, "{}".to_owned()));
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
+    assert_eq!(fake.replies()[0].message_id, "om_l1");
+    // 230002 (the bot is not in the chat): given up at once, logged and counted.
+    fake.fail_next_replies(&[230002]);
+    let refused = message_event(TOKEN, "ev_l2", "om_l2", "p2p", "价格", &[]);
+    assert_eq!(push(&app, &refused, &[]).await, (200, "{}".to_owned()));
+    let dropped = "wxgate_late_results_total{kind=\"dropped\"} 1";
+    assert!(
+        eventually(Duration::from_secs(5), || app
+            .metrics
+            .render()
+            .contains(dropped))
+        .await
+    );
+    let metrics = app.metrics.render();
+    for line in [
+        "wxgate_agent_failures_total{kind=\"feishu_rate_limited\"} 1",
+        "wxgate_agent_failures_total{kind=\"feishu_230002\"} 1",
+        "wxgate_late_results_total{kind=\"delivered\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    // Not retried: the next message is answered, and only once more.
+    let next = message_event(TOKEN, "ev_l3", "om_l3", "p2p", "价格", &[]);
+    assert_eq!(push(&app, &next, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 2).await);
+    let replied: Vec<String> = fake.replies().into_iter().map(|r| r.message_id).collect();
+    assert_eq!(replied, ["om_l1", "om_l3"]);
+}
+
+#[tokio::test]
+async fn the_consoles_conversations_page_lists_feishu_answers() {
+    let fake = FakeFeishu::start().await;
+    let config = ConsoleApp::config().add_account(
+        AccountSpec::feishu(TOKEN)
+            .name("bot")
+            .set("path", PATH)
+            .set("api_base_url", fake.base_url())
+            .rules(RULES),
+    );
+    let console = ConsoleApp::start(config).await;
+    let event = message_event(TOKEN, "ev_v1", "om_v1", "p2p", "价格", &[]);
+    assert_eq!(push(&console.app, &event, &[]).await.0, 200);
+    assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
+    let client = console.signed_in().await;
+    let list = client.get("conversations/bot").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let entries = list.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", list.text);
+    assert_eq!(entries[0]["outcome"], "late_sent");
+    assert_eq!(entries[0]["strategy"], "late_send");
+    assert_eq!(entries[0]["reply_type"], "text");
+    assert!(
+        !list.text.contains("ou_sender0001"),
+        "ids are shortened: {}",
+        list.text
     );
 }

@@ -42,7 +42,8 @@ async fn one_rule_answers_wechat_wecom_feishu_and_dingtalk_side_by_side() {
             AccountSpec::dingtalk()
                 .name("robot")
                 .set("path", "/dingtalk")
-                .set("api_base_url", dingtalk.base_url()),
+                .set("api_base_url", dingtalk.base_url())
+                .set("robot_api_base_url", dingtalk.base_url()),
         )
         .add_account(
             AccountSpec::wecom_bot(BOT_TOKEN, BOT_KEY)

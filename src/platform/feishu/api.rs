@@ -42,6 +42,8 @@ pub enum FeishuCode {
     BotNotInChat,
     /// 230011: the message to reply to was withdrawn.
     MessageWithdrawn,
+    /// 1500: Feishu's internal error, "retry later" (generic error codes).
+    Internal,
     /// Any other code.
     Other(i64),
 }
@@ -58,6 +60,7 @@ impl FeishuCode {
             230001 => FeishuCode::InvalidRequest,
             230002 => FeishuCode::BotNotInChat,
             230011 => FeishuCode::MessageWithdrawn,
+            1500 => FeishuCode::Internal,
             other => FeishuCode::Other(other),
         }
     }
@@ -125,6 +128,43 @@ impl FeishuError {
         match self {
             FeishuError::Api { code, .. } => Some(FeishuCode::from_code(*code)),
             _ => None,
+        }
+    }
+
+    /// The same call may go through later: a rate limit, Feishu's internal
+    /// error, an HTTP 429 or 5xx, no answer, or no token for now. Anything
+    /// else (a bad request, the bot out of the chat, a withdrawn message,
+    /// wrong credentials) fails again however often it is sent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FeishuError::Timeout { .. } | FeishuError::Transport { .. } => true,
+            FeishuError::Api { .. } => matches!(
+                self.code(),
+                Some(FeishuCode::RateLimited | FeishuCode::Internal)
+            ),
+            FeishuError::Status { status, .. } => *status == 429 || *status >= 500,
+            FeishuError::Token(e) => !e.is_config(),
+            FeishuError::Decode { .. } => false,
+        }
+    }
+
+    /// A short stable label for the failure metrics (`feishu_<code>` for
+    /// the codes wxgate knows).
+    pub fn label(&self) -> &'static str {
+        match self {
+            FeishuError::Timeout { .. } | FeishuError::Transport { .. } => "feishu_unreachable",
+            FeishuError::Status { .. } => "feishu_http",
+            FeishuError::Decode { .. } => "feishu_decode",
+            FeishuError::Token(_) => "feishu_token",
+            FeishuError::Api { .. } => match self.code() {
+                Some(FeishuCode::RateLimited) => "feishu_rate_limited",
+                Some(FeishuCode::Internal) => "feishu_1500",
+                Some(FeishuCode::InvalidRequest) => "feishu_230001",
+                Some(FeishuCode::BotNotInChat) => "feishu_230002",
+                Some(FeishuCode::MessageWithdrawn) => "feishu_230011",
+                Some(FeishuCode::TokenMissing | FeishuCode::TokenInvalid) => "feishu_token",
+                _ => "feishu_api",
+            },
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Feishu / Lark bots (飞书机器人): JSON event callbacks on their own path,
 //! answered with HTTP 200 at once; every answer goes through the message
 //! reply API with the app's `tenant_access_token` (docs/platforms/feishu.md).
+//! The platform only declares this ([`capabilities`]: no passive reply, a
+//! late channel); the conversation engine runs every answer as a turn and
+//! hands it to [`FeishuDelivery`].
 //!
 //! Files: `crypto.rs` (the AES envelope and `X-Lark-Signature`, pure),
 //! `event.rs` (bodies and `im.message.receive_v1` into the domain, pure),
 //! `gate.rs` (the callback pipeline: decrypt, authenticate, read), `api.rs`
 //! (the token fetcher and the reply API), `reply.rs` (answers as Feishu
-//! replies and the responder that sends them).
+//! replies, and the late channel the conversation engine sends them by).
 
 pub mod api;
 pub mod crypto;
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 pub use api::{FeishuApi, FeishuClient, FeishuClientSettings, FeishuCode, FeishuError};
 pub use gate::{FeishuCallback, FeishuCallbackError, Opened, SignedBy};
-pub use reply::{markdown_of, reply_bodies, FeishuResponder};
+pub use reply::{markdown_of, reply_bodies, FeishuDelivery};
 
 use super::callback::Dialect;
 use crate::domain::{Capabilities, LateSend};

@@ -1,6 +1,7 @@
-//! Answers as Feishu replies, and the callback side that sends them: a
-//! Feishu push is acknowledged with 200 at once and its answer — a rule's
-//! as much as an upstream's — goes through the reply API.
+//! Answers as Feishu replies, and Feishu's late channel: a Feishu push is
+//! acknowledged with 200 at once (it takes nothing in the response) and
+//! the conversation engine hands every answer — a rule's as much as an
+//! upstream's — to [`FeishuDelivery`], which sends it through the reply API.
 
 use std::sync::Arc;
 
@@ -8,10 +9,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::api::{FeishuApi, ReplyBody};
-use crate::conversation::{Responder, Response};
+use crate::conversation::{LateDelivery, LateError, LateFailure, LateFuture};
 use crate::domain::split::split_text;
 use crate::domain::{Message, Reply};
-use crate::metrics::{KindLabel, Metrics};
+use crate::metrics::Metrics;
 
 /// Longest markdown sent in one `post` (Feishu takes 30 KB per request,
 /// content and wrapping included).
@@ -53,96 +54,113 @@ pub fn markdown_of(reply: &Reply) -> Option<String> {
     }
 }
 
+/// The markdown of an answer as the texts of its `post` messages, in
+/// order, each within [`MAX_POST_BYTES`].
+fn post_texts(reply: &Reply) -> Vec<String> {
+    markdown_of(reply)
+        .map(|markdown| {
+            split_text(&markdown, MAX_POST_BYTES)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `uuid` of a post with `text` answering `message_id`, the
+/// `occurrence`-th of that text in one send: a send repeated after a
+/// crash or a lost answer carries the same uuids, and Feishu (which
+/// remembers them for an hour) posts each part once.
+fn uuid_of(message_id: &str, text: &str, occurrence: usize) -> String {
+    let mut hash = Sha256::new();
+    for field in [message_id.as_bytes(), text.as_bytes()] {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field);
+    }
+    hash.update((occurrence as u64).to_be_bytes());
+    // 7 + 32 characters: within Feishu's 50.
+    format!("wxgate-{}", &hex::encode(hash.finalize())[..32])
+}
+
 /// The reply bodies of an answer to `message_id`: its markdown as `post`
 /// messages with one `md` element each, split to fit; each with a `uuid`
-/// derived from the message and the part, so that a repeated send is one
-/// message on Feishu's side.
+/// derived from the message and the part's text, so that a repeated send
+/// is one message on Feishu's side.
 pub fn reply_bodies(message_id: &str, reply: &Reply) -> Vec<ReplyBody> {
-    let Some(markdown) = markdown_of(reply) else {
-        return Vec::new();
-    };
-    let digest = hex::encode(Sha256::digest(message_id.as_bytes()));
-    split_text(&markdown, MAX_POST_BYTES)
-        .into_iter()
+    bodies_of(message_id, &post_texts(reply))
+}
+
+fn bodies_of(message_id: &str, texts: &[String]) -> Vec<ReplyBody> {
+    texts
+        .iter()
         .enumerate()
-        .map(|(part, text)| ReplyBody {
-            msg_type: "post",
-            content: json!({"zh_cn": {"content": [[{"tag": "md", "text": text}]]}}).to_string(),
-            uuid: format!("wxgate-{}-{part}", &digest[..32]),
+        .map(|(i, text)| {
+            let occurrence = texts[..i].iter().filter(|t| *t == text).count();
+            ReplyBody {
+                msg_type: "post",
+                content: json!({"zh_cn": {"content": [[{"tag": "md", "text": text}]]}}).to_string(),
+                uuid: uuid_of(message_id, text, occurrence),
+            }
         })
         .collect()
 }
 
-/// Acknowledges every Feishu message at once (Feishu takes no answer in
-/// the response) and sends the inner responder's answer, when it is ready,
-/// through the reply API.
-pub struct FeishuResponder {
+/// Feishu's late channel: answers go to the message they answer through
+/// `im/v1/messages/{message_id}/reply`, part after part. A refusal says
+/// what the engine should do: retry later (rate limit, Feishu busy or
+/// unreachable: the unsent parts are sent again), or give up (the message
+/// withdrawn, the bot out of the chat, a request Feishu will never take).
+/// Feishu has no send window and no per-turn quota, so nothing is kept
+/// for the user's next message.
+pub struct FeishuDelivery {
     api: FeishuApi,
-    inner: Arc<dyn Responder>,
     metrics: Arc<Metrics>,
 }
 
-impl FeishuResponder {
-    /// Wraps `inner`; answers go out through `api`.
-    pub fn new(api: FeishuApi, inner: Arc<dyn Responder>, metrics: Arc<Metrics>) -> Self {
-        FeishuResponder {
-            api,
-            inner,
-            metrics,
-        }
+impl FeishuDelivery {
+    /// Sends through `api`.
+    pub fn new(api: FeishuApi, metrics: Arc<Metrics>) -> Self {
+        FeishuDelivery { api, metrics }
     }
 }
 
-impl Responder for FeishuResponder {
-    fn respond(&self, message: &Arc<Message>) -> Response {
-        let future = match self.inner.respond(message) {
-            Response::Ready(reply) => Box::pin(std::future::ready(reply)),
-            Response::Pending(future) => future,
-            Response::Deferred(d) => d.into_whole(),
-        };
+impl LateDelivery for FeishuDelivery {
+    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
         let (api, metrics) = (self.api.clone(), self.metrics.clone());
-        let message_id = message
-            .fields
-            .child_text("MessageId")
-            .unwrap_or_default()
-            .to_owned();
-        let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let reply = future.await;
-                let bodies = reply_bodies(&message_id, &reply);
-                if bodies.is_empty() && !matches!(reply, Reply::Success) {
-                    tracing::warn!(
-                        msg_type = reply.msg_type().unwrap_or("-"),
-                        "this answer has no Feishu form (WeChat media, transfer); nothing sent"
-                    );
-                }
-                for body in &bodies {
-                    let kind = match api.reply(&message_id, body).await {
-                        Ok(()) => "delivered",
-                        Err(e) => {
-                            tracing::warn!(error = %e, "Feishu reply failed");
-                            "failed"
-                        }
+        Box::pin(async move {
+            let message_id = message.fields.child_text("MessageId").unwrap_or_default();
+            let texts = post_texts(&reply);
+            if texts.is_empty() {
+                return Err(LateError::other(format!(
+                    "a {} answer has no Feishu form (WeChat media, a transfer); nothing sent",
+                    reply.msg_type().unwrap_or("success")
+                )));
+            }
+            let bodies = bodies_of(message_id, &texts);
+            for (i, body) in bodies.iter().enumerate() {
+                if let Err(e) = api.reply(message_id, body).await {
+                    metrics.agent_failure(e.label());
+                    let kind = if e.is_transient() {
+                        LateFailure::RetryLater
+                    } else {
+                        LateFailure::Other
                     };
-                    metrics
-                        .late_results
-                        .get_or_create(&KindLabel { kind })
-                        .inc();
-                    if kind == "failed" {
-                        break;
-                    }
+                    return Err(LateError {
+                        kind,
+                        rest: Some(Reply::Text {
+                            content: texts[i..].join("\n"),
+                        }),
+                        message: format!("Feishu reply {} of {} not sent: {e}", i + 1, texts.len()),
+                    });
                 }
-                if !bodies.is_empty() {
-                    tracing::info!(
-                        messages = bodies.len(),
-                        "answer sent through the Feishu reply API"
-                    );
-                }
-            },
-            span,
-        ));
-        Response::Ready(Reply::Success)
+            }
+            metrics.agent_delivery("late");
+            tracing::info!(
+                messages = bodies.len(),
+                "answer sent through the Feishu reply API"
+            );
+            Ok(())
+        })
     }
 }
 
@@ -189,5 +207,26 @@ mod tests {
         let parts = reply_bodies("om_1", &Reply::Text { content: long });
         assert!(parts.len() > 1 && parts.iter().all(|p| p.content.len() < 30 * 1024));
         assert_ne!(parts[0].uuid, parts[1].uuid);
+    }
+
+    #[test]
+    fn a_repeated_send_carries_the_same_uuids_and_parts_differ() {
+        let long = format!("{}\n{}", "甲".repeat(8_000), "乙".repeat(8_000));
+        let reply = Reply::Text { content: long };
+        let first = reply_bodies("om_1", &reply);
+        assert_eq!(first.len(), 2);
+        // The same answer again (a retry, a sweep after a crash): the same uuids.
+        assert_eq!(first, reply_bodies("om_1", &reply));
+        // What a refused second part leaves to send again keeps its uuid.
+        let texts = post_texts(&reply);
+        let rest = Reply::Text {
+            content: texts[1..].join("\n"),
+        };
+        assert_eq!(reply_bodies("om_1", &rest)[0].uuid, first[1].uuid);
+        // Another message, or the same text twice in one answer: other uuids.
+        assert_ne!(reply_bodies("om_2", &reply)[0].uuid, first[0].uuid);
+        let twice = bodies_of("om_1", &["a".to_owned(), "a".to_owned()]);
+        assert_ne!(twice[0].uuid, twice[1].uuid);
+        assert!(first.iter().all(|b| b.uuid.chars().count() <= 50));
     }
 }

@@ -237,6 +237,21 @@ impl Drop for BinaryServer {
 }
 
 impl BinaryServer {
+    /// Sends SIGTERM: the server drains for its grace period, then exits.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
     /// Starts `wxgate serve` on a free loopback port and waits for `/healthz`.
     pub async fn start(config: &Path) -> BinaryServer {
         BinaryServer::start_with(config, std::process::Stdio::null()).await

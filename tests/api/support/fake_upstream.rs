@@ -66,6 +66,24 @@ pub struct ChatRequest {
     pub authorization: Option<String>,
 }
 
+impl ChatRequest {
+    /// The conversation sent, one `role:content` line per message.
+    pub fn history(&self) -> Vec<String> {
+        self.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}",
+                    m["role"].as_str().unwrap(),
+                    m["content"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
 struct Inner {
     behaviour: Behaviour,
     hooks: Vec<HookRequest>,

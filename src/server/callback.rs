@@ -417,12 +417,7 @@ fn dingtalk_event(
         } => {
             tracing::info!(event = %event_type, "DingTalk event acknowledged");
             let app = endpoint.name.clone();
-            // When DingTalk sent it (the query's timestamp, in ms).
-            let now = signed
-                .timestamp
-                .and_then(|t| t.trim().parse::<i64>().ok())
-                .map_or(0, |t| if t > 100_000_000_000 { t / 1000 } else { t });
-            let message = Arc::new(events::to_message(&event_type, &id, &plaintext, &app, now));
+            let message = Arc::new(events::to_message(&event_type, &id, &plaintext, &app));
             let endpoint = endpoint.clone();
             let counted = metrics.clone();
             let render: Arc<dyn Render> = Arc::new(move |reply: &Reply| {

@@ -293,3 +293,43 @@ async fn an_expired_webhook_is_answered_through_batch_send_with_one_token() {
     assert!(counted);
     assert_eq!(fake.api_sent().len(), 3);
 }
+
+#[tokio::test]
+async fn a_re_pushed_event_is_acknowledged_again_and_answered_once() {
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = spawn(&fake, &hook).await;
+    let answered = |outcome: &str| {
+        format!(
+            "wxgate_requests_total{{outcome=\"{outcome}\",msg_type=\"event\",account=\"robot\"}} 1"
+        )
+    };
+    let seen = |line: String| {
+        let app = &app;
+        crate::support::eventually_async(Duration::from_secs(5), move || {
+            let line = line.clone();
+            async move { metrics(app).await.lines().any(|l| l == line) }
+        })
+    };
+    let event = r#"{"EventType":"user_add_org","EventId":"ev-repush-1","UserId":["u1"]}"#;
+    let (query, body) = event_push(event, "1700000000000", "n1", DINGTALK_APP_KEY);
+    let (status, answer) = push_event(&app, &query, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(seen(answered("success")).await, "the event was answered");
+    // DingTalk pushes it again: a fresh envelope (nonce, timestamp), the same event.
+    let (query, body) = event_push(event, "1700000005000", "n2", DINGTALK_APP_KEY);
+    let (status, answer) = push_event(&app, &query, &body).await;
+    assert_eq!(status, 200, "acknowledged again: {answer}");
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert!(v["encrypt"].is_string(), "{answer}");
+    assert!(
+        seen(answered("duplicate")).await,
+        "the re-push was recognised as the same event: {}",
+        metrics(&app).await
+    );
+    let all = metrics(&app).await;
+    assert!(
+        all.lines().any(|l| l == answered("success")),
+        "answered once: {all}"
+    );
+}

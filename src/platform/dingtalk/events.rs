@@ -218,8 +218,21 @@ fn read(plaintext: &str) -> Result<Push, EventError> {
 /// its `EventType`, from the event's `UserId` (the first when a list) or
 /// `StaffId` when it names one, else the app; the decrypted JSON in
 /// `EventJson`. Its answer has nowhere to go: the route logs and drops it.
-pub fn to_message(event_type: &str, id: &str, plaintext: &str, app: &str, now: i64) -> Message {
+///
+/// A re-push comes in a fresh envelope with a new query timestamp, so the
+/// message's time is the event's own `TimeStamp` (ms or s) when it has
+/// one, else 0 — never the push's — and its id is in `Token`: the dedup
+/// key of an event is then the same for every push of it.
+pub fn to_message(event_type: &str, id: &str, plaintext: &str, app: &str) -> Message {
     let v: Value = serde_json::from_str(plaintext).unwrap_or(Value::Null);
+    let now = ["TimeStamp", "timeStamp", "timestamp"]
+        .iter()
+        .find_map(|k| match v.get(*k) {
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(Value::Number(n)) => n.as_i64(),
+            _ => None,
+        })
+        .map_or(0, |t| if t > 100_000_000_000 { t / 1000 } else { t });
     let user = ["UserId", "StaffId", "userId", "staffId"]
         .iter()
         .find_map(|k| match v.get(*k) {
@@ -242,6 +255,7 @@ pub fn to_message(event_type: &str, id: &str, plaintext: &str, app: &str, now: i
         child("Event", event_type),
         child("MsgId", &numeric.to_string()),
         child("DingTalkEventId", id),
+        child("Token", id),
         child("EventJson", plaintext),
     ];
     Message {
@@ -392,8 +406,17 @@ mod tests {
         assert_ne!(ia, ib);
         let with_id = read(r#"{"EventType":"x","EventId":"e1"}"#).unwrap();
         assert!(matches!(with_id, Push::Event { id, .. } if id == "e1"));
-        let m = to_message("user_add_org", ia, r#"{"UserId":["u1"]}"#, "dingapp", 5);
+        let m = to_message("user_add_org", ia, r#"{"UserId":["u1"]}"#, "dingapp");
         assert_eq!((m.from_user.as_str(), m.msg_type.as_str()), ("u1", "event"));
+        assert_eq!(
+            (m.create_time, m.fields.child_text("Token")),
+            (0, Some(ia.as_str()))
+        );
+        let timed = r#"{"UserId":["u1"],"TimeStamp":"1700000000123"}"#;
+        assert_eq!(
+            to_message("x", "e1", timed, "dingapp").create_time,
+            1_700_000_000
+        );
         assert!(matches!(read("{}"), Err(EventError::Malformed(_))));
     }
 }

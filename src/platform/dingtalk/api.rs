@@ -326,18 +326,15 @@ impl DingTalkClient {
                 }
             }
         };
-        let mut response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(DingTalkError::Decode {
+        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
+                crate::platform::outbound::BoundedError::TooLarge(max) => DingTalkError::Decode {
                     endpoint,
-                    reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                    reason: format!("answer larger than {max} bytes"),
+                },
+            })?;
         if !status.is_success() {
             let e: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
             return Err(DingTalkError::Api {

@@ -303,18 +303,15 @@ impl FeishuClient {
                 }
             }
         };
-        let mut response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(FeishuError::Decode {
+        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
+                crate::platform::outbound::BoundedError::TooLarge(max) => FeishuError::Decode {
                     endpoint,
-                    reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                    reason: format!("answer larger than {max} bytes"),
+                },
+            })?;
         // Feishu reports errors as a code in the body, often with HTTP 400.
         if let Ok(s) = serde_json::from_slice::<Status>(&body) {
             if s.code != 0 {

@@ -278,18 +278,15 @@ impl WechatClient {
                 }
             }
         };
-        let mut response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(WechatError::Decode {
+        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
+                crate::platform::outbound::BoundedError::TooLarge(max) => WechatError::Decode {
                     endpoint,
-                    reason: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+                    reason: format!("answer larger than {max} bytes"),
+                },
+            })?;
         // WeChat reports errors in the body, normally with HTTP 200.
         if let Ok(s) = serde_json::from_slice::<Status>(&body) {
             if s.errcode != 0 {

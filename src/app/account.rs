@@ -27,7 +27,7 @@ use crate::platform::kf::{KfParts, KfPuller, KfResponder};
 use crate::platform::official::CustomServiceDelivery;
 use crate::platform::wechat_api::WechatApi;
 use crate::platform::wecom::AppDelivery;
-use crate::platform::wecom_bot::{Streams, WeComBotCallback};
+use crate::platform::wecom_bot::{StreamDelivery, Streams, WeComBotCallback};
 use crate::security::{Allowlist, AllowlistMode};
 use crate::server::WeComBotEndpoint;
 use crate::server::{Endpoint, Probe};
@@ -118,6 +118,14 @@ pub(super) async fn assemble(
         return Err(StartupError::NoCredentials);
     }
     let rules: SharedRules = Arc::new(ArcSwap::new(entry.rules.clone()));
+    // A 智能机器人's answers go into streams kept in the store.
+    let streams = (entry.account.kind == AccountKind::WeComBot).then(|| {
+        Arc::new(Streams::new(
+            store.clone(),
+            namespace.clone(),
+            clock.clone(),
+        ))
+    });
     let (responder, late) = deciders(
         DecidersFor {
             config,
@@ -128,6 +136,7 @@ pub(super) async fn assemble(
             api: api.as_ref(),
             feishu: feishu.as_ref(),
             dingtalk: dingtalk.as_ref(),
+            streams: streams.as_ref(),
             metrics,
             clock,
             console,
@@ -145,12 +154,17 @@ pub(super) async fn assemble(
     };
     // In memory for one node; through the shared store (Redis) so that
     // nodes recognise one another's retries. Feishu re-pushes for hours:
-    // its messages are remembered past its last re-push.
+    // its messages are remembered past its last re-push; a 智能机器人's as
+    // long as WeCom pulls their stream.
     let dedup_window = match entry.account.kind {
         AccountKind::Feishu(_) => config
             .delivery
             .dedup_window
             .max(platform::feishu::DEDUP_HORIZON),
+        AccountKind::WeComBot => config
+            .delivery
+            .dedup_window
+            .max(platform::wecom_bot::STREAM_WINDOW),
         _ => config.delivery.dedup_window,
     };
     let dedup: Arc<dyn Dedup> = match (overrides.dedup, &config.store) {
@@ -165,24 +179,13 @@ pub(super) async fn assemble(
             dedup_window,
         )),
     };
-    // A 智能机器人's answers are streams its own turns fill.
     let wecom_bot = WeComBotCallback::for_account(
         &entry.account,
         config.server.timestamp_window_secs,
         clock.clone(),
     )
-    .map(|callback| WeComBotEndpoint {
-        callback,
-        streams: Arc::new(Streams::new(
-            store.clone(),
-            namespace.clone(),
-            responder.clone(),
-            dedup_window,
-            &entry.account.api_base_url,
-            std::time::Duration::from_secs(config.token.timeout_secs),
-            clock.clone(),
-        )),
-    });
+    .zip(streams)
+    .map(|(callback, streams)| WeComBotEndpoint { callback, streams });
     let mut delivery = Delivery::new(
         dedup,
         responder,
@@ -192,12 +195,13 @@ pub(super) async fn assemble(
     );
     // Slow (agent) answers go by the delivery strategy the platform allows;
     // on a platform without passive replies (Feishu) every answer, a
-    // rule's too, is such a turn. 微信客服 answers are sent by its puller,
-    // a 智能机器人's by its stream's turn, which wait for them themselves.
+    // rule's too, is such a turn, and a 智能机器人's slow answers are
+    // turns that fill its stream. 微信客服 answers are sent by its
+    // puller, which waits for them itself.
     let caps = platform::capabilities(&entry.account, config.agent.typing);
     let with_conversations = match entry.account.kind {
-        AccountKind::Kf(_) | AccountKind::WeComBot => false,
-        _ => !config.agent.upstreams.is_empty() || caps.passive_reply.is_none(),
+        AccountKind::Kf(_) => false,
+        _ => !config.agent.upstreams.is_empty() || caps.passive_reply.is_none() || caps.streaming,
     };
     if with_conversations {
         let max_text = caps
@@ -285,6 +289,7 @@ struct DecidersFor<'a> {
     api: Option<&'a WechatApi>,
     feishu: Option<&'a FeishuApi>,
     dingtalk: Option<&'a DingTalkApi>,
+    streams: Option<&'a Arc<Streams>>,
     metrics: &'a Arc<Metrics>,
     clock: &'a Arc<dyn Clock>,
     console: Option<&'a Arc<crate::server::console::Console>>,
@@ -308,6 +313,7 @@ fn deciders(
         api,
         feishu,
         dingtalk,
+        streams,
         metrics,
         clock,
         console,
@@ -344,9 +350,18 @@ fn deciders(
             // Not reached: a Feishu account without credentials fails the build.
             None => Arc::new(NoLateDelivery),
         },
-        // Customer Service answers are sent by the puller; a 智能机器人's
-        // late answer goes through its stream's turn.
-        (None, _, AccountKind::Kf(_) | AccountKind::WeComBot) => Arc::new(NoLateDelivery),
+        // Customer Service answers are sent by the puller.
+        (None, _, AccountKind::Kf(_)) => Arc::new(NoLateDelivery),
+        // A 智能机器人's late channel is the message's stream, then its
+        // response_url.
+        (None, _, AccountKind::WeComBot) => match streams {
+            Some(streams) => Arc::new(StreamDelivery::new(
+                streams.clone(),
+                &entry.account.api_base_url,
+                std::time::Duration::from_secs(config.token.timeout_secs),
+            )),
+            None => Arc::new(NoLateDelivery),
+        },
         // DingTalk's late channel is the message's own sessionWebhook,
         // then the robot send API.
         (None, _, AccountKind::DingTalk) => Arc::new(RobotDelivery::new(

@@ -104,4 +104,12 @@ impl LateDelivery for ObservedLate {
     fn waiting(&self, message: &Arc<Message>) {
         self.inner.waiting(message);
     }
+
+    fn restarted(&self, message: Arc<Message>) -> LateFuture {
+        self.inner.restarted(message)
+    }
+
+    fn finished(&self, message: Arc<Message>) -> LateFuture {
+        self.inner.finished(message)
+    }
 }

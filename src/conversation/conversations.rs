@@ -26,6 +26,11 @@ pub struct ConversationSettings {
     /// does not (Feishu), every answer, a rule's too, is a turn whose
     /// answer goes through the late channel, in order, written down.
     pub passive: bool,
+    /// The platform's passive reply opens an answer it then shows as it
+    /// grows (a WeCom 智能机器人's stream): a slow turn answers its push
+    /// with that opening at once instead of waiting for the passive
+    /// budget, and every part goes to the late channel, which fills it.
+    pub streaming: bool,
     /// How long an answer waits for the user's next message.
     pub pending_ttl: Duration,
     /// Longest text of one passive reply.

@@ -489,7 +489,7 @@ impl Delivery {
         carried: Vec<Reply>,
     ) -> (Recorded, Outcome) {
         let strategy = c.effective().await;
-        if !c.settings.passive {
+        if !c.settings.passive || c.settings.streaming {
             return self
                 .unanswered_turn(c, key, message, render, d, strategy, carried)
                 .await;
@@ -569,9 +569,11 @@ impl Delivery {
     }
 
     /// A turn on a platform that takes no answer in the push's response
-    /// (Feishu): the push is acknowledged at once, and the turn's task
-    /// delivers the answer by `strategy` (a streamed one part by part, in
-    /// order), after the answers kept for the user.
+    /// (Feishu), or whose response opens a stream the late channel fills
+    /// (a 智能机器人): the push is acknowledged at once with the interim
+    /// answer, and the turn's task delivers the answer by `strategy` (a
+    /// streamed one part by part, in order), after the answers kept for
+    /// the user.
     #[allow(clippy::too_many_arguments)]
     async fn unanswered_turn(
         &self,
@@ -583,6 +585,7 @@ impl Delivery {
         strategy: Strategy,
         carried: Vec<Reply>,
     ) -> (Recorded, Outcome) {
+        let interim = d.interim.clone();
         let (future, parts) = if carried.is_empty() {
             (d.future, d.parts)
         } else {
@@ -597,7 +600,7 @@ impl Delivery {
         // a sweep may take the turn over as soon as its node is gone.
         c.jobs.mark_answered(key.as_str()).await;
         self.spawn_turn(c, key, message, render, future, parts, strategy, tx);
-        let answer = render.render(&Reply::Success);
+        let answer = render.interim(&interim);
         self.record(key, true, &answer).await;
         (answer, Outcome::Deferred(strategy))
     }
@@ -632,15 +635,19 @@ impl Delivery {
                     .locks
                     .acquire(&c.key_of(&message), c.settings.turn_patience)
                     .await;
-                match parts {
+                let went_late = match parts {
                     None => {
                         let reply = future.await;
-                        if let Err(reply) = tx.send(reply) {
-                            deliver_after(
-                                &c, &key, &message, &render, reply, strategy, &dedup, &late,
-                                &metrics,
-                            )
-                            .await;
+                        match tx.send(reply) {
+                            Ok(()) => false,
+                            Err(reply) => {
+                                deliver_after(
+                                    &c, &key, &message, &render, reply, strategy, &dedup, &late,
+                                    &metrics,
+                                )
+                                .await;
+                                true
+                            }
                         }
                     }
                     Some(parts) => {
@@ -656,7 +663,8 @@ impl Delivery {
                         let mut streamed = Streamed::new(parts);
                         let last = streamed.run(&cx, future, &mut tx, strategy).await;
                         // Ready while the push waits: all of it answers the push.
-                        if tx.send(streamed.whole(&last)).is_err() {
+                        let went_late = tx.send(streamed.whole(&last)).is_err();
+                        if went_late {
                             let (rest, strategy) = streamed.rest(&cx, last, strategy).await;
                             deliver_after(
                                 &c, &key, &message, &render, rest, strategy, &dedup, &late,
@@ -667,7 +675,11 @@ impl Delivery {
                         // Parts a push took while the whole was answered are
                         // part of that answer: nothing of the turn stays kept.
                         c.pending.take_parts(key.as_str()).await;
+                        went_late
                     }
+                };
+                if went_late {
+                    finish_late(&late, &message, &metrics).await;
                 }
                 drop(renew);
                 c.jobs.finish(key.as_str()).await;
@@ -726,6 +738,9 @@ impl Delivery {
                     .locks
                     .acquire(&c.key_of(&message), c.settings.turn_patience)
                     .await;
+                if let Err(e) = late.restarted(message.clone()).await {
+                    tracing::warn!(error = %e, "the late channel could not start the answer over");
+                }
                 let reply = match responder.respond(&message) {
                     Response::Ready(reply) => reply,
                     Response::Pending(future) => future.await,
@@ -737,6 +752,7 @@ impl Delivery {
                     &c, &key, &message, &render, reply, strategy, &dedup, &late, &metrics,
                 )
                 .await;
+                finish_late(&late, &message, &metrics).await;
                 drop(renew);
                 c.jobs.finish(&id).await;
             });
@@ -837,6 +853,19 @@ impl Delivery {
             .dedup_hits
             .get_or_create(&KindLabel { kind })
             .inc();
+    }
+}
+
+/// Tells the late channel the turn has delivered all it had; what the
+/// channel then fails to send (a stream's one late push) is logged and
+/// counted as a dropped late answer.
+async fn finish_late(late: &Arc<dyn LateDelivery>, message: &Arc<Message>, metrics: &Metrics) {
+    if let Err(e) = late.finished(message.clone()).await {
+        metrics
+            .late_results
+            .get_or_create(&KindLabel { kind: "dropped" })
+            .inc();
+        tracing::warn!(error = %e, "the late answer could not be completed");
     }
 }
 

@@ -100,8 +100,17 @@ pub trait Responder: Send + Sync {
 /// goes back to the platform and is recorded for its retries (`None` when
 /// nothing is answered, e.g. `success`).
 pub trait Render: Send + Sync {
-    /// Renders `reply`.
+    /// Renders `reply`, the whole answer to the push.
     fn render(&self, reply: &Reply) -> Recorded;
+
+    /// Renders `reply` as what answers a push whose answer is still being
+    /// computed and follows through the late channel (the interim text,
+    /// the parts so far). The same as [`Render::render`] but on a
+    /// platform whose late channel continues the push's answer (a
+    /// 智能机器人's stream stays open).
+    fn interim(&self, reply: &Reply) -> Recorded {
+        self.render(reply)
+    }
 }
 
 impl<F: Fn(&Reply) -> Recorded + Send + Sync> Render for F {
@@ -206,6 +215,22 @@ pub trait LateDelivery: Send + Sync {
     /// [`LateDelivery::deliver`] will bring later: a chance to show
     /// "typing…". Must not block. Does nothing by default.
     fn waiting(&self, _message: &Arc<Message>) {}
+
+    /// The turn that answers `message` runs again from the start (its node
+    /// stopped mid-turn): what it delivered before may be delivered again.
+    /// A channel that shows one growing answer per message (a stream)
+    /// starts it over. Does nothing by default.
+    fn restarted(&self, _message: Arc<Message>) -> LateFuture {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Everything the turn answering `message` had to deliver late has
+    /// been handed to [`LateDelivery::deliver`]: a stream is marked
+    /// finished (or, after its refresh window, sent whole by the channel's
+    /// one late push). Does nothing by default.
+    fn finished(&self, _message: Arc<Message>) -> LateFuture {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// No late channel configured: the late reply is logged and counted.

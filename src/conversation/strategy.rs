@@ -203,6 +203,7 @@ impl ConversationOptions {
             strategy,
             timing: PushTiming::from_capabilities(caps, self.proxy_margin),
             passive,
+            streaming: passive && caps.streaming,
             pending_ttl: self.pending_ttl,
             max_text_bytes,
             more_marker: self.more_marker.clone(),

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::{client_ip, ApiError, AppState, Endpoint};
-use crate::conversation::Render;
-use crate::domain::Reply;
+use crate::conversation::{Outcome, Render};
+use crate::domain::{Message, Reply};
 use crate::metrics::{msg_type_label, Metrics};
 use crate::platform::callback::{CallbackError, CallbackQuery};
 use crate::platform::dingtalk::{events, DingTalkCallback};
@@ -180,20 +180,11 @@ pub(super) async fn receive(
         Err(e) => return refuse(&state, &endpoint, ApiError::from(e)),
     };
     let msg_type = msg_type_label(&inbound.message.msg_type);
-    // With the console on, the reply rendered into the answer is kept for
-    // its conversations page.
-    let rendered: Option<Arc<std::sync::Mutex<Option<Reply>>>> =
-        state.console().map(|_| Arc::default());
     let render: Arc<dyn Render> = {
         let (endpoint, inbound) = (endpoint.clone(), inbound.clone());
-        let rendered = rendered.clone();
-        Arc::new(move |reply: &Reply| {
-            if let Some(slot) = &rendered {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply.clone());
-            }
-            endpoint.callback.render(&inbound, reply)
-        })
+        Arc::new(move |reply: &Reply| endpoint.callback.render(&inbound, reply))
     };
+    let (render, kept) = Kept::wrap(&state, render);
     let (answer, outcome) = endpoint
         .delivery
         .answer(&inbound.message, &render, arrived)
@@ -203,17 +194,7 @@ pub(super) async fn receive(
     let metrics = state.metrics();
     metrics.request(&endpoint.account, outcome.label(), msg_type);
     metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
-    if let (Some(console), Some(slot)) = (state.console(), rendered) {
-        let reply = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        console.observe(crate::server::console::recent::Observed {
-            account: &endpoint.name,
-            message: &inbound.message,
-            outcome: outcome.label(),
-            strategy: outcome.strategy(),
-            reply,
-            millis: started.elapsed().as_millis() as u64,
-        });
-    }
+    observe(kept, &state, &endpoint, &inbound.message, outcome, started);
     let content_type = if answer.is_some() {
         "application/xml; charset=utf-8"
     } else {
@@ -225,6 +206,68 @@ pub(super) async fn receive(
         outcome.label(),
         outcome.strategy(),
     )
+}
+
+/// With the console on, the reply rendered into a push's answer, kept for
+/// the conversations page (answers sent later are kept by the late
+/// channel's wrapper).
+struct Kept {
+    inner: Arc<dyn Render>,
+    reply: std::sync::Mutex<Option<Reply>>,
+}
+
+impl Kept {
+    /// `render`, keeping what it renders when the console is on.
+    fn wrap(state: &AppState, render: Arc<dyn Render>) -> (Arc<dyn Render>, Option<Arc<Kept>>) {
+        if state.console().is_none() {
+            return (render, None);
+        }
+        let kept = Arc::new(Kept {
+            inner: render,
+            reply: std::sync::Mutex::new(None),
+        });
+        (kept.clone(), Some(kept))
+    }
+
+    fn keep(&self, reply: &Reply) {
+        *self.reply.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply.clone());
+    }
+}
+
+impl Render for Kept {
+    fn render(&self, reply: &Reply) -> crate::conversation::Recorded {
+        self.keep(reply);
+        self.inner.render(reply)
+    }
+
+    fn interim(&self, reply: &Reply) -> crate::conversation::Recorded {
+        self.keep(reply);
+        self.inner.interim(reply)
+    }
+}
+
+/// Tells the console (when on) how `message` was answered, with the reply
+/// `kept` from the answer.
+fn observe(
+    kept: Option<Arc<Kept>>,
+    state: &AppState,
+    endpoint: &Endpoint,
+    message: &Message,
+    outcome: Outcome,
+    started: Instant,
+) {
+    let (Some(console), Some(kept)) = (state.console(), kept) else {
+        return;
+    };
+    let reply = kept.reply.lock().unwrap_or_else(|p| p.into_inner()).take();
+    console.observe(crate::server::console::recent::Observed {
+        account: &endpoint.name,
+        message,
+        outcome: outcome.label(),
+        strategy: outcome.strategy(),
+        reply,
+        millis: started.elapsed().as_millis() as u64,
+    });
 }
 
 /// The request body, or why it cannot be read (413 beyond the limit).
@@ -348,11 +391,12 @@ pub(super) async fn dingtalk_receive(
         Err(e) => return refuse(&state, &endpoint, ApiError::DingTalk(e)),
     };
     let msg_type = msg_type_label(&message.msg_type);
-    let render: Arc<dyn Render> = Arc::new(DingTalkCallback::render);
+    let (render, kept) = Kept::wrap(&state, Arc::new(DingTalkCallback::render));
     let (answer, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
     let metrics = state.metrics();
     metrics.request(&endpoint.account, outcome.label(), msg_type);
     metrics.observe_latency(&endpoint.account, started.elapsed().as_secs_f64());
+    observe(kept, &state, &endpoint, &message, outcome, started);
     let body = answer.as_deref().unwrap_or("{}").to_owned();
     noted(
         (
@@ -472,6 +516,7 @@ pub(super) async fn wecom_bot_receive(
 ) -> Response {
     use crate::platform::wecom_bot::BotPush;
     let started = Instant::now();
+    let arrived = tokio::time::Instant::now();
     let Some(bot) = &endpoint.wecom_bot else {
         return refuse(&state, &endpoint, ApiError::BadBody);
     };
@@ -486,10 +531,15 @@ pub(super) async fn wecom_bot_receive(
     let metrics = state.metrics();
     let (answer, msg_type, outcome) = match push {
         BotPush::Message(message) => {
+            let message: Arc<Message> = Arc::from(message);
             let msg_type = msg_type_label(&message.msg_type);
             tracing::debug!(user = %short_id(&message.from_user), "智能机器人 message");
-            let answer = bot.streams.start(Arc::from(message)).await;
-            (answer, msg_type, "answered")
+            let bot_render = bot.streams.render_for(&message);
+            let (render, kept) = Kept::wrap(&state, bot_render.clone());
+            let (answer, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+            let answer = bot.streams.settle(&bot_render, outcome, answer).await;
+            observe(kept, &state, &endpoint, &message, outcome, started);
+            (answer, msg_type, outcome.label())
         }
         BotPush::Refresh { stream_id, .. } => (
             Some(bot.streams.refresh(&stream_id).await),

@@ -333,3 +333,30 @@ async fn a_re_pushed_event_is_acknowledged_again_and_answered_once() {
         "answered once: {all}"
     );
 }
+
+#[tokio::test]
+async fn the_consoles_conversations_page_lists_answers_given_in_the_response() {
+    let fake = FakeDingTalk::start().await;
+    let config = crate::support::ConsoleApp::config().add_account(
+        AccountSpec::dingtalk()
+            .name("robot")
+            .set("path", PATH)
+            .set("api_base_url", fake.base_url())
+            .rules("[[rules]]\nmatch = { text = \"价格\" }\nreply = { type = \"text\", content = \"**价格表**见官网\" }\n"),
+    );
+    let console = crate::support::ConsoleApp::start(config).await;
+    let now_ms = crate::support::now_unix() * 1000;
+    let body = robot_text("msgV1", "价格", &fake.session("s1"), now_ms + 5_400_000);
+    let headers = signed_headers(now_ms, DINGTALK_APP_SECRET);
+    let (status, answer) = push(&console.app, &body, &headers).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(markdown_text(&answer), "**价格表**见官网");
+    let client = console.signed_in().await;
+    let list = client.get("conversations/robot").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let entries = list.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", list.text);
+    assert_eq!(entries[0]["outcome"], "replied");
+    assert_eq!(entries[0]["msg_type"], "text");
+    assert_eq!(entries[0]["reply_type"], "text");
+}

@@ -4,7 +4,10 @@
 //! its stream at points the test releases, so partial content is seen
 //! without timing), a retried `msgid` answered once, a bad signature
 //! refused, and an answer finished after the refresh window pushed through
-//! `response_url`.
+//! `response_url`. The answers are the conversation engine's turns: two
+//! quick messages are answered in order with the first in the second's
+//! history, a node stopped mid-answer leaves the stream to the next node,
+//! and the console sees the answers.
 
 use std::time::Duration;
 
@@ -15,8 +18,9 @@ use crate::support::fake_wecom_bot::{
     bot_text, FakeResponseUrl, WeComBotClient, BOT_KEY, BOT_TOKEN,
 };
 use crate::support::{
-    eventually, eventually_async, openai_upstream, table, AccountSpec, Behaviour, FakeUpstream,
-    RedisServer, StreamPlan, TestApp, TestConfig, AGENT_RULES,
+    eventually, eventually_async, now_unix, openai_upstream, table, webhook_upstream, AccountSpec,
+    Behaviour, BinaryServer, ConsoleApp, FakeUpstream, RedisServer, StreamPlan, TestApp,
+    TestConfig, AGENT_RULES,
 };
 
 const NOW: i64 = 1_760_000_000;
@@ -308,4 +312,144 @@ async fn wecom_bot_streams_live_in_the_store_so_any_node_answers_a_refresh() {
     let last = pull_until(&on_b, &id, NOW + 2, |v| v["finish"] == true).await;
     assert_eq!(last["content"], "两个节点，一个回答。");
     assert_eq!(llm.chat_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn wecom_bot_two_quick_messages_are_answered_in_order_with_full_history() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::NoContent).await;
+    llm.set_slow_prefix("slow", Duration::from_millis(1500));
+    llm.set_chat_delay(Duration::from_millis(50));
+    let extra = table([("history_turns", 5.into()), ("timeout_ms", 10_000.into())]);
+    let config = TestConfig::new()
+        .add_account(account(&fake))
+        .upstream(openai_upstream(&llm, extra))
+        .rules(AGENT_RULES);
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", app.base));
+    // Both streams open at once, the second while the first is thought about.
+    let first = client
+        .send(
+            &bot_text("msg-o1", "slow first", &fake.response_url("o1")),
+            NOW,
+        )
+        .await;
+    let second = client
+        .send(
+            &bot_text("msg-o2", "fast second", &fake.response_url("o2")),
+            NOW,
+        )
+        .await;
+    let ids: Vec<String> = [&first, &second]
+        .iter()
+        .map(|a| {
+            assert_eq!(a.stream()["finish"], false, "{:?}", a.stream());
+            a.stream()["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    let one = pull_until(&client, &ids[0], NOW + 1, |v| v["finish"] == true).await;
+    let two = pull_until(&client, &ids[1], NOW + 1, |v| v["finish"] == true).await;
+    assert_eq!(one["content"], "answer 1: slow first");
+    assert_eq!(two["content"], "answer 2: fast second");
+    // The second call waited for the first turn and saw it.
+    let chats = llm.chat_requests();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(
+        chats[1].history(),
+        [
+            "user:slow first",
+            "assistant:answer 1: slow first",
+            "user:fast second",
+        ]
+    );
+    assert!(fake.pushed().is_empty());
+}
+
+#[tokio::test]
+async fn wecom_bot_a_node_stopped_mid_answer_leaves_the_stream_to_the_next_node() {
+    let redis = RedisServer::start();
+    let fake = FakeResponseUrl::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_secs(3),
+        serde_json::json!({"type": "text", "content": "深思熟虑的回答"}),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxgate.toml");
+    TestConfig::new()
+        .add_account(account(&fake))
+        .upstream(webhook_upstream(
+            &hook,
+            table([("timeout_ms", 10_000.into())]),
+        ))
+        .rules(AGENT_RULES)
+        .redis(&redis.url())
+        .set("delivery.shutdown_grace_secs", 1)
+        .write(&path);
+    let mut first = BinaryServer::start(&path).await;
+    let client = WeComBotClient::new(format!("{}{PATH}", first.base));
+    let now = now_unix();
+    let message = bot_text("msg-cut-1", "想一想", &fake.response_url("cut"));
+    let opened = client.send(&message, now).await;
+    assert_eq!(opened.stream()["finish"], false);
+    let id = opened.stream()["id"].as_str().unwrap().to_owned();
+    assert!(eventually(Duration::from_secs(3), || !hook.hook_requests().is_empty()).await);
+    first.terminate();
+    assert!(
+        eventually(Duration::from_secs(5), || first.exited()).await,
+        "the node did not stop"
+    );
+
+    // A new node on the same Redis runs the cut turn again into the same
+    // stream, which WeCom keeps pulling from it.
+    let again = BinaryServer::start(&path).await;
+    let client = WeComBotClient::new(format!("{}{PATH}", again.base));
+    let last = std::sync::Mutex::new(Value::Null);
+    let done = eventually_async(Duration::from_secs(20), || async {
+        let stream = client.refresh(&id, now_unix()).await;
+        let finished = stream["finish"] == true;
+        *last.lock().unwrap() = stream;
+        finished
+    })
+    .await;
+    let last = last.into_inner().unwrap();
+    assert!(done, "never finished: {last}");
+    assert_eq!(last["content"], "深思熟虑的回答");
+    assert_eq!(hook.hook_requests().len(), 2, "the call ran again");
+    // WeCom's retry of the message gets the stream as it is now.
+    let retry = client.send(&message, now_unix()).await;
+    assert_eq!(retry.stream()["id"], id.as_str());
+    assert_eq!(retry.stream()["content"], "深思熟虑的回答");
+    assert_eq!(hook.hook_requests().len(), 2, "no third call");
+    assert!(fake.pushed().is_empty(), "within the window: no push");
+}
+
+#[tokio::test]
+async fn wecom_bot_answers_are_on_the_consoles_conversations_page() {
+    let fake = FakeResponseUrl::start().await;
+    let config = ConsoleApp::config().add_account(account(&fake).rules(
+        "[[rules]]\nmatch = { text = \"价格\" }\nreply = { type = \"text\", content = \"**价格表**见官网\" }\n",
+    ));
+    let console = ConsoleApp::start(config).await;
+    let client = WeComBotClient::new(format!("{}{PATH}", console.app.base));
+    let answer = client
+        .send(
+            &bot_text("msg-console-1", "价格", &fake.response_url("v1")),
+            now_unix(),
+        )
+        .await;
+    assert_eq!(answer.stream()["finish"], true);
+    let operator = console.signed_in().await;
+    let list = operator.get("conversations/aibot").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let entries = list.json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{}", list.text);
+    assert_eq!(entries[0]["outcome"], "replied");
+    assert_eq!(entries[0]["reply_type"], "text");
+    assert!(
+        !list.text.contains("zhangsan"),
+        "ids are shortened: {}",
+        list.text
+    );
 }

@@ -5,8 +5,10 @@
 //!
 //! Files: `event.rs` (the decrypted JSON into the domain, pure), `gate.rs`
 //! (signature, envelope and the encrypted JSON answer), `stream.rs` (the
-//! stream state in the store, the turn that fills it, and the
-//! `response_url` push).
+//! stream state in the store, how the engine's answers render into it,
+//! and the late channel that fills it and makes the `response_url` push).
+//! The turns themselves are the conversation engine's, as on every
+//! platform.
 
 pub mod event;
 mod gate;
@@ -16,7 +18,9 @@ use std::time::Duration;
 
 pub use event::{BotPush, WeComBotEventError};
 pub use gate::{WeComBotCallback, WeComBotCallbackError};
-pub use stream::{StreamAnswer, StreamState, Streams, STREAM_WINDOW};
+pub use stream::{
+    BotRender, StreamAnswer, StreamDelivery, StreamState, StreamStoreError, Streams, STREAM_WINDOW,
+};
 
 use super::callback::Dialect;
 use crate::domain::{Capabilities, LateSend, PassiveReply};

@@ -1,13 +1,20 @@
 //! A 智能机器人's streams: the first answer to a message names a stream,
 //! and WeCom pulls it ("流式消息刷新") until it says `finish`. Each
 //! stream's state — the text so far, finished or not — lives in the store
-//! under the account's namespace, keyed by the stream id, so that any node
-//! answers a refresh. The turn that fills it runs the account's responder
-//! once per `msgid` (a retried `msgid` gets the same stream); a streamed
-//! upstream's parts are appended as they arrive. An answer finished after
-//! WeCom stopped pulling goes through the message's `response_url`.
+//! under the account's namespace, keyed by the stream id (derived from the
+//! message's `msgid`, so that a retry on any node names the same stream),
+//! so that any node answers a refresh.
+//!
+//! The answer itself is a conversation turn like any other platform's: the
+//! delivery engine runs it (ordered per conversation, written down until
+//! done, drained on shutdown, run again by another node after a crash).
+//! What the engine renders into the callback's answer is [`BotRender`]'s
+//! stream JSON; the late channel is [`StreamDelivery`], which appends each
+//! part to the stream as it comes, marks it finished when the turn is
+//! over, and sends an answer finished after WeCom stopped pulling through
+//! the message's `response_url`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +23,9 @@ use sha2::{Digest, Sha256};
 
 use super::MAX_STREAM_BYTES;
 use crate::clock::Clock;
-use crate::conversation::{join, Responder, Response};
+use crate::conversation::{
+    LateDelivery, LateError, LateFailure, LateFuture, Outcome, Recorded, Render,
+};
 use crate::domain::split::split_text;
 use crate::domain::{Message, Reply};
 use crate::platform::feishu::markdown_of;
@@ -39,6 +48,10 @@ pub struct StreamState {
     /// When the stream was opened (Unix seconds).
     #[serde(default)]
     pub opened: i64,
+    /// `content` is the interim text, shown until the answer's first part
+    /// replaces it.
+    #[serde(default)]
+    pub placeholder: bool,
 }
 
 /// What to answer a callback with: the plaintext JSON to seal, or nothing.
@@ -63,44 +76,33 @@ fn content_of(reply: &Reply) -> String {
     markdown_of(reply).unwrap_or_default()
 }
 
-/// The streams of one account, and the turns that fill them.
+/// The first answer: nothing for a finished stream with nothing in it.
+fn answer_of(id: &str, state: &StreamState) -> StreamAnswer {
+    if state.finish && state.content.is_empty() {
+        return None;
+    }
+    Some(stream_reply(id, state))
+}
+
+/// Why a stream's state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the stream's state is unavailable: {0}")]
+pub struct StreamStoreError(String);
+
+/// The streams of one account: their state in the store.
 pub struct Streams {
     store: Arc<dyn Store>,
     namespace: Namespace,
-    responder: Arc<dyn Responder>,
-    dedup_window: Duration,
     clock: Arc<dyn Clock>,
-    http: reqwest::Client,
-    allowed_prefix: String,
 }
 
 impl Streams {
-    /// The streams of an account whose answers come from `responder`;
-    /// `response_url` must live under `api_base_url`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        namespace: Namespace,
-        responder: Arc<dyn Responder>,
-        dedup_window: Duration,
-        api_base_url: &str,
-        timeout: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+    /// The streams of an account, kept in `store` under `namespace`.
+    pub fn new(store: Arc<dyn Store>, namespace: Namespace, clock: Arc<dyn Clock>) -> Self {
         Streams {
             store,
             namespace,
-            responder,
-            dedup_window: dedup_window.max(STREAM_WINDOW),
             clock,
-            http,
-            allowed_prefix: format!("{}/", api_base_url.trim_end_matches('/')),
         }
     }
 
@@ -110,31 +112,26 @@ impl Streams {
 
     /// The stream id of a message: derived from its `msgid`, so that a
     /// retry on any node names the same stream.
-    fn stream_id(&self, msgid: &str) -> String {
+    pub fn stream_id(&self, message: &Message) -> String {
+        let msgid = message.fields.child_text("BotMsgId").unwrap_or_default();
         let digest = Sha256::digest(format!("{}\n{msgid}", self.namespace.key("")).as_bytes());
         format!("wxgate-{}", hex::encode(&digest[..12]))
     }
 
-    /// The stream's state; `Err` when the store cannot be read.
-    async fn load(&self, id: &str) -> Result<Option<StreamState>, ()> {
+    /// The stream's state.
+    async fn load(&self, id: &str) -> Result<Option<StreamState>, StreamStoreError> {
         match self.store.get(&self.state_key(id)).await {
             Ok(bytes) => Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok())),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the stream's state");
-                Err(())
-            }
+            Err(e) => Err(StreamStoreError(e.to_string())),
         }
     }
 
-    async fn save(&self, id: &str, state: &StreamState) {
+    async fn save(&self, id: &str, state: &StreamState) -> Result<(), StreamStoreError> {
         let bytes = serde_json::to_vec(state).unwrap_or_default();
-        if let Err(e) = self
-            .store
+        self.store
             .set(&self.state_key(id), &bytes, Some(STATE_TTL))
             .await
-        {
-            tracing::warn!(error = %e, "could not keep the stream's state");
-        }
+            .map_err(|e| StreamStoreError(e.to_string()))
     }
 
     /// Answers a refresh: the content so far, `finish` once done. A stream
@@ -148,135 +145,175 @@ impl Streams {
                 finish: true,
                 ..StreamState::default()
             },
-            Err(()) => StreamState::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "stream refresh answered empty");
+                StreamState::default()
+            }
         };
         stream_reply(id, &state)
     }
 
-    /// Answers a user's message: a rule's answer finished at once, an
-    /// upstream's as a new stream filled while WeCom pulls it. A retried
-    /// `msgid` gets the same stream, its answer computed once.
-    pub async fn start(self: &Arc<Self>, message: Arc<Message>) -> StreamAnswer {
-        let msgid = message
-            .fields
-            .child_text("BotMsgId")
-            .unwrap_or_default()
-            .to_owned();
-        let id = self.stream_id(&msgid);
-        let claim_key = self.namespace.key(&format!("wecom_bot:msg:{msgid}"));
-        let opened = self.clock.now_unix();
-        let first = match self
-            .store
-            .set_nx(&claim_key, id.as_bytes(), self.dedup_window)
-            .await
-        {
-            Ok(first) => first,
-            Err(e) => {
-                // Without the store nobody knows of a retry; answering twice
-                // beats not answering.
-                tracing::warn!(error = %e, "store unavailable for the msgid claim; answering");
-                true
-            }
-        };
-        if !first {
-            tracing::info!("retried msgid answered with its stream");
-            let state = self.load(&id).await.ok().flatten().unwrap_or(StreamState {
-                opened,
-                ..StreamState::default()
-            });
-            return Self::answer(&id, &state);
-        }
-        let (future, parts) = match self.responder.respond(&message) {
-            Response::Ready(reply) => {
-                let state = StreamState {
-                    content: content_of(&reply),
-                    finish: true,
-                    opened,
-                };
-                self.save(&id, &state).await;
-                return Self::answer(&id, &state);
-            }
-            Response::Pending(future) => (future, None),
-            Response::Deferred(d) => (d.future, d.parts),
-        };
-        let state = StreamState {
-            content: String::new(),
-            finish: false,
-            opened,
-        };
-        self.save(&id, &state).await;
-        let streams = self.clone();
-        let response_url = message
-            .fields
-            .child_text("ResponseUrl")
-            .unwrap_or_default()
-            .to_owned();
-        let span = tracing::Span::current();
-        let stream_id = id.clone();
-        tokio::spawn(tracing::Instrument::instrument(
-            async move {
-                let mut done = Vec::new();
-                let mut future = future;
-                let last = match parts {
-                    None => future.await,
-                    Some(mut parts) => loop {
-                        tokio::select! {
-                            biased;
-                            part = parts.recv() => match part {
-                                Some(part) => {
-                                    done.push(part);
-                                    let so_far = content_of(&join(done.clone(), Reply::Success));
-                                    streams.save(&stream_id, &StreamState {
-                                        content: so_far, finish: false, opened,
-                                    }).await;
-                                }
-                                None => break future.await,
-                            },
-                            last = &mut future => {
-                                while let Ok(part) = parts.try_recv() {
-                                    done.push(part);
-                                }
-                                break last;
-                            }
-                        }
-                    },
-                };
-                let whole = content_of(&join(done, last));
-                streams
-                    .save(
-                        &stream_id,
-                        &StreamState {
-                            content: whole.clone(),
-                            finish: true,
-                            opened,
-                        },
-                    )
-                    .await;
-                let late = streams.clock.now_unix().saturating_sub(opened)
-                    >= STREAM_WINDOW.as_secs() as i64;
-                if late && !whole.is_empty() {
-                    streams.push_late(&response_url, &whole).await;
-                }
-            },
-            span,
-        ));
-        Self::answer(&id, &state)
+    /// How the engine renders its answers to `message`: into its stream.
+    pub fn render_for(&self, message: &Message) -> Arc<BotRender> {
+        Arc::new(BotRender {
+            id: self.stream_id(message),
+            rendered: Mutex::new(None),
+        })
     }
 
-    /// The first answer: nothing for a finished stream with nothing in it.
-    fn answer(id: &str, state: &StreamState) -> StreamAnswer {
-        if state.finish && state.content.is_empty() {
-            return None;
+    /// What the callback answers once the engine has decided: a finished
+    /// answer is kept as the stream's state (for a refresh WeCom may still
+    /// send), an open stream is written down unless its turn already has,
+    /// and a retry gets the stream as it is now.
+    pub async fn settle(
+        &self,
+        render: &BotRender,
+        outcome: Outcome,
+        answer: Recorded,
+    ) -> StreamAnswer {
+        let id = render.id.as_str();
+        let rendered = render
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let opened = self.clock.now_unix();
+        match (outcome, rendered) {
+            (Outcome::Duplicate, _) => match self.load(id).await {
+                Ok(Some(state)) => answer_of(id, &state),
+                _ => answer.as_deref().map(str::to_owned),
+            },
+            (Outcome::Merged | Outcome::Overload, _) | (_, None) => {
+                answer.as_deref().map(str::to_owned)
+            }
+            (_, Some(mut state)) => {
+                state.opened = opened;
+                let key = self.state_key(id);
+                let bytes = serde_json::to_vec(&state).unwrap_or_default();
+                // An open stream is created only when its turn has not
+                // written to it yet; a finished one is the whole answer.
+                let written = if state.finish {
+                    self.store.set(&key, &bytes, Some(STATE_TTL)).await
+                } else {
+                    self.store.set_nx(&key, &bytes, STATE_TTL).await.map(|_| ())
+                };
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, "could not keep the stream's state");
+                }
+                answer.as_deref().map(str::to_owned)
+            }
         }
-        Some(stream_reply(id, state))
+    }
+}
+
+/// Renders the engine's answers to one message as its stream: the whole
+/// answer finished, an interim one (the answer follows) open.
+pub struct BotRender {
+    id: String,
+    rendered: Mutex<Option<StreamState>>,
+}
+
+impl BotRender {
+    fn rendered(&self, state: StreamState) -> Recorded {
+        let answer = answer_of(&self.id, &state);
+        *self.rendered.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        answer.map(Into::into)
+    }
+}
+
+impl Render for BotRender {
+    fn render(&self, reply: &Reply) -> Recorded {
+        self.rendered(StreamState {
+            content: content_of(reply),
+            finish: true,
+            ..StreamState::default()
+        })
+    }
+
+    fn interim(&self, reply: &Reply) -> Recorded {
+        self.rendered(StreamState {
+            content: content_of(reply),
+            finish: false,
+            placeholder: true,
+            ..StreamState::default()
+        })
+    }
+}
+
+/// A 智能机器人's late channel: the message's stream while WeCom pulls it,
+/// then its `response_url` (one markdown message within the hour).
+#[derive(Clone)]
+pub struct StreamDelivery {
+    streams: Arc<Streams>,
+    http: reqwest::Client,
+    allowed_prefix: String,
+}
+
+impl StreamDelivery {
+    /// Fills `streams`; `response_url` must live under `api_base_url`.
+    pub fn new(streams: Arc<Streams>, api_base_url: &str, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        StreamDelivery {
+            streams,
+            http,
+            allowed_prefix: format!("{}/", api_base_url.trim_end_matches('/')),
+        }
+    }
+
+    /// The stream's state, or a new one opened now.
+    async fn state(&self, id: &str) -> Result<StreamState, StreamStoreError> {
+        Ok(self.streams.load(id).await?.unwrap_or(StreamState {
+            opened: self.streams.clock.now_unix(),
+            ..StreamState::default()
+        }))
+    }
+
+    async fn append(&self, message: &Message, text: &str) -> Result<(), StreamStoreError> {
+        let id = self.streams.stream_id(message);
+        let mut state = self.state(&id).await?;
+        if state.placeholder || state.content.is_empty() {
+            state.content = text.to_owned();
+        } else {
+            state.content.push_str("\n\n");
+            state.content.push_str(text);
+        }
+        state.placeholder = false;
+        self.streams.save(&id, &state).await
+    }
+
+    async fn finish(&self, message: &Message) -> Result<(), LateError> {
+        let id = self.streams.stream_id(message);
+        let mut state = self.state(&id).await.map_err(|e| retry_later(e, None))?;
+        if state.placeholder {
+            state.content.clear();
+            state.placeholder = false;
+        }
+        state.finish = true;
+        if let Err(e) = self.streams.save(&id, &state).await {
+            tracing::warn!(error = %e, "could not mark the stream finished");
+        }
+        let late = self.streams.clock.now_unix().saturating_sub(state.opened)
+            >= STREAM_WINDOW.as_secs() as i64;
+        if !late || state.content.is_empty() {
+            return Ok(());
+        }
+        let response_url = message.fields.child_text("ResponseUrl").unwrap_or_default();
+        self.push_late(response_url, &state.content).await
     }
 
     /// Sends `content` as one markdown message through `response_url` (an
     /// answer finished after WeCom stopped pulling its stream).
-    async fn push_late(&self, response_url: &str, content: &str) {
+    async fn push_late(&self, response_url: &str, content: &str) -> Result<(), LateError> {
         if !response_url.starts_with(&self.allowed_prefix) {
-            tracing::warn!("the message's response_url is not under the account's api_base_url; late answer dropped");
-            return;
+            return Err(LateError::other(
+                "the message's response_url is not under the account's api_base_url; late answer dropped",
+            ));
         }
         let content = split_text(content, MAX_STREAM_BYTES)
             .into_iter()
@@ -290,12 +327,66 @@ impl Streams {
                 let errcode = answer.get("errcode").and_then(Value::as_i64).unwrap_or(-1);
                 if status.is_success() && errcode == 0 {
                     tracing::info!("late answer sent through the response_url");
+                    Ok(())
                 } else {
-                    tracing::warn!(%status, errcode, "response_url refused the late answer");
+                    Err(LateError::other(format!(
+                        "response_url refused the late answer: HTTP {status}, errcode {errcode}"
+                    )))
                 }
             }
-            Err(e) => tracing::warn!(error = %e.without_url(), "response_url unreachable"),
+            Err(e) => Err(LateError::other(format!(
+                "response_url unreachable: {}",
+                e.without_url()
+            ))),
         }
+    }
+}
+
+/// A store failure: the same write may go through later.
+fn retry_later(e: StreamStoreError, rest: Option<Reply>) -> LateError {
+    LateError {
+        kind: LateFailure::RetryLater,
+        rest,
+        message: e.to_string(),
+    }
+}
+
+impl LateDelivery for StreamDelivery {
+    fn deliver(&self, message: Arc<Message>, reply: Reply) -> LateFuture {
+        let text = content_of(&reply);
+        let this = self.clone();
+        Box::pin(async move {
+            if text.is_empty() {
+                return Ok(());
+            }
+            this.append(&message, &text)
+                .await
+                .map_err(|e| retry_later(e, Some(reply)))
+        })
+    }
+
+    fn restarted(&self, message: Arc<Message>) -> LateFuture {
+        let streams = self.streams.clone();
+        Box::pin(async move {
+            let id = streams.stream_id(&message);
+            let state = streams.load(&id).await.map_err(|e| retry_later(e, None))?;
+            if let Some(state) = state {
+                let fresh = StreamState {
+                    opened: state.opened,
+                    ..StreamState::default()
+                };
+                streams
+                    .save(&id, &fresh)
+                    .await
+                    .map_err(|e| retry_later(e, None))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn finished(&self, message: Arc<Message>) -> LateFuture {
+        let this = self.clone();
+        Box::pin(async move { this.finish(&message).await })
     }
 }
 
@@ -308,7 +399,7 @@ mod tests {
         let state = StreamState {
             content: "**价格**".into(),
             finish: false,
-            opened: 0,
+            ..StreamState::default()
         };
         let v: Value = serde_json::from_str(&stream_reply("s1", &state)).unwrap();
         assert_eq!(
@@ -318,12 +409,12 @@ mod tests {
         let long = StreamState {
             content: "字".repeat(10_000),
             finish: true,
-            opened: 0,
+            ..StreamState::default()
         };
         let v: Value = serde_json::from_str(&stream_reply("s", &long)).unwrap();
         assert!(v["stream"]["content"].as_str().unwrap().len() <= MAX_STREAM_BYTES);
         assert_eq!(
-            Streams::answer(
+            answer_of(
                 "s",
                 &StreamState {
                     finish: true,

@@ -393,6 +393,140 @@ impl LateDelivery for StreamDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::Element;
+    use crate::store::{KeyFormat, MemoryStore};
+
+    fn message(msgid: &str) -> Arc<Message> {
+        let field = |name: &str, text: &str| Element {
+            name: name.into(),
+            text: text.into(),
+            children: Vec::new(),
+        };
+        Arc::new(Message {
+            to_user: "bot".into(),
+            from_user: "zhangsan".into(),
+            create_time: 0,
+            msg_type: "text".into(),
+            msg_id: Some(1),
+            kind: crate::domain::MessageKind::Unknown,
+            fields: Element {
+                name: "xml".into(),
+                text: String::new(),
+                children: vec![
+                    field("BotMsgId", msgid),
+                    field("ResponseUrl", "http://127.0.0.1:9/cgi-bin/aibot/response"),
+                ],
+            },
+        })
+    }
+
+    fn delivery(clock: Arc<ManualClock>) -> (Arc<Streams>, StreamDelivery) {
+        let streams = Arc::new(Streams::new(
+            Arc::new(MemoryStore::new()),
+            Namespace::new("bot", KeyFormat::Tagged),
+            clock,
+        ));
+        let late = StreamDelivery::new(
+            streams.clone(),
+            "http://127.0.0.1:9",
+            Duration::from_millis(200),
+        );
+        (streams, late)
+    }
+
+    fn text(content: &str) -> Reply {
+        Reply::Text {
+            content: content.into(),
+        }
+    }
+
+    async fn state(streams: &Streams, message: &Message) -> StreamState {
+        streams
+            .load(&streams.stream_id(message))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn parts_replace_the_interim_text_then_grow_until_finished() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let (streams, late) = delivery(clock);
+        let m = message("m1");
+        let render = streams.render_for(&m);
+        let opening = render.interim(&text("正在思考…")).unwrap();
+        assert!(opening.contains("\"finish\":false"), "{opening}");
+        let settled = streams
+            .settle(
+                &render,
+                Outcome::Deferred(crate::conversation::Strategy::LateSend),
+                Some(opening.clone()),
+            )
+            .await;
+        assert_eq!(settled.as_deref(), Some(&*opening));
+        assert!(state(&streams, &m).await.placeholder);
+        late.deliver(m.clone(), text("一")).await.unwrap();
+        late.deliver(m.clone(), text("二")).await.unwrap();
+        let so_far = state(&streams, &m).await;
+        assert_eq!(
+            (so_far.content.as_str(), so_far.finish),
+            ("一\n\n二", false)
+        );
+        late.finished(m.clone()).await.unwrap();
+        assert!(state(&streams, &m).await.finish);
+        // A retry now gets the stream as it is.
+        let retry = streams
+            .settle(&streams.render_for(&m), Outcome::Duplicate, Some(opening))
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&retry).unwrap();
+        assert_eq!(
+            (&v["stream"]["content"], &v["stream"]["finish"]),
+            (&json!("一\n\n二"), &json!(true))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_turn_starts_the_stream_over_and_an_empty_answer_clears_the_interim() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let (streams, late) = delivery(clock);
+        let m = message("m2");
+        late.deliver(m.clone(), text("半句")).await.unwrap();
+        late.restarted(m.clone()).await.unwrap();
+        assert_eq!(state(&streams, &m).await.content, "");
+        late.deliver(m.clone(), text("整句。")).await.unwrap();
+        late.finished(m.clone()).await.unwrap();
+        assert_eq!(state(&streams, &m).await.content, "整句。");
+
+        let other = message("m3");
+        let render = streams.render_for(&other);
+        let opening = render.interim(&text("正在思考…"));
+        streams
+            .settle(
+                &render,
+                Outcome::Deferred(crate::conversation::Strategy::LateSend),
+                opening,
+            )
+            .await;
+        late.finished(other.clone()).await.unwrap();
+        let done = state(&streams, &other).await;
+        assert_eq!((done.content.as_str(), done.finish), ("", true));
+    }
+
+    #[tokio::test]
+    async fn an_answer_finished_after_the_window_must_be_pushed_and_a_failed_push_is_an_error() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let (streams, late) = delivery(clock.clone());
+        let m = message("m4");
+        late.deliver(m.clone(), text("很久以后")).await.unwrap();
+        clock.set(1_000 + STREAM_WINDOW.as_secs() as i64);
+        // Nothing listens on the response_url's port: the push fails, and
+        // says so (the engine counts it as a dropped late answer).
+        let e = late.finished(m.clone()).await.unwrap_err();
+        assert!(e.message.contains("response_url"), "{e}");
+        assert!(state(&streams, &m).await.finish);
+    }
 
     #[test]
     fn stream_replies_are_wecoms_json() {

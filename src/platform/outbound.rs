@@ -1,8 +1,24 @@
-//! Outbound calls to a platform's API: the response body read with a
-//! bound, so that a misbehaving endpoint cannot make wxgate buffer without
-//! limit. Each platform's client maps the two failures to its own errors.
+//! Outbound calls to a platform's API: one way to build the HTTP client
+//! (rustls, bounded in time, no redirects, wxgate's user agent), and the
+//! response body read with a bound, so that a misbehaving endpoint cannot
+//! make wxgate buffer without limit. Each platform's client maps the
+//! failures to its own errors.
+
+use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
+
+/// The HTTP client of a platform API: every call and every connection
+/// attempt bounded by `timeout`, redirects not followed (a platform API
+/// answers where it is asked; a redirect elsewhere is refused).
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
 
 /// Why a bounded call failed.
 #[derive(Debug)]

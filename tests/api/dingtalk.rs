@@ -351,11 +351,8 @@ async fn the_consoles_conversations_page_lists_answers_given_in_the_response() {
     let (status, answer) = push(&console.app, &body, &headers).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(markdown_text(&answer), "**价格表**见官网");
-    let client = console.signed_in().await;
-    let list = client.get("conversations/robot").await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    let entries = list.json["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{}", list.text);
+    let (entries, text) = console.signed_in().await.conversations("robot").await;
+    assert_eq!(entries.len(), 1, "{text}");
     assert_eq!(entries[0]["outcome"], "replied");
     assert_eq!(entries[0]["msg_type"], "text");
     assert_eq!(entries[0]["reply_type"], "text");

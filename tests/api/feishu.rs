@@ -621,17 +621,10 @@ async fn the_consoles_conversations_page_lists_feishu_answers() {
     let event = message_event(TOKEN, "ev_v1", "om_v1", "p2p", "价格", &[]);
     assert_eq!(push(&console.app, &event, &[]).await.0, 200);
     assert!(eventually(Duration::from_secs(5), || fake.replies().len() == 1).await);
-    let client = console.signed_in().await;
-    let list = client.get("conversations/bot").await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    let entries = list.json["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{}", list.text);
+    let (entries, text) = console.signed_in().await.conversations("bot").await;
+    assert_eq!(entries.len(), 1, "{text}");
     assert_eq!(entries[0]["outcome"], "late_sent");
     assert_eq!(entries[0]["strategy"], "late_send");
     assert_eq!(entries[0]["reply_type"], "text");
-    assert!(
-        !list.text.contains("ou_sender0001"),
-        "ids are shortened: {}",
-        list.text
-    );
+    assert!(!text.contains("ou_sender0001"), "ids are shortened: {text}");
 }

@@ -440,16 +440,9 @@ async fn wecom_bot_answers_are_on_the_consoles_conversations_page() {
         )
         .await;
     assert_eq!(answer.stream()["finish"], true);
-    let operator = console.signed_in().await;
-    let list = operator.get("conversations/aibot").await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    let entries = list.json["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{}", list.text);
+    let (entries, text) = console.signed_in().await.conversations("aibot").await;
+    assert_eq!(entries.len(), 1, "{text}");
     assert_eq!(entries[0]["outcome"], "replied");
     assert_eq!(entries[0]["reply_type"], "text");
-    assert!(
-        !list.text.contains("zhangsan"),
-        "ids are shortened: {}",
-        list.text
-    );
+    assert!(!text.contains("zhangsan"), "ids are shortened: {text}");
 }

@@ -213,16 +213,12 @@ impl DingTalkClient {
     /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: DingTalkClientSettings) -> Result<Self, DingTalkError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DingTalkError::Transport {
+        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
+            DingTalkError::Transport {
                 endpoint: "(client)",
                 reason: e.without_url().to_string(),
-            })?;
+            }
+        })?;
         Ok(DingTalkClient { http, settings })
     }
 

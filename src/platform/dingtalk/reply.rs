@@ -115,13 +115,7 @@ impl RobotDelivery {
         api: Option<DingTalkApi>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = crate::platform::outbound::client(timeout).unwrap_or_default();
         RobotDelivery {
             http,
             allowed_prefix: format!("{}/", api_base_url.trim_end_matches('/')),

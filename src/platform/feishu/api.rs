@@ -218,18 +218,15 @@ pub struct ReplyBody {
 }
 
 impl FeishuClient {
-    /// Builds the HTTP client (rustls, bounded in time).
+    /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: FeishuClientSettings) -> Result<Self, FeishuError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FeishuError::Transport {
+        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
+            FeishuError::Transport {
                 endpoint: "(client)",
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(FeishuClient { http, settings })
     }
 

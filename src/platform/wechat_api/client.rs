@@ -64,18 +64,15 @@ pub struct WechatClient {
 }
 
 impl WechatClient {
-    /// Builds the HTTP client (rustls, bounded in time).
+    /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: ClientSettings) -> Result<WechatClient, WechatError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WechatError::Transport {
+        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
+            WechatError::Transport {
                 endpoint: "(client)",
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(WechatClient { http, settings })
     }
 

@@ -225,4 +225,16 @@ impl ConsoleClient {
         self.send(reqwest::Method::PUT, path, Some(body), None)
             .await
     }
+
+    /// The conversations page's entries for `account`, newest first, and
+    /// the page's text (for messages and for what must not be in it).
+    pub async fn conversations(&self, account: &str) -> (Vec<Value>, String) {
+        let list = self.get(&format!("conversations/{account}")).await;
+        assert_eq!(list.status, 200, "{}", list.text);
+        let entries = list.json["entries"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no entries: {}", list.text))
+            .clone();
+        (entries, list.text)
+    }
 }

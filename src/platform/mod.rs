@@ -26,6 +26,7 @@
 
 pub mod callback;
 pub mod callback_ips;
+pub mod convert;
 pub mod dingtalk;
 pub mod feishu;
 pub mod kf;
@@ -42,16 +43,7 @@ use crate::config::{AccountConfig, AccountKind};
 use crate::domain::Capabilities;
 pub use callback::{Callback, CallbackError, CallbackQuery, Dialect, Inbound};
 
-/// A stable 64-bit id for a platform's text message id (the domain's
-/// `MsgId` is a number): the first 8 bytes of its SHA-256, the same on
-/// every node. Feishu, DingTalk and the WeCom bot name messages by text.
-pub fn numeric_id(message_id: &str) -> u64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(message_id.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(bytes)
-}
+pub use convert::numeric_id;
 
 /// The callback dialect of an account's platform.
 pub fn dialect(kind: &AccountKind) -> Dialect {

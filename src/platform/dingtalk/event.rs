@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use crate::domain::{Element, Message, MessageKind};
+use crate::domain::{Message, MessageKind};
+use crate::platform::convert::{str_at, Fields};
 
 /// Why a body is not a robot message DingTalk would send.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,17 +18,6 @@ pub enum DingTalkEventError {
     /// A field every robot message has is missing.
     #[error("robot message without {0}")]
     Missing(&'static str),
-}
-
-fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut here = v;
-    for key in path {
-        match here.get(key) {
-            Some(next) => here = next,
-            None => return "",
-        }
-    }
-    here.as_str().unwrap_or("")
 }
 
 fn num_of(v: &Value, key: &str) -> Option<i64> {
@@ -50,37 +40,28 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
     if !v.is_object() {
         return Err(DingTalkEventError::NotJson);
     }
-    let msg_id = str_of(&v, &["msgId"]);
+    let msg_id = str_at(&v, &["msgId"]);
     if msg_id.is_empty() {
         return Err(DingTalkEventError::Missing("msgId"));
     }
-    let sender = match str_of(&v, &["senderStaffId"]) {
-        "" => str_of(&v, &["senderId"]),
+    let sender = match str_at(&v, &["senderStaffId"]) {
+        "" => str_at(&v, &["senderId"]),
         staff => staff,
     };
     if sender.is_empty() {
         return Err(DingTalkEventError::Missing("senderId"));
     }
-    let robot = match str_of(&v, &["chatbotUserId"]) {
-        "" => str_of(&v, &["robotCode"]),
+    let robot = match str_at(&v, &["chatbotUserId"]) {
+        "" => str_at(&v, &["robotCode"]),
         id => id,
     };
     let create_time = num_of(&v, "createAt").unwrap_or(0) / 1000;
-    let msgtype = str_of(&v, &["msgtype"]);
-    let mut fields = Vec::new();
-    let mut push = |name: &str, text: &str| {
-        fields.push(Element {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            children: Vec::new(),
-        })
-    };
-    push("ToUserName", robot);
-    push("FromUserName", sender);
-    push("CreateTime", &create_time.to_string());
+    let msgtype = str_at(&v, &["msgtype"]);
+    let mut fields = Fields::addressed(robot, sender, create_time);
+    let mut push = |name: &str, text: &str| fields.push(name, text);
     let (msg_type, kind) = match msgtype {
         "text" => {
-            let content = str_of(&v, &["text", "content"]).trim().to_owned();
+            let content = str_at(&v, &["text", "content"]).trim().to_owned();
             push("MsgType", "text");
             push("Content", &content);
             (
@@ -92,7 +73,7 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
             )
         }
         "picture" => {
-            let code = str_of(&v, &["content", "downloadCode"]);
+            let code = str_at(&v, &["content", "downloadCode"]);
             push("MsgType", "image");
             push("MediaId", code);
             (
@@ -111,18 +92,18 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
     let numeric = crate::platform::numeric_id(msg_id);
     push("MsgId", &numeric.to_string());
     push("DingTalkMsgId", msg_id);
-    push("ConversationId", str_of(&v, &["conversationId"]));
-    push("ConversationType", str_of(&v, &["conversationType"]));
-    push("SessionWebhook", str_of(&v, &["sessionWebhook"]));
+    push("ConversationId", str_at(&v, &["conversationId"]));
+    push("ConversationType", str_at(&v, &["conversationType"]));
+    push("SessionWebhook", str_at(&v, &["sessionWebhook"]));
     push(
         "SessionWebhookExpiredTime",
         &num_of(&v, "sessionWebhookExpiredTime")
             .map(|t| t.to_string())
             .unwrap_or_default(),
     );
-    push("SenderNick", str_of(&v, &["senderNick"]));
+    push("SenderNick", str_at(&v, &["senderNick"]));
     // The userId the robot send API addresses a direct chat by.
-    push("SenderStaffId", str_of(&v, &["senderStaffId"]));
+    push("SenderStaffId", str_at(&v, &["senderStaffId"]));
     Ok(Message {
         to_user: robot.to_owned(),
         from_user: sender.to_owned(),
@@ -130,11 +111,7 @@ pub fn to_message(body: &[u8]) -> Result<Message, DingTalkEventError> {
         msg_type: msg_type.to_owned(),
         msg_id: Some(numeric),
         kind,
-        fields: Element {
-            name: "xml".to_owned(),
-            text: String::new(),
-            children: fields,
-        },
+        fields: fields.into_element(),
     })
 }
 

@@ -13,7 +13,8 @@ use thiserror::Error;
 
 use crate::config::{AccountConfig, AccountKind, Secret};
 use crate::crypto::{CryptoError, MessageCrypto};
-use crate::domain::{Element, Event, Message, MessageKind};
+use crate::domain::{Event, Message, MessageKind};
+use crate::platform::convert::Fields;
 
 /// The plaintext every push is answered with, encrypted.
 pub const SUCCESS: &str = "success";
@@ -242,22 +243,17 @@ pub fn to_message(event_type: &str, id: &str, plaintext: &str, app: &str) -> Mes
         })
         .unwrap_or_else(|| app.to_owned());
     let numeric = crate::platform::numeric_id(id);
-    let child = |name: &str, text: &str| Element {
-        name: name.to_owned(),
-        text: text.to_owned(),
-        children: Vec::new(),
-    };
-    let fields = vec![
-        child("ToUserName", app),
-        child("FromUserName", &user),
-        child("CreateTime", &now.to_string()),
-        child("MsgType", "event"),
-        child("Event", event_type),
-        child("MsgId", &numeric.to_string()),
-        child("DingTalkEventId", id),
-        child("Token", id),
-        child("EventJson", plaintext),
-    ];
+    let mut fields = Fields::addressed(app, &user, now);
+    for (name, text) in [
+        ("MsgType", "event"),
+        ("Event", event_type),
+        ("MsgId", &numeric.to_string()),
+        ("DingTalkEventId", id),
+        ("Token", id),
+        ("EventJson", plaintext),
+    ] {
+        fields.push(name, text);
+    }
     Message {
         to_user: app.to_owned(),
         from_user: user,
@@ -265,11 +261,7 @@ pub fn to_message(event_type: &str, id: &str, plaintext: &str, app: &str) -> Mes
         msg_type: "event".to_owned(),
         msg_id: Some(numeric),
         kind: MessageKind::Event(Event::Unknown),
-        fields: Element {
-            name: "xml".to_owned(),
-            text: String::new(),
-            children: fields,
-        },
+        fields: fields.into_element(),
     }
 }
 

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{Element, Message, MessageKind};
+use crate::domain::{Message, MessageKind};
+use crate::platform::convert::{str_at, Fields};
 
 /// The event type of a message sent to the bot.
 pub const MESSAGE_RECEIVE: &str = "im.message.receive_v1";
@@ -145,17 +146,6 @@ pub enum Converted {
 
 pub use crate::platform::numeric_id;
 
-fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut here = v;
-    for key in path {
-        match here.get(key) {
-            Some(next) => here = next,
-            None => return "",
-        }
-    }
-    here.as_str().unwrap_or("")
-}
-
 /// A mention in a message: its placeholder key, the name, and the open_id.
 struct Mention {
     key: String,
@@ -170,9 +160,9 @@ fn mentions(message: &Value) -> Vec<Mention> {
         .map(|all| {
             all.iter()
                 .map(|m| Mention {
-                    key: str_of(m, &["key"]).to_owned(),
-                    name: str_of(m, &["name"]).to_owned(),
-                    open_id: str_of(m, &["id", "open_id"]).to_owned(),
+                    key: str_at(m, &["key"]).to_owned(),
+                    name: str_at(m, &["name"]).to_owned(),
+                    open_id: str_at(m, &["id", "open_id"]).to_owned(),
                 })
                 .collect()
         })
@@ -192,7 +182,7 @@ fn post_text(content: &Value) -> String {
             .unwrap_or(content)
     };
     let mut lines = Vec::new();
-    let title = str_of(post, &["title"]);
+    let title = str_at(post, &["title"]);
     if !title.is_empty() {
         lines.push(title.to_owned());
     }
@@ -206,10 +196,10 @@ fn post_text(content: &Value) -> String {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|el| match str_of(el, &["tag"]) {
-                "at" => format!("@{}", str_of(el, &["user_id"])),
+            .map(|el| match str_at(el, &["tag"]) {
+                "at" => format!("@{}", str_at(el, &["user_id"])),
                 "img" | "media" | "emotion" | "hr" => String::new(),
-                _ => str_of(el, &["text"]).to_owned(),
+                _ => str_at(el, &["text"]).to_owned(),
             })
             .collect();
         lines.push(line);
@@ -229,21 +219,21 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
         .event
         .get("message")
         .ok_or(EventError::Malformed("message event without message"))?;
-    let message_id = str_of(message, &["message_id"]);
+    let message_id = str_at(message, &["message_id"]);
     if message_id.is_empty() {
         return Err(EventError::Malformed("message without message_id"));
     }
-    let sender = str_of(&event.event, &["sender", "sender_id", "open_id"]);
+    let sender = str_at(&event.event, &["sender", "sender_id", "open_id"]);
     if sender.is_empty() {
         return Err(EventError::Malformed("message without sender open_id"));
     }
     if !matches!(
-        str_of(&event.event, &["sender", "sender_type"]),
+        str_at(&event.event, &["sender", "sender_type"]),
         "" | "user"
     ) {
         return Ok(Converted::Ignored("not sent by a user"));
     }
-    let chat_type = str_of(message, &["chat_type"]);
+    let chat_type = str_at(message, &["chat_type"]);
     let all_mentions = mentions(message);
     let is_bot = |m: &Mention| match &policy.bot_open_id {
         Some(bot) => &m.open_id == bot,
@@ -255,8 +245,8 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
             "group message without a mention of the bot",
         ));
     }
-    let message_type = str_of(message, &["message_type"]);
-    let raw_content = str_of(message, &["content"]);
+    let message_type = str_at(message, &["message_type"]);
+    let raw_content = str_at(message, &["content"]);
     let content: Value = serde_json::from_str(raw_content).unwrap_or(Value::Null);
     let unmention = |text: &str| {
         let mut text = text.to_owned();
@@ -270,26 +260,17 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
         }
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     };
-    let mut fields = vec![];
-    let mut push = |name: &str, text: &str| {
-        fields.push(Element {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            children: Vec::new(),
-        })
-    };
-    let create_ms: i64 = str_of(message, &["create_time"])
+    let create_ms: i64 = str_at(message, &["create_time"])
         .parse()
         .or_else(|_| event.header.create_time.parse())
         .unwrap_or(0);
     let create_time = create_ms / 1000;
-    push("ToUserName", &event.header.app_id);
-    push("FromUserName", sender);
-    push("CreateTime", &create_time.to_string());
+    let mut fields = Fields::addressed(&event.header.app_id, sender, create_time);
+    let mut push = |name: &str, text: &str| fields.push(name, text);
     let (msg_type, kind) = match message_type {
         "text" | "post" => {
             let text = if message_type == "text" {
-                unmention(str_of(&content, &["text"]))
+                unmention(str_at(&content, &["text"]))
             } else {
                 unmention(&post_text(&content))
             };
@@ -304,7 +285,7 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
             )
         }
         "image" => {
-            let key = str_of(&content, &["image_key"]);
+            let key = str_at(&content, &["image_key"]);
             push("MsgType", "image");
             push("MediaId", key);
             (
@@ -324,7 +305,7 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
     push("MsgId", &msg_id.to_string());
     push("MessageId", message_id);
     push("EventId", &event.header.event_id);
-    push("ChatId", str_of(message, &["chat_id"]));
+    push("ChatId", str_at(message, &["chat_id"]));
     push("ChatType", chat_type);
     push("MessageType", message_type);
     push("RawContent", raw_content);
@@ -335,11 +316,7 @@ pub fn to_message(event: &Event, policy: &MentionPolicy) -> Result<Converted, Ev
         msg_type: msg_type.to_owned(),
         msg_id: Some(msg_id),
         kind,
-        fields: Element {
-            name: "xml".to_owned(),
-            text: String::new(),
-            children: fields,
-        },
+        fields: fields.into_element(),
     })))
 }
 

@@ -3,8 +3,9 @@
 
 use sha1::{Digest, Sha1};
 
-use crate::domain::{Element, Message, MessageKind, Reply};
+use crate::domain::{Message, MessageKind, Reply};
 use crate::message::MessageError;
+use crate::platform::convert::Fields;
 use crate::platform::wechat_api::KfMessage;
 
 /// Ids from WeChat as key parts: kept when short and plain, hashed otherwise.
@@ -76,10 +77,7 @@ fn num_at(m: &KfMessage, object: &str, field: &str) -> Option<f64> {
 /// `KfMsgId`). Types the domain has no kind for keep their `msgtype` and
 /// become `Unknown`. A location without coordinates is refused.
 pub(super) fn to_message(m: &KfMessage) -> Result<Message, MessageError> {
-    let mut fields = Fields::default();
-    fields.push("ToUserName", &m.open_kfid);
-    fields.push("FromUserName", &m.external_userid);
-    fields.push("CreateTime", &m.send_time.to_string());
+    let mut fields = Fields::addressed(&m.open_kfid, &m.external_userid, m.send_time);
     fields.push("MsgType", &m.msgtype);
     let kind = match m.msgtype.as_str() {
         "text" => {
@@ -155,30 +153,8 @@ pub(super) fn to_message(m: &KfMessage) -> Result<Message, MessageError> {
         msg_type: m.msgtype.trim().to_owned(),
         msg_id: None,
         kind,
-        fields: fields.0,
+        fields: fields.into_element(),
     })
-}
-
-/// The message's fields, in order, under a `<xml>`-named root.
-struct Fields(Element);
-
-impl Default for Fields {
-    fn default() -> Self {
-        Fields(Element {
-            name: "xml".to_owned(),
-            ..Element::default()
-        })
-    }
-}
-
-impl Fields {
-    fn push(&mut self, name: &str, text: &str) {
-        self.0.children.push(Element {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            children: Vec::new(),
-        });
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::domain::{Element, Message, MessageKind};
+use crate::domain::{Message, MessageKind};
+use crate::platform::convert::{str_at, Fields};
 
 /// Why a decrypted callback is not one WeCom would send.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,17 +40,6 @@ pub enum BotPush {
     },
 }
 
-fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut here = v;
-    for key in path {
-        match here.get(key) {
-            Some(next) => here = next,
-            None => return "",
-        }
-    }
-    here.as_str().unwrap_or("")
-}
-
 /// Reads the decrypted plaintext. A message becomes a domain [`Message`]
 /// from `from.userid` to the bot (`aibotid`), its text trimmed; a picture
 /// an image with its URL; anything else `Unknown` with its `msgtype`. The
@@ -60,11 +50,11 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
     if !v.is_object() {
         return Err(WeComBotEventError::NotJson);
     }
-    let bot_id = str_of(&v, &["aibotid"]).to_owned();
-    let msgtype = str_of(&v, &["msgtype"]);
+    let bot_id = str_at(&v, &["aibotid"]).to_owned();
+    let msgtype = str_at(&v, &["msgtype"]);
     match msgtype {
         "stream" => {
-            let stream_id = str_of(&v, &["stream", "id"]);
+            let stream_id = str_at(&v, &["stream", "id"]);
             if stream_id.is_empty() {
                 return Err(WeComBotEventError::Missing("stream.id"));
             }
@@ -76,34 +66,25 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
         "event" => {
             return Ok(BotPush::Event {
                 bot_id,
-                event_type: str_of(&v, &["event", "eventtype"]).to_owned(),
+                event_type: str_at(&v, &["event", "eventtype"]).to_owned(),
             });
         }
         "" => return Err(WeComBotEventError::Missing("msgtype")),
         _ => {}
     }
-    let msg_id = str_of(&v, &["msgid"]);
+    let msg_id = str_at(&v, &["msgid"]);
     if msg_id.is_empty() {
         return Err(WeComBotEventError::Missing("msgid"));
     }
-    let sender = str_of(&v, &["from", "userid"]);
+    let sender = str_at(&v, &["from", "userid"]);
     if sender.is_empty() {
         return Err(WeComBotEventError::Missing("from.userid"));
     }
-    let mut fields = Vec::new();
-    let mut push = |name: &str, text: &str| {
-        fields.push(Element {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            children: Vec::new(),
-        })
-    };
-    push("ToUserName", &bot_id);
-    push("FromUserName", sender);
-    push("CreateTime", "0");
+    let mut fields = Fields::addressed(&bot_id, sender, 0);
+    let mut push = |name: &str, text: &str| fields.push(name, text);
     let (msg_type, kind) = match msgtype {
         "text" => {
-            let content = str_of(&v, &["text", "content"]).trim().to_owned();
+            let content = str_at(&v, &["text", "content"]).trim().to_owned();
             push("MsgType", "text");
             push("Content", &content);
             (
@@ -115,7 +96,7 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
             )
         }
         "image" => {
-            let url = str_of(&v, &["image", "url"]);
+            let url = str_at(&v, &["image", "url"]);
             push("MsgType", "image");
             push("PicUrl", url);
             (
@@ -135,9 +116,9 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
     push("MsgId", &numeric.to_string());
     push("BotMsgId", msg_id);
     push("AiBotId", &bot_id);
-    push("ChatId", str_of(&v, &["chatid"]));
-    push("ChatType", str_of(&v, &["chattype"]));
-    push("ResponseUrl", str_of(&v, &["response_url"]));
+    push("ChatId", str_at(&v, &["chatid"]));
+    push("ChatType", str_at(&v, &["chattype"]));
+    push("ResponseUrl", str_at(&v, &["response_url"]));
     Ok(BotPush::Message(Box::new(Message {
         to_user: bot_id,
         from_user: sender.to_owned(),
@@ -145,11 +126,7 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
         msg_type: msg_type.to_owned(),
         msg_id: Some(numeric),
         kind,
-        fields: Element {
-            name: "xml".to_owned(),
-            text: String::new(),
-            children: fields,
-        },
+        fields: fields.into_element(),
     })))
 }
 

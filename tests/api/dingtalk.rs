@@ -279,18 +279,17 @@ async fn an_expired_webhook_is_answered_through_batch_send_with_one_token() {
         "1",
     );
     assert_eq!(push(&app, &body, &signed_now()).await.0, 200);
-    let mut counted = false;
-    for _ in 0..80 {
-        if metrics(&app)
-            .await
-            .contains("kind=\"dingtalk_send_refused\"} 1")
-        {
-            counted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(counted);
+    let refused = "wxgate_agent_failures_total{kind=\"dingtalk_send_refused\"} 1";
+    assert!(
+        eventually(Duration::from_secs(8), || app
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l == refused))
+        .await,
+        "{}",
+        app.metrics.render()
+    );
     assert_eq!(fake.api_sent().len(), 3);
 }
 

@@ -31,6 +31,7 @@ pub mod crypto;
 pub mod domain;
 pub mod message;
 pub mod metrics;
+pub mod outbound;
 pub mod platform;
 pub mod reload;
 pub mod rules;

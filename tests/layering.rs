@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("foundation", &["domain", "clock", "secret"]),
     ("wire codec", &["crypto", "message"]),
     ("pure logic", &["rules", "security"]),
-    ("infrastructure", &["store", "metrics", "token"]),
+    ("infrastructure", &["store", "metrics", "token", "outbound"]),
     ("conversation", &["conversation"]),
     ("agent", &["agent"]),
     ("configuration", &["config", "telemetry", "reload"]),

@@ -35,6 +35,7 @@ use thiserror::Error;
 use crate::domain::markdown::LinkStyle;
 use crate::domain::Reply;
 use crate::metrics::Metrics;
+use crate::outbound::BoundedError;
 use crate::store::{Namespace, Store};
 
 /// How long an uploaded `media_id` is reused: WeChat keeps temporary
@@ -329,7 +330,7 @@ impl Media {
                 MediaError::Download(chain(&e.without_url()))
             }
         };
-        let mut response = self.client.get(url).send().await.map_err(failed)?;
+        let response = self.client.get(url).send().await.map_err(failed)?;
         let status = response.status();
         if !status.is_success() {
             return Err(MediaError::Download(format!("HTTP status {status}")));
@@ -350,13 +351,12 @@ impl Media {
         {
             return Err(MediaError::TooLarge(limits.max_bytes));
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(failed)? {
-            if bytes.len() + chunk.len() > limits.max_bytes {
-                return Err(MediaError::TooLarge(limits.max_bytes));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = crate::outbound::read_bounded(response, limits.max_bytes)
+            .await
+            .map_err(|e| match e {
+                BoundedError::Transport(e) => failed(e),
+                BoundedError::TooLarge(max) => MediaError::TooLarge(max),
+            })?;
         if bytes.is_empty() {
             return Err(MediaError::Download("empty body".into()));
         }

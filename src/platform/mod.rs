@@ -32,7 +32,6 @@ pub mod feishu;
 pub mod kf;
 pub mod media;
 pub mod official;
-pub mod outbound;
 pub mod send;
 pub mod simulate;
 pub mod wechat_api;

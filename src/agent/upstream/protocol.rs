@@ -157,18 +157,15 @@ impl Http {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), UpstreamError> {
-        let transport = |e: reqwest::Error| self.transport(e);
-        let mut response = request.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(UpstreamError::Malformed(format!(
-                    "answer larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let (status, body) = crate::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                crate::outbound::BoundedError::Transport(e) => self.transport(e),
+                crate::outbound::BoundedError::TooLarge(max) => {
+                    UpstreamError::Malformed(format!("answer larger than {max} bytes"))
+                }
+            })?;
+        let status = status.as_u16();
         if !(200..300).contains(&status) {
             return Err(UpstreamError::Status(status));
         }

@@ -213,12 +213,11 @@ impl DingTalkClient {
     /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: DingTalkClientSettings) -> Result<Self, DingTalkError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
-            DingTalkError::Transport {
+        let http =
+            crate::outbound::client(settings.timeout).map_err(|e| DingTalkError::Transport {
                 endpoint: "(client)",
                 reason: e.without_url().to_string(),
-            }
-        })?;
+            })?;
         Ok(DingTalkClient { http, settings })
     }
 
@@ -322,11 +321,11 @@ impl DingTalkClient {
                 }
             }
         };
-        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+        let (status, body) = crate::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| match e {
-                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
-                crate::platform::outbound::BoundedError::TooLarge(max) => DingTalkError::Decode {
+                crate::outbound::BoundedError::Transport(e) => transport(e),
+                crate::outbound::BoundedError::TooLarge(max) => DingTalkError::Decode {
                     endpoint,
                     reason: format!("answer larger than {max} bytes"),
                 },

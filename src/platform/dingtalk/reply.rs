@@ -115,7 +115,7 @@ impl RobotDelivery {
         api: Option<DingTalkApi>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let http = crate::platform::outbound::client(timeout).unwrap_or_default();
+        let http = crate::outbound::client(timeout).unwrap_or_default();
         RobotDelivery {
             http,
             allowed_prefix: format!("{}/", api_base_url.trim_end_matches('/')),

@@ -221,12 +221,11 @@ impl FeishuClient {
     /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: FeishuClientSettings) -> Result<Self, FeishuError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
-            FeishuError::Transport {
+        let http =
+            crate::outbound::client(settings.timeout).map_err(|e| FeishuError::Transport {
                 endpoint: "(client)",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(FeishuClient { http, settings })
     }
 
@@ -300,11 +299,11 @@ impl FeishuClient {
                 }
             }
         };
-        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+        let (status, body) = crate::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| match e {
-                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
-                crate::platform::outbound::BoundedError::TooLarge(max) => FeishuError::Decode {
+                crate::outbound::BoundedError::Transport(e) => transport(e),
+                crate::outbound::BoundedError::TooLarge(max) => FeishuError::Decode {
                     endpoint,
                     reason: format!("answer larger than {max} bytes"),
                 },

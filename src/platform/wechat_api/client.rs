@@ -67,12 +67,11 @@ impl WechatClient {
     /// Builds the HTTP client (rustls, bounded in time, no redirects).
     pub fn new(mut settings: ClientSettings) -> Result<WechatClient, WechatError> {
         settings.base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let http = crate::platform::outbound::client(settings.timeout).map_err(|e| {
-            WechatError::Transport {
+        let http =
+            crate::outbound::client(settings.timeout).map_err(|e| WechatError::Transport {
                 endpoint: "(client)",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(WechatClient { http, settings })
     }
 
@@ -275,11 +274,11 @@ impl WechatClient {
                 }
             }
         };
-        let (status, body) = crate::platform::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
+        let (status, body) = crate::outbound::send_bounded(request, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| match e {
-                crate::platform::outbound::BoundedError::Transport(e) => transport(e),
-                crate::platform::outbound::BoundedError::TooLarge(max) => WechatError::Decode {
+                crate::outbound::BoundedError::Transport(e) => transport(e),
+                crate::outbound::BoundedError::TooLarge(max) => WechatError::Decode {
                     endpoint,
                     reason: format!("answer larger than {max} bytes"),
                 },

@@ -252,7 +252,7 @@ pub struct StreamDelivery {
 impl StreamDelivery {
     /// Fills `streams`; `response_url` must live under `api_base_url`.
     pub fn new(streams: Arc<Streams>, api_base_url: &str, timeout: Duration) -> Self {
-        let http = crate::platform::outbound::client(timeout).unwrap_or_default();
+        let http = crate::outbound::client(timeout).unwrap_or_default();
         StreamDelivery {
             streams,
             http,

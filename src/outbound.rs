@@ -1,12 +1,12 @@
-//! Outbound calls to a platform's API: one way to build the HTTP client
-//! (rustls, bounded in time, no redirects, wxgate's user agent), and the
-//! response body read with a bound, so that a misbehaving endpoint cannot
-//! make wxgate buffer without limit. Each platform's client maps the
-//! failures to its own errors.
+//! Outbound HTTP calls (platform APIs, upstreams, media downloads): one
+//! way to build a platform API's client (rustls, bounded in time, no
+//! redirects, wxgate's user agent), and the response body read with a
+//! bound, so that a misbehaving endpoint cannot make wxgate buffer without
+//! limit. Each caller maps the failures to its own errors.
 
 use std::time::Duration;
 
-use reqwest::{RequestBuilder, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 
 /// The HTTP client of a platform API: every call and every connection
 /// attempt bounded by `timeout`, redirects not followed (a platform API
@@ -34,8 +34,14 @@ pub async fn send_bounded(
     request: RequestBuilder,
     max: usize,
 ) -> Result<(StatusCode, Vec<u8>), BoundedError> {
-    let mut response = request.send().await.map_err(BoundedError::Transport)?;
+    let response = request.send().await.map_err(BoundedError::Transport)?;
     let status = response.status();
+    Ok((status, read_bounded(response, max).await?))
+}
+
+/// Reads at most `max` bytes of `response`'s body (after its headers were
+/// looked at).
+pub async fn read_bounded(mut response: Response, max: usize) -> Result<Vec<u8>, BoundedError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(BoundedError::Transport)? {
         if body.len() + chunk.len() > max {
@@ -43,5 +49,5 @@ pub async fn send_bounded(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((status, body))
+    Ok(body)
 }

@@ -259,3 +259,66 @@ pub(super) async fn verify_url(account: &AccountConfig, url: &str) -> Result<Str
     push_event(account, url, r#"{"EventType":"check_url"}"#).await?;
     Ok(SUCCESS.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::crypto::AesKey;
+    use crate::platform::dingtalk::DingTalkEvents;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    fn crypto(receive_id: &str) -> MessageCrypto {
+        MessageCrypto::new(AesKey::from_encoding_aes_key(KEY).unwrap(), receive_id)
+    }
+
+    /// The server's own answer (`DingTalkEvents::success`) passes; another
+    /// token, receive id, push or plaintext does not.
+    #[test]
+    fn the_servers_success_opens_and_forgeries_do_not() {
+        let server = DingTalkEvents::new(Secret::new("tok"), crypto("dingapp"));
+        let answer = server.success("1700000000000", "n1").body.to_string();
+        let ours = crypto("dingapp");
+        assert!(open_success(&ours, "tok", "1700000000000", "n1", &answer).is_ok());
+        let bad = |token: &str, ts: &str, c: &MessageCrypto, body: &str| {
+            open_success(c, token, ts, "n1", body)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("other", "1700000000000", &ours, &answer).contains("another token"));
+        // Signed over another push's timestamp.
+        assert!(bad("tok", "1700000000001", &ours, &answer).contains("msg_signature"));
+        let theirs = crypto("dingother");
+        assert!(bad("tok", "1700000000000", &theirs, &answer).contains("receive id"));
+        let sealed = ours.seal_signed("tok", "1700000000000", "n1", "fail");
+        let not_success =
+            json!({"msg_signature": sealed.signature.as_str(), "encrypt": sealed.encrypt})
+                .to_string();
+        assert!(bad("tok", "1700000000000", &ours, &not_success).contains("`success`"));
+        assert!(bad("tok", "1700000000000", &ours, "success").contains("expects"));
+    }
+
+    #[test]
+    fn a_robot_message_is_one_the_server_reads() {
+        let parties = Parties {
+            from_user: "u1".into(),
+            to_user: "$:bot".into(),
+        };
+        let body = robot_message("dingapp", &Kind::Text("价格".into()), &parties).unwrap();
+        let m = crate::platform::dingtalk::event::to_message(body.to_string().as_bytes()).unwrap();
+        assert_eq!((m.text(), m.from_user.as_str()), (Some("价格"), "u1"));
+        // Nobody to send a late answer to.
+        assert_eq!(m.fields.child_text("SessionWebhook"), Some(""));
+        assert_eq!(m.fields.child_text("SenderStaffId"), Some(""));
+        let pic = robot_message(
+            "dingapp",
+            &Kind::Image {
+                pic_url: String::new(),
+            },
+            &parties,
+        );
+        assert_eq!(pic.unwrap()["msgtype"], "picture");
+        assert!(robot_message("dingapp", &Kind::Video, &parties).is_err());
+    }
+}

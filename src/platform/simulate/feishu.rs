@@ -181,3 +181,46 @@ pub(super) async fn verify_url(
     }
     Ok(challenge)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::feishu::event::{self, Body, Converted, MentionPolicy};
+
+    #[test]
+    fn the_event_is_one_the_bot_answers_and_its_envelope_opens() {
+        let parties = Parties {
+            from_user: "ou_1".into(),
+            to_user: "unused".into(),
+        };
+        let plain = message_event(
+            "vtoken",
+            "cli_a",
+            &Kind::Text("价格".into()),
+            &parties,
+            "om_x",
+        )
+        .unwrap();
+        let key = Secret::new("ek");
+        let sealed: Value = serde_json::from_str(&envelope(Some(&key), &plain)).unwrap();
+        let opened = EventCipher::new(&key)
+            .decrypt(sealed["encrypt"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(opened, plain);
+        let Body::Event(e) = event::parse(serde_json::from_str(&plain).unwrap()).unwrap() else {
+            panic!("an event")
+        };
+        assert_eq!(e.header.token, "vtoken");
+        let policy = MentionPolicy {
+            require_mention: true,
+            bot_open_id: None,
+        };
+        let Converted::Message(m) = event::to_message(&e, &policy).unwrap() else {
+            panic!("answered")
+        };
+        assert_eq!((m.text(), m.from_user.as_str()), (Some("价格"), "ou_1"));
+        assert_eq!(m.fields.child_text("MessageId"), Some("om_x"));
+        assert_eq!(envelope(None, &plain), plain);
+        assert!(message_event("t", "a", &Kind::Video, &parties, "om_y").is_err());
+    }
+}

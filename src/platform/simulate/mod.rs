@@ -408,3 +408,39 @@ impl Kind {
         Kind::Event { name, key }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeishuSettings;
+
+    #[test]
+    fn each_platform_takes_its_kinds_and_names_them_otherwise() {
+        let feishu = AccountKind::Feishu(FeishuSettings {
+            encrypt_key: None,
+            lark: false,
+            require_mention: true,
+            bot_open_id: None,
+        });
+        let text = Kind::Text("hi".into());
+        let image = Kind::Image {
+            pic_url: "http://x/y.jpg".into(),
+        };
+        let event = Kind::event("enter_chat", None);
+        for kind in [&feishu, &AccountKind::DingTalk, &AccountKind::WeComBot] {
+            assert!(check_kind(kind, &text).is_ok());
+            assert!(check_kind(kind, &image).is_ok());
+            let err = check_kind(kind, &Kind::Video).unwrap_err();
+            assert!(matches!(err, SimError::Unsupported(_)));
+            assert!(err.to_string().contains("`video`"), "{err}");
+            let err = check_kind(kind, &Kind::Raw("<xml/>".into())).unwrap_err();
+            assert!(err.to_string().contains("--xml"), "{err}");
+        }
+        assert!(check_kind(&feishu, &event).is_err());
+        assert!(check_kind(&AccountKind::DingTalk, &event).is_ok());
+        assert!(check_kind(&AccountKind::WeComBot, &event).is_ok());
+        // WeChat kinds take every kind, XML included.
+        assert!(check_kind(&AccountKind::Official, &Kind::Video).is_ok());
+        assert!(check_kind(&AccountKind::Official, &Kind::Raw("<xml/>".into())).is_ok());
+    }
+}

@@ -270,3 +270,32 @@ pub(super) async fn send(
 pub(super) async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, SimError> {
     super::wechat::verify_echostr(account, url, true).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stream_with_an_id_is_a_stream_answer() {
+        let started = Instant::now();
+        let good =
+            json!({"msgtype": "stream", "stream": {"id": "s1", "finish": true, "content": "hi"}});
+        let (id, snap) = stream_of(&good, started).unwrap();
+        assert_eq!(
+            (id.as_str(), snap.finish, snap.content.as_str()),
+            ("s1", true, "hi")
+        );
+        let growing = json!({"msgtype": "stream", "stream": {"id": "s1"}});
+        assert!(!stream_of(&growing, started).unwrap().1.finish);
+        for bad in [
+            json!({"msgtype": "text", "text": {"content": "hi"}}),
+            json!({"msgtype": "stream", "stream": {"id": ""}}),
+            json!(null),
+        ] {
+            assert!(
+                matches!(stream_of(&bad, started), Err(SimError::BadReply(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -170,10 +170,12 @@ impl From<ModeArg> for Mode {
 /// Who sends and who receives simulated messages.
 #[derive(Debug, Args)]
 pub struct PartyArgs {
-    /// The sender's OpenID.
+    /// The sender's OpenID (Feishu: its open_id, DingTalk: its senderId,
+    /// a 智能机器人: its userid).
     #[arg(long, default_value = "oWxgateSimulatorUser0000000")]
     pub from: String,
-    /// The account's original id.
+    /// The account's original id (DingTalk: the robot's chatbotUserId; a
+    /// 智能机器人 without bot_id: its aibotid).
     #[arg(long, default_value = "gh_wxgate_simulator")]
     pub to: String,
 }

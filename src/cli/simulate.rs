@@ -100,15 +100,21 @@ fn run_json(account: &AccountConfig, args: &SimulateArgs, kind: &Kind) -> ExitCo
         if !json {
             println!("→ POST {} ({}, {})", args.url, platform, how(account, kind));
         }
+        // Each refresh shows what it added to the content (all of it when
+        // the content was replaced).
+        let mut shown = String::new();
         let mut show = |s: &StreamSnapshot| {
-            if !json {
-                println!(
-                    "  … {:.0} ms{}: {}",
-                    s.elapsed_ms,
-                    if s.finish { ", finished" } else { "" },
-                    s.content
-                );
+            if json {
+                return;
             }
+            let grown = s.content.strip_prefix(shown.as_str()).unwrap_or(&s.content);
+            println!(
+                "  … {:.0} ms{}: {}",
+                s.elapsed_ms,
+                if s.finish { ", finished" } else { "" },
+                grown
+            );
+            shown = s.content.clone();
         };
         match sim::send_json(account, &args.url, kind, &parties, wait, &mut show).await {
             Ok(reply) => {

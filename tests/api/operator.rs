@@ -473,3 +473,68 @@ async fn the_simulator_speaks_dingtalk_to_a_dingtalk_robot() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+// The binary runs while this thread waits for it: the fake upstream needs
+// a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_pulls_a_bots_stream_and_prints_it_growing() {
+    use crate::support::fake_wecom_bot::{BOT_KEY, BOT_TOKEN};
+    use crate::support::{
+        table, webhook_upstream, AccountSpec, Behaviour, FakeUpstream, AGENT_RULES,
+    };
+    let llm = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(500),
+        serde_json::json!({"type": "text", "content": "想好了的回答"}),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxgate.toml");
+    TestConfig::new()
+        .add_account(
+            AccountSpec::wecom_bot(BOT_TOKEN, BOT_KEY)
+                .name("aibot")
+                .set("path", "/wecom-bot"),
+        )
+        .upstream(webhook_upstream(&llm, table([])))
+        .rules(AGENT_RULES)
+        .write(&config);
+    let (_server, base) = start(&config).await;
+    let url = format!("{base}/wecom-bot");
+    let out = wxgate(
+        &config,
+        &[
+            "-a", "aibot", "simulate", "--url", &url, "--wait", "10", "text", "讲讲",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {out:?}");
+    // The first answer is the open stream; a refresh then shows it finished.
+    assert!(text.contains("\"finish\":false"), "{text}");
+    assert!(text.contains(", finished: 想好了的回答"), "{text}");
+    assert!(text.contains("text: 想好了的回答"), "{text}");
+    // --wait 0: the open stream, not refreshed, reported unfinished.
+    let out = wxgate(
+        &config,
+        &[
+            "-a",
+            "aibot",
+            "simulate",
+            "--url",
+            &url,
+            "--wait",
+            "0",
+            "text",
+            "再讲讲",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {out:?}");
+    assert!(text.contains("not finished"), "{text}");
+    let out = wxgate(
+        &config,
+        &[
+            "-a", "aibot", "simulate", "--url", &url, "--wait", "-1", "text", "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{exchange_diagnosed, now_ms, random_id, JsonReply, Kind, Parties, SimError};
+use super::{exchange_diagnosed, http, now_ms, random_id, JsonReply, Kind, Parties, SimError};
 use crate::config::AccountConfig;
 use crate::crypto::{CryptoError, MessageCrypto};
 use crate::platform::dingtalk::events::SUCCESS;
@@ -108,7 +108,7 @@ pub(super) async fn send(
     let message_id = message["msgId"].as_str().unwrap_or_default().to_owned();
     let body = message.to_string();
     let timestamp = now_ms().to_string();
-    let request = reqwest::Client::new()
+    let request = http()
         .post(url)
         .header("content-type", "application/json; charset=utf-8")
         .header("timestamp", &timestamp)
@@ -170,7 +170,7 @@ async fn push_event(account: &AccountConfig, url: &str, plaintext: &str) -> Resu
     let timestamp = now_ms().to_string();
     let nonce = random_id();
     let sealed = crypto.seal_signed(token, &timestamp, &nonce, plaintext);
-    let request = reqwest::Client::new()
+    let request = http()
         .post(url)
         .query(&[
             ("signature", sealed.signature.as_str()),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{exchange_diagnosed, now, now_ms, random_id, JsonReply, Kind, Parties, SimError};
+use super::{exchange_diagnosed, http, now, now_ms, random_id, JsonReply, Kind, Parties, SimError};
 use crate::config::{AccountConfig, AccountKind, Secret};
 use crate::platform::feishu::crypto::{signature, EventCipher};
 use crate::platform::feishu::event::MESSAGE_RECEIVE;
@@ -109,7 +109,7 @@ pub(super) async fn send(
     let event = message_event(account.token.expose(), app_id, kind, parties, &message_id)?;
     let key = settings.encrypt_key.as_ref();
     let body = envelope(key, &event);
-    let mut request = reqwest::Client::new()
+    let mut request = http()
         .post(url)
         .header("content-type", "application/json; charset=utf-8");
     if let Some(key) = key {
@@ -163,7 +163,7 @@ pub(super) async fn verify_url(
     let challenge = format!("wxgate{}", rand::random::<u64>());
     let check =
         json!({"challenge": challenge, "token": token, "type": "url_verification"}).to_string();
-    let request = reqwest::Client::new()
+    let request = http()
         .post(url)
         .header("content-type", "application/json; charset=utf-8")
         .body(envelope(encrypt_key, &check));

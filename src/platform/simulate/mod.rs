@@ -367,6 +367,17 @@ pub async fn verify_url(account: &AccountConfig, url: &str) -> Result<String, Si
     }
 }
 
+/// How long one request may take before simulate gives up on it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP client of one request, bounded in time.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_default()
+}
+
 fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }

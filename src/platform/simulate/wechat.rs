@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{exchange, now, Kind, Parties, SimError, SimReply};
+use super::{exchange, http, now, Kind, Parties, SimError, SimReply};
 use crate::config::{AccountConfig, AccountKind, Mode};
 use crate::crypto::{self, MessageCrypto};
 use crate::message::envelope;
@@ -222,7 +222,7 @@ pub async fn send(
         }
     };
     let started = Instant::now();
-    let request = reqwest::Client::new()
+    let request = http()
         .post(url)
         .query(&query)
         .header("content-type", "text/xml")
@@ -266,7 +266,7 @@ async fn send_wecom(
     }
     body.push_str("</xml>");
     let started = Instant::now();
-    let request = reqwest::Client::new()
+    let request = http()
         .post(url)
         .query(&[
             ("msg_signature", msg_signature.as_str()),
@@ -305,7 +305,7 @@ pub(super) async fn verify_echostr(
         })?;
         let encrypted = crypto.encrypt(&echostr);
         let msg_signature = crypto::msg_signature(token, &ts, &nonce, &encrypted);
-        reqwest::Client::new().get(url).query(&[
+        http().get(url).query(&[
             ("msg_signature", msg_signature.as_str()),
             ("timestamp", ts.as_str()),
             ("nonce", nonce.as_str()),
@@ -313,7 +313,7 @@ pub(super) async fn verify_echostr(
         ])
     } else {
         let signature = crypto::signature(token, &ts, &nonce);
-        reqwest::Client::new().get(url).query(&[
+        http().get(url).query(&[
             ("signature", signature.as_str()),
             ("timestamp", ts.as_str()),
             ("nonce", nonce.as_str()),

@@ -10,7 +10,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::{
-    exchange_diagnosed, now, random_id, JsonReply, Kind, Parties, SimError, StreamSnapshot, Wait,
+    exchange_diagnosed, http, now, random_id, JsonReply, Kind, Parties, SimError, StreamSnapshot,
+    Wait,
 };
 use crate::config::AccountConfig;
 use crate::crypto::{CryptoError, MessageCrypto};
@@ -89,7 +90,7 @@ impl Bot<'_> {
         let sealed =
             self.crypto
                 .seal_signed(self.token, &timestamp, &nonce, &plaintext.to_string());
-        let request = reqwest::Client::new()
+        let request = http()
             .post(self.url)
             .query(&[
                 ("msg_signature", sealed.signature.as_str()),

@@ -116,7 +116,7 @@ pub enum SimError {
         /// Likely cause.
         diagnosis: &'static str,
     },
-    /// The reply is not what WeChat would accept.
+    /// The answer is not what the platform would accept.
     #[error("bad reply: {0}")]
     BadReply(String),
     /// Settings missing for the chosen mode.

@@ -60,9 +60,12 @@ pub enum Command {
     /// Print the account's current access token, fetching it if needed
     /// (shared with running nodes through the configured store).
     Token,
-    /// Act as WeChat: send a signed (and encrypted) message to a server and check the reply.
+    /// Act as the account's platform (WeChat, WeCom, Feishu, DingTalk, a
+    /// 智能机器人): send a signed (and encrypted) message to a server and
+    /// check the answer.
     Simulate(SimulateArgs),
-    /// Perform WeChat's URL verification (GET) against a server.
+    /// Perform the account's URL verification against a server (WeChat's
+    /// GET, Feishu's challenge, DingTalk's encrypted check_url).
     VerifyUrl {
         /// Callback URL, e.g. http://127.0.0.1:8080/weixin
         #[arg(long)]
@@ -167,10 +170,12 @@ impl From<ModeArg> for Mode {
 /// Who sends and who receives simulated messages.
 #[derive(Debug, Args)]
 pub struct PartyArgs {
-    /// The sender's OpenID.
+    /// The sender's OpenID (Feishu: its open_id, DingTalk: its senderId,
+    /// a 智能机器人: its userid).
     #[arg(long, default_value = "oWxgateSimulatorUser0000000")]
     pub from: String,
-    /// The account's original id.
+    /// The account's original id (DingTalk: the robot's chatbotUserId; a
+    /// 智能机器人 without bot_id: its aibotid).
     #[arg(long, default_value = "gh_wxgate_simulator")]
     pub to: String,
 }
@@ -181,13 +186,16 @@ pub struct SimulateArgs {
     /// Callback URL, e.g. http://127.0.0.1:8080/weixin
     #[arg(long)]
     pub url: String,
-    /// Encryption mode (default: the account's configured mode).
+    /// Encryption mode of an Official Account (default: the account's configured mode).
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
+    /// How long to keep refreshing a 智能机器人's unfinished stream, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub wait: f64,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Send this recorded XML message instead of building one.
+    /// Send this recorded XML message instead of building one (WeChat kinds).
     #[arg(long)]
     pub xml: Option<PathBuf>,
     /// Sender and receiver.

@@ -16,9 +16,9 @@
 //! Shared by the WeChat family: [`callback`] (the XML + AES dialect),
 //! [`wechat_api`] (the outbound client and token fetcher), [`send`] (ordered
 //! sends with bounded retries), [`callback_ips`] (the callback IP list),
-//! [`media`] (temporary-media upload for the agent's media answers), and
-//! [`simulate`] (a client that speaks like WeChat, for `wxgate simulate`,
-//! `verify-url` and the tests).
+//! [`media`] (temporary-media upload for the agent's media answers); and
+//! for every platform [`simulate`] (a client that speaks like each account
+//! kind's platform, for `wxgate simulate`, `verify-url` and the tests).
 //!
 //! Adding a platform: a folder here declaring its dialect and capabilities,
 //! and one arm in [`dialect`] and [`capabilities`] (plus its account kind in

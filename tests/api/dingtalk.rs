@@ -356,3 +356,129 @@ async fn the_consoles_conversations_page_lists_answers_given_in_the_response() {
     assert_eq!(entries[0]["msg_type"], "text");
     assert_eq!(entries[0]["reply_type"], "text");
 }
+
+/// The robot's account as configured, changed by `edit` (another app's secrets).
+fn simulator_account(
+    app: &TestApp,
+    edit: impl FnOnce(&mut wxgate::config::AccountConfig),
+) -> wxgate::config::AccountConfig {
+    let mut account = app
+        .config
+        .find_account(Some("robot"))
+        .unwrap()
+        .account
+        .clone();
+    edit(&mut account);
+    account
+}
+
+/// The app on the real clock: simulate signs with the time of day.
+async fn spawn_now(fake: &FakeDingTalk, upstream: &FakeUpstream) -> TestApp {
+    TestApp::builder()
+        .config(config(fake, upstream))
+        .now(crate::support::now_unix())
+        .spawn()
+        .await
+}
+
+async fn simulate(
+    app: &TestApp,
+    account: &wxgate::config::AccountConfig,
+    kind: wxgate::platform::simulate::Kind,
+) -> Result<wxgate::platform::simulate::JsonReply, wxgate::platform::simulate::SimError> {
+    use wxgate::platform::simulate::{send_json, Parties, Wait};
+    let parties = Parties {
+        from_user: "simulated-user".into(),
+        to_user: "$:LWCP_v1:$bot".into(),
+    };
+    let url = format!("{}{PATH}", app.base);
+    send_json(account, &url, &kind, &parties, Wait::default(), &mut |_| {}).await
+}
+
+#[tokio::test]
+async fn simulate_sends_a_signed_robot_message_answered_in_the_response() {
+    use wxgate::platform::simulate::{Kind, SimError};
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = spawn_now(&fake, &hook).await;
+    let reply = simulate(
+        &app,
+        &simulator_account(&app, |_| {}),
+        Kind::Text("价格".into()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.answer["msgtype"], "markdown", "{}", reply.answer);
+    assert_eq!(reply.text.as_deref(), Some("**价格表**见官网"));
+    assert!(reply.message_id.starts_with("msg"), "{}", reply.message_id);
+    // An encrypted event is acknowledged with the encrypted success.
+    let event = simulate(
+        &app,
+        &simulator_account(&app, |_| {}),
+        Kind::event("user_add_org", None),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(event.encrypted);
+    assert_eq!(event.answer, json!("success"));
+    // Another AppSecret's signature is refused, and reported as such.
+    let wrong = simulator_account(&app, |a| {
+        a.app_secret = Some(wxgate::config::Secret::new("not-the-app-secret"));
+    });
+    let err = simulate(&app, &wrong, Kind::Text("价格".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SimError::Refused { status: 403, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("AppSecret"), "{err}");
+    // A kind with no DingTalk form is refused before anything is sent.
+    let err = simulate(&app, &simulator_account(&app, |_| {}), Kind::Video)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SimError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("text, image, event"), "{err}");
+    assert!(fake.sent().is_empty() && fake.api_sent().is_empty());
+    assert!(hook.hook_requests().is_empty());
+}
+
+#[tokio::test]
+async fn verify_url_sends_check_url_and_checks_the_encrypted_success() {
+    use wxgate::platform::simulate::{verify_url, SimError};
+    let fake = FakeDingTalk::start().await;
+    let hook = FakeUpstream::start(Behaviour::Reply(json!({"type": "text", "content": "x"}))).await;
+    let app = spawn(&fake, &hook).await;
+    let url = format!("{}{PATH}", app.base);
+    let right = simulator_account(&app, |_| {});
+    assert_eq!(
+        verify_url(&right, &url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "success"
+    );
+    // Another token: the server refuses the push.
+    let wrong = simulator_account(&app, |a| {
+        a.token = wxgate::config::Secret::new("not-the-event-token");
+    });
+    let err = verify_url(&wrong, &url).await.unwrap_err();
+    assert!(
+        matches!(err, SimError::Refused { status: 403, .. }),
+        "{err}"
+    );
+    // Another receive id (corp_id): the envelope is another app's.
+    let other = simulator_account(&app, |a| {
+        let key = a.crypto.as_ref().unwrap().key().clone();
+        a.crypto = Some(wxgate::crypto::MessageCrypto::new(key, "dingsomeoneelse"));
+    });
+    assert!(verify_url(&other, &url).await.is_err());
+    // A robot-only account has no URL check, and says so.
+    let robot_only = simulator_account(&app, |a| {
+        a.token = wxgate::config::Secret::new("");
+        a.crypto = None;
+    });
+    let err = verify_url(&robot_only, &url).await.unwrap_err();
+    assert!(matches!(err, SimError::Settings(_)), "{err}");
+    assert!(err.to_string().contains("no URL check"), "{err}");
+}

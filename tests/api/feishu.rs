@@ -628,3 +628,103 @@ async fn the_consoles_conversations_page_lists_feishu_answers() {
     assert_eq!(entries[0]["reply_type"], "text");
     assert!(!text.contains("ou_sender0001"), "ids are shortened: {text}");
 }
+
+/// `simulate` for a Feishu account: the bot's account as configured, or
+/// with `token` / `encrypt_key` replaced (another app's secrets).
+fn simulator_account(
+    app: &TestApp,
+    token: Option<&str>,
+    encrypt_key: Option<&str>,
+) -> wxgate::config::AccountConfig {
+    let mut account = app
+        .config
+        .find_account(Some("bot"))
+        .unwrap()
+        .account
+        .clone();
+    if let Some(token) = token {
+        account.token = wxgate::config::Secret::new(token);
+    }
+    if let (Some(key), wxgate::config::AccountKind::Feishu(settings)) =
+        (encrypt_key, &mut account.kind)
+    {
+        settings.encrypt_key = Some(wxgate::config::Secret::new(key));
+    }
+    account
+}
+
+async fn simulate_text(
+    app: &TestApp,
+    account: &wxgate::config::AccountConfig,
+    text: &str,
+) -> Result<wxgate::platform::simulate::JsonReply, wxgate::platform::simulate::SimError> {
+    use wxgate::platform::simulate::{send_json, Kind, Parties, Wait};
+    let parties = Parties {
+        from_user: "ou_simulated_user".into(),
+        to_user: "unused".into(),
+    };
+    send_json(
+        account,
+        &format!("{}{PATH}", app.base),
+        &Kind::Text(text.into()),
+        &parties,
+        Wait::default(),
+        &mut |_| {},
+    )
+    .await
+}
+
+#[tokio::test]
+async fn simulate_sends_a_message_event_the_rules_answer_through_the_reply_api() {
+    let fake = FakeFeishu::start().await;
+    for key in [None, Some(ENCRYPT_KEY)] {
+        let app = spawn(feishu_config(&fake, key)).await;
+        let before = fake.replies().len();
+        let account = simulator_account(&app, None, None);
+        let reply = simulate_text(&app, &account, "价格")
+            .await
+            .unwrap_or_else(|e| panic!("{key:?}: {e}"));
+        assert_eq!((reply.status, &reply.answer), (200, &json!({})));
+        assert_eq!(reply.encrypted, key.is_some());
+        assert!(reply.message_id.starts_with("om_"), "{}", reply.message_id);
+        assert!(reply.note.as_deref().unwrap_or("").contains("reply API"));
+        // The answer went to the reply API, for the simulated message.
+        assert!(
+            eventually(Duration::from_secs(3), || fake.replies().len() > before).await,
+            "{key:?}: no reply"
+        );
+        let replies = fake.replies();
+        let last = replies.last().unwrap();
+        assert_eq!(last.message_id, reply.message_id);
+        assert_eq!(last.text(), "**价格表**见官网");
+    }
+}
+
+#[tokio::test]
+async fn simulate_with_another_apps_secrets_reports_the_refusal() {
+    let fake = FakeFeishu::start().await;
+    // Without an Encrypt Key the Verification Token authenticates.
+    let app = spawn(feishu_config(&fake, None)).await;
+    let wrong = simulator_account(&app, Some("not-the-token"), None);
+    let err = simulate_text(&app, &wrong, "价格").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            wxgate::platform::simulate::SimError::Refused { status: 403, .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Verification Token"), "{err}");
+    // With one, another key's body does not open.
+    let app = spawn(feishu_config(&fake, Some(ENCRYPT_KEY))).await;
+    let wrong = simulator_account(&app, None, Some("another-encrypt-key"));
+    let err = simulate_text(&app, &wrong, "价格").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            wxgate::platform::simulate::SimError::Refused { status: 403, .. }
+        ),
+        "{err}"
+    );
+    assert!(fake.replies().is_empty());
+}

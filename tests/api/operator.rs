@@ -406,3 +406,135 @@ async fn the_simulator_speaks_wecom_to_a_wecom_account() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account named \"nobody\""));
 }
+
+#[tokio::test]
+async fn the_simulator_speaks_dingtalk_to_a_dingtalk_robot() {
+    use crate::support::fake_dingtalk::{DINGTALK_EVENT_AES_KEY, DINGTALK_EVENT_TOKEN};
+    use crate::support::{AccountSpec, FakeDingTalk};
+    let fake = FakeDingTalk::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxgate.toml");
+    TestConfig::new()
+        .add_account(
+            AccountSpec::dingtalk()
+                .name("robot")
+                .set("path", "/dingtalk")
+                .set("api_base_url", fake.base_url())
+                .set("robot_api_base_url", fake.base_url())
+                .set("token", DINGTALK_EVENT_TOKEN)
+                .set("encoding_aes_key", DINGTALK_EVENT_AES_KEY)
+                .rules(
+                    "[[rules]]\nmatch = { text = \"价格\" }\nreply = { type = \"text\", content = \"**价格表**见官网\" }\n",
+                ),
+        )
+        .write(&config);
+    let (_server, base) = start(&config).await;
+    let url = format!("{base}/dingtalk");
+    let robot = |args: &[&str]| {
+        let mut all = vec!["--account", "robot"];
+        all.extend_from_slice(args);
+        wxgate(&config, &all)
+    };
+    let out = robot(&["simulate", "--url", &url, "text", "价格"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {out:?}");
+    assert!(
+        text.contains("robot message signed with the AppSecret"),
+        "{text}"
+    );
+    assert!(text.contains("text: **价格表**见官网"), "{text}");
+    // --json: the checked answer as JSON.
+    let out = robot(&["simulate", "--url", &url, "--json", "text", "价格"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["platform"].as_str(), v["text"].as_str()),
+        (Some("dingtalk"), Some("**价格表**见官网")),
+        "{v}"
+    );
+    // The URL check of the event callbacks.
+    let out = robot(&["verify-url", "--url", &url]);
+    assert!(
+        out.status.success() && stdout(&out).contains("would pass"),
+        "{out:?}"
+    );
+    // A kind DingTalk has no form for, or WeChat's --mode: refused up front.
+    let out = robot(&["simulate", "--url", &url, "video"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
+    let out = robot(&["simulate", "--url", &url, "--mode", "safe", "text", "价格"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The wrong path: the refusal is an error, not a success.
+    let out = robot(&[
+        "simulate",
+        "--url",
+        &format!("{base}/nowhere"),
+        "text",
+        "价格",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+// The binary runs while this thread waits for it: the fake upstream needs
+// a thread of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_pulls_a_bots_stream_and_prints_it_growing() {
+    use crate::support::fake_wecom_bot::{BOT_KEY, BOT_TOKEN};
+    use crate::support::{
+        table, webhook_upstream, AccountSpec, Behaviour, FakeUpstream, AGENT_RULES,
+    };
+    let llm = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(500),
+        serde_json::json!({"type": "text", "content": "想好了的回答"}),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxgate.toml");
+    TestConfig::new()
+        .add_account(
+            AccountSpec::wecom_bot(BOT_TOKEN, BOT_KEY)
+                .name("aibot")
+                .set("path", "/wecom-bot"),
+        )
+        .upstream(webhook_upstream(&llm, table([])))
+        .rules(AGENT_RULES)
+        .write(&config);
+    let (_server, base) = start(&config).await;
+    let url = format!("{base}/wecom-bot");
+    let out = wxgate(
+        &config,
+        &[
+            "-a", "aibot", "simulate", "--url", &url, "--wait", "10", "text", "讲讲",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {out:?}");
+    // The first answer is the open stream; a refresh then shows it finished.
+    assert!(text.contains("\"finish\":false"), "{text}");
+    assert!(text.contains(", finished: 想好了的回答"), "{text}");
+    assert!(text.contains("text: 想好了的回答"), "{text}");
+    // --wait 0: the open stream, not refreshed, reported unfinished.
+    let out = wxgate(
+        &config,
+        &[
+            "-a",
+            "aibot",
+            "simulate",
+            "--url",
+            &url,
+            "--wait",
+            "0",
+            "text",
+            "再讲讲",
+        ],
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text} {out:?}");
+    assert!(text.contains("not finished"), "{text}");
+    let out = wxgate(
+        &config,
+        &[
+            "-a", "aibot", "simulate", "--url", &url, "--wait", "-1", "text", "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

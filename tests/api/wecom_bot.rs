@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use toml::Table;
 
 use crate::support::fake_wecom_bot::{
@@ -372,7 +372,7 @@ async fn wecom_bot_a_node_stopped_mid_answer_leaves_the_stream_to_the_next_node(
     let fake = FakeResponseUrl::start().await;
     let hook = FakeUpstream::start(Behaviour::Slow(
         Duration::from_secs(3),
-        serde_json::json!({"type": "text", "content": "深思熟虑的回答"}),
+        json!({"type": "text", "content": "深思熟虑的回答"}),
     ))
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -445,4 +445,140 @@ async fn wecom_bot_answers_are_on_the_consoles_conversations_page() {
     assert_eq!(entries[0]["outcome"], "replied");
     assert_eq!(entries[0]["reply_type"], "text");
     assert!(!text.contains("zhangsan"), "ids are shortened: {text}");
+}
+
+/// The bot on the real clock (simulate stamps the time of day), answered
+/// by [`AGENT_RULES`]: `菜单` by a rule, the rest by `llm` through a webhook.
+async fn with_hook(fake: &FakeResponseUrl, llm: &FakeUpstream) -> TestApp {
+    let config = TestConfig::new()
+        .add_account(account(fake))
+        .upstream(webhook_upstream(llm, table([])))
+        .rules(AGENT_RULES);
+    TestApp::builder()
+        .config(config)
+        .now(crate::support::now_unix())
+        .spawn()
+        .await
+}
+
+async fn simulate(
+    app: &TestApp,
+    account: &wxgate::config::AccountConfig,
+    text: &str,
+    wait: wxgate::platform::simulate::Wait,
+    seen: &mut Vec<wxgate::platform::simulate::StreamSnapshot>,
+) -> Result<wxgate::platform::simulate::JsonReply, wxgate::platform::simulate::SimError> {
+    use wxgate::platform::simulate::{send_json, Kind, Parties};
+    let parties = Parties {
+        from_user: "zhangsan".into(),
+        to_user: "unused".into(),
+    };
+    let url = format!("{}{PATH}", app.base);
+    let mut on_refresh = |s: &wxgate::platform::simulate::StreamSnapshot| seen.push(s.clone());
+    send_json(
+        account,
+        &url,
+        &Kind::Text(text.into()),
+        &parties,
+        wait,
+        &mut on_refresh,
+    )
+    .await
+}
+
+fn pulled_every(ms: u64, wait_ms: u64) -> wxgate::platform::simulate::Wait {
+    wxgate::platform::simulate::Wait {
+        wait: Duration::from_millis(wait_ms),
+        every: Duration::from_millis(ms),
+    }
+}
+
+#[tokio::test]
+async fn simulate_refreshes_the_stream_until_it_is_finished() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(300),
+        json!({"type": "text", "content": "慢慢想好的**回答**"}),
+    ))
+    .await;
+    let app = with_hook(&fake, &llm).await;
+    let entry = app.config.find_account(Some("aibot")).unwrap();
+    // A rule's answer is finished in the first reply: nothing to refresh.
+    let mut seen = Vec::new();
+    let rule = simulate(
+        &app,
+        &entry.account,
+        "菜单",
+        pulled_every(50, 5000),
+        &mut seen,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rule.encrypted && rule.finished);
+    assert_eq!(rule.text.as_deref(), Some("static menu"));
+    assert_eq!(rule.answer["stream"]["finish"], true);
+    assert!(rule.refreshes.is_empty() && seen.is_empty());
+    // The upstream's answer is pulled until it is finished.
+    let reply = simulate(
+        &app,
+        &entry.account,
+        "讲讲",
+        pulled_every(50, 5000),
+        &mut seen,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply.answer["stream"]["finish"], false, "{}", reply.answer);
+    assert!(reply.finished, "{reply:?}");
+    assert_eq!(reply.text.as_deref(), Some("慢慢想好的**回答**"));
+    let last = reply.refreshes.last().expect("refreshed");
+    assert!(last.finish);
+    assert_eq!(seen, reply.refreshes);
+    assert_eq!(llm.hook_requests().len(), 1);
+    assert!(fake.pushed().is_empty());
+}
+
+#[tokio::test]
+async fn simulate_gives_up_after_the_wait_and_reports_refusals() {
+    let fake = FakeResponseUrl::start().await;
+    let llm = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_secs(4),
+        json!({"type": "text", "content": "太慢了"}),
+    ))
+    .await;
+    let app = with_hook(&fake, &llm).await;
+    let entry = app.config.find_account(Some("aibot")).unwrap();
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    let reply = simulate(
+        &app,
+        &entry.account,
+        "讲讲",
+        pulled_every(50, 300),
+        &mut seen,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the wait is bounded"
+    );
+    assert!(!reply.finished);
+    assert!(
+        reply.note.as_deref().unwrap_or("").contains("not finished"),
+        "{reply:?}"
+    );
+    // Another token: the server refuses the callback, and simulate says so.
+    let mut wrong = entry.account.clone();
+    wrong.token = wxgate::config::Secret::new("not-the-bot-token");
+    let err = simulate(&app, &wrong, "讲讲", pulled_every(50, 300), &mut seen)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            wxgate::platform::simulate::SimError::Refused { status: 403, .. }
+        ),
+        "{err}"
+    );
 }

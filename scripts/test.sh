@@ -20,6 +20,7 @@ py="$(scripts/ensure_pyenv.sh)"
 "$py" scripts/gen_vectors.py --check
 "$py" scripts/gen_feishu_vectors.py --check
 "$py" scripts/gen_dingtalk_vectors.py --check
+"$py" scripts/gen_wecom_bot_vectors.py --check
 # Cargo.toml's rust-version is at least what every locked dependency needs.
 python3 scripts/check-msrv.py
 cargo build --locked --bins

@@ -582,3 +582,66 @@ async fn simulate_gives_up_after_the_wait_and_reports_refusals() {
         "{err}"
     );
 }
+
+/// The callbacks recorded by `scripts/gen_wecom_bot_vectors.py` (written
+/// from WeCom's documentation, checked with wechatpy), sent as they are.
+#[tokio::test]
+async fn recorded_callbacks_are_verified_opened_and_answered() {
+    let text =
+        std::fs::read_to_string(crate::support::fixtures_dir().join("wecom_bot/vectors.json"))
+            .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let fake = FakeResponseUrl::start().await;
+    let (app, client) = with_rules(&fake).await;
+    let case = |kind: &str| {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} case"))
+            .clone()
+    };
+    let query = |c: &Value| -> Vec<(&'static str, String)> {
+        let s = |k: &str| c[k].as_str().unwrap().to_owned();
+        vec![
+            ("msg_signature", s("msg_signature")),
+            ("timestamp", s("timestamp")),
+            ("nonce", s("nonce")),
+        ]
+    };
+    // The URL check: the echostr's plaintext.
+    let check = case("url_check");
+    let mut q = query(&check);
+    q.push(("echostr", check["encrypt"].as_str().unwrap().to_owned()));
+    let res = app
+        .http
+        .get(format!("{}{PATH}", app.base))
+        .query(&q)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.text().await.unwrap(),
+        check["plaintext"].as_str().unwrap()
+    );
+    // A direct text: the rule's answer, finished in the first reply.
+    let message = case("message");
+    let body = json!({ "encrypt": message["encrypt"] }).to_string();
+    let answer = client.send_recorded(&query(&message), body.clone()).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.stream()["finish"], true);
+    assert_eq!(answer.stream()["content"], "**价格表**见官网");
+    // WeCom's retry of the same recording: the same stream.
+    let again = client.send_recorded(&query(&message), body).await;
+    assert_eq!(again.stream()["id"], answer.stream()["id"]);
+    // An event is acknowledged with an empty 200; a tampered recording is refused.
+    let event = case("event");
+    let body = json!({ "encrypt": event["encrypt"] }).to_string();
+    let acknowledged = client.send_recorded(&query(&event), body.clone()).await;
+    assert_eq!((acknowledged.status, acknowledged.plain), (200, None));
+    let mut forged = query(&event);
+    forged[1].1 = (NOW + 1).to_string();
+    assert_eq!(client.send_recorded(&forged, body).await.status, 403);
+}

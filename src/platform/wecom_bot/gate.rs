@@ -291,4 +291,79 @@ mod tests {
         );
         assert_eq!(g.crypto.decrypt(enc).unwrap(), "{\"a\":1}");
     }
+
+    const VECTORS: &str = include_str!("../../../tests/fixtures/wecom_bot/vectors.json");
+
+    /// The recorded callbacks (scripts/gen_wecom_bot_vectors.py, checked
+    /// there with wechatpy) open to what they carry, through the gate.
+    #[test]
+    fn the_recorded_callbacks_verify_open_and_reencrypt() {
+        let v: Value = serde_json::from_str(VECTORS).unwrap();
+        let str_of = |c: &Value, k: &str| c[k].as_str().unwrap().to_owned();
+        let g = WeComBotCallback {
+            token: Secret::new(v["token"].as_str().unwrap()),
+            crypto: MessageCrypto::new(
+                AesKey::from_encoding_aes_key(v["encoding_aes_key"].as_str().unwrap()).unwrap(),
+                "",
+            ),
+            previous: None,
+            bot_id: Some(str_of(&v, "bot_id")),
+            window_secs: 300,
+            clock: Arc::new(At(1_760_000_000)),
+        };
+        let cases = v["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 6);
+        for c in cases {
+            let (what, enc) = (str_of(c, "what"), str_of(c, "encrypt"));
+            let random: [u8; 16] = str_of(c, "random").as_bytes().try_into().unwrap();
+            assert_eq!(
+                g.crypto
+                    .encrypt_with_random(&random, &str_of(c, "plaintext")),
+                enc,
+                "{what}: the same bytes"
+            );
+            let q = CallbackQuery {
+                msg_signature: Some(str_of(c, "msg_signature")),
+                timestamp: Some(str_of(c, "timestamp")),
+                nonce: Some(str_of(c, "nonce")),
+                echostr: Some(enc.clone()),
+                ..CallbackQuery::default()
+            };
+            let body = json!({ "encrypt": enc }).to_string();
+            match c["kind"].as_str().unwrap() {
+                "url_check" => assert_eq!(g.verify_url(&q).unwrap(), str_of(c, "plaintext")),
+                "message" => match g.open(&q, body.as_bytes()).unwrap() {
+                    BotPush::Message(m) => {
+                        assert_eq!(m.text(), Some(str_of(c, "content").as_str()), "{what}");
+                        assert_eq!(m.from_user, str_of(c, "user"), "{what}");
+                    }
+                    other => panic!("{what}: {other:?}"),
+                },
+                "refresh" => match g.open(&q, body.as_bytes()).unwrap() {
+                    BotPush::Refresh { stream_id, .. } => {
+                        assert_eq!(stream_id, str_of(c, "stream_id"))
+                    }
+                    other => panic!("{what}: {other:?}"),
+                },
+                "event" => match g.open(&q, body.as_bytes()).unwrap() {
+                    BotPush::Event { event_type, .. } => {
+                        assert_eq!(event_type, str_of(c, "event_type"))
+                    }
+                    other => panic!("{what}: {other:?}"),
+                },
+                "answer" => {
+                    assert_eq!(g.crypto.decrypt(&enc).unwrap(), str_of(c, "plaintext"));
+                    verify_msg_signature(
+                        g.token.expose(),
+                        &str_of(c, "timestamp"),
+                        &str_of(c, "nonce"),
+                        &enc,
+                        &str_of(c, "msg_signature"),
+                    )
+                    .unwrap();
+                }
+                other => panic!("unknown kind {other}"),
+            }
+        }
+    }
 }

@@ -94,11 +94,22 @@ impl WeComBotClient {
         let encrypted = self.crypto.encrypt(&plaintext.to_string());
         let mut q = self.query(&encrypted, ts);
         tamper(&mut q);
+        self.post(&q, json!({ "encrypt": encrypted }).to_string())
+            .await
+    }
+
+    /// POSTs a recorded callback as it is (its query and body); checks the
+    /// answer's signature and opens it.
+    pub async fn send_recorded(&self, query: &[(&str, String)], body: String) -> BotAnswer {
+        self.post(query, body).await
+    }
+
+    async fn post(&self, query: &[(&str, String)], body: String) -> BotAnswer {
         let res = self
             .http
             .post(&self.url)
-            .query(&q)
-            .body(json!({ "encrypt": encrypted }).to_string())
+            .query(query)
+            .body(body)
             .send()
             .await
             .unwrap();

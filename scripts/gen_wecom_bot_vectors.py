@@ -19,15 +19,15 @@ Usage:
   "$(scripts/ensure_pyenv.sh)" scripts/gen_wecom_bot_vectors.py           # (re)write
   "$(scripts/ensure_pyenv.sh)" scripts/gen_wecom_bot_vectors.py --check   # compare only
 """
-import argparse
 import base64
 import hashlib
 import json
 import os
 import struct
-import sys
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+import vectors_file
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO_ROOT, "tests", "fixtures", "wecom_bot", "vectors.json")
@@ -123,27 +123,5 @@ def build():
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the file on disk")
-    args = parser.parse_args()
-    text = json.dumps(build(), ensure_ascii=False, indent=2) + "\n"
-    if args.check:
-        try:
-            with open(OUT, encoding="utf-8") as f:
-                on_disk = f.read()
-        except FileNotFoundError:
-            on_disk = None
-        if on_disk != text:
-            print(f"{os.path.relpath(OUT, REPO_ROOT)} differs from what gen_wecom_bot_vectors.py writes", file=sys.stderr)
-            sys.exit(1)
-        print("wecom_bot vectors: up to date")
-        return
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {os.path.relpath(OUT, REPO_ROOT)}")
-
-
 if __name__ == "__main__":
-    main()
+    vectors_file.main(__doc__.splitlines()[0], OUT, build, "wecom_bot")

@@ -21,17 +21,8 @@ pub fn build_xml(kind: &Kind, parties: &Parties, create_time: i64) -> String {
     push_cdata_element(&mut out, "ToUserName", &parties.to_user);
     push_cdata_element(&mut out, "FromUserName", &parties.from_user);
     out.push_str(&format!("<CreateTime>{create_time}</CreateTime>"));
-    let msg_type = match kind {
-        Kind::Text(_) => "text",
-        Kind::Image { .. } => "image",
-        Kind::Voice { .. } => "voice",
-        Kind::Video => "video",
-        Kind::ShortVideo => "shortvideo",
-        Kind::Location { .. } => "location",
-        Kind::Link { .. } => "link",
-        Kind::Event { .. } => "event",
-        Kind::Raw(_) => unreachable!("handled above"),
-    };
+    // Its command-line name is WeChat's MsgType (a recorded XML returned above).
+    let msg_type = kind.name();
     push_cdata_element(&mut out, "MsgType", msg_type);
     match kind {
         Kind::Text(content) => push_cdata_element(&mut out, "Content", content),

@@ -201,7 +201,7 @@ pub(super) async fn assemble(
     let caps = platform::capabilities(&entry.account, config.agent.typing);
     let with_conversations = match entry.account.kind {
         AccountKind::Kf(_) => false,
-        _ => !config.agent.upstreams.is_empty() || caps.passive_reply.is_none() || caps.streaming,
+        _ => !config.agent.upstreams.is_empty() || caps.passive_reply.is_none(),
     };
     if with_conversations {
         let max_text = caps

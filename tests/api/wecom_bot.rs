@@ -645,3 +645,44 @@ async fn recorded_callbacks_are_verified_opened_and_answered() {
     forged[1].1 = (NOW + 1).to_string();
     assert_eq!(client.send_recorded(&forged, body).await.status, 403);
 }
+
+#[tokio::test]
+async fn wecom_bot_a_shutdown_waits_for_the_stream_to_be_finished() {
+    let redis = RedisServer::start();
+    let fake = FakeResponseUrl::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(1500),
+        json!({"type": "text", "content": "等到了"}),
+    ))
+    .await;
+    let config = || {
+        TestConfig::new()
+            .add_account(account(&fake))
+            .upstream(webhook_upstream(&hook, table([])))
+            .rules(AGENT_RULES)
+            .redis(&redis.url())
+            .set("delivery.shutdown_grace_secs", 10)
+    };
+    let first = TestApp::builder().config(config()).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", first.base));
+    let opened = client
+        .send(
+            &bot_text("msg-drain-1", "慢慢来", &fake.response_url("d1")),
+            NOW,
+        )
+        .await;
+    assert_eq!(opened.stream()["finish"], false);
+    let id = opened.stream()["id"].as_str().unwrap().to_owned();
+    assert!(eventually(Duration::from_secs(3), || !hook.hook_requests().is_empty()).await);
+    // Stopping waits for the turn: once the node is gone, the stream is done.
+    first.stop().await.unwrap().unwrap();
+    let other = TestApp::builder().config(config()).now(NOW).spawn().await;
+    let stream = WeComBotClient::new(format!("{}{PATH}", other.base))
+        .refresh(&id, NOW + 2)
+        .await;
+    assert_eq!(
+        (&stream["finish"], &stream["content"]),
+        (&json!(true), &json!("等到了"))
+    );
+    assert_eq!(hook.hook_requests().len(), 1, "not run again");
+}

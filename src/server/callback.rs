@@ -505,7 +505,8 @@ pub(super) async fn wecom_bot_verify(
 
 /// A 智能机器人 callback: a user's message is answered with a stream (a
 /// rule's answer finished at once), a stream refresh with the content so
-/// far, an event with an empty 200. Answers are WeCom's encrypted JSON.
+/// far, `enter_chat` with the rules' welcome text (if any), any other
+/// event with an empty 200. Answers are WeCom's encrypted JSON.
 pub(super) async fn wecom_bot_receive(
     State(state): State<AppState>,
     Extension(endpoint): Extension<Arc<Endpoint>>,
@@ -546,6 +547,24 @@ pub(super) async fn wecom_bot_receive(
             "stream",
             "refreshed",
         ),
+        // Entering the chat: the rules may answer with a welcome text, in
+        // the response only.
+        BotPush::Event {
+            event_type,
+            message,
+            ..
+        } if event_type == "enter_chat" => {
+            let message: Arc<Message> = Arc::from(message);
+            let (render, kept) =
+                Kept::wrap(&state, Arc::new(crate::platform::wecom_bot::WelcomeRender));
+            let (answer, outcome) = endpoint.delivery.answer(&message, &render, arrived).await;
+            observe(kept, &state, &endpoint, &message, outcome, started);
+            (
+                answer.as_deref().map(str::to_owned),
+                "event",
+                outcome.label(),
+            )
+        }
         BotPush::Event { event_type, .. } => {
             tracing::info!(event = %event_type, "智能机器人 event acknowledged, not answered");
             (None, "event", "ignored")

@@ -686,3 +686,38 @@ async fn wecom_bot_a_shutdown_waits_for_the_stream_to_be_finished() {
     );
     assert_eq!(hook.hook_requests().len(), 1, "not run again");
 }
+
+#[tokio::test]
+async fn wecom_bot_entering_the_chat_is_welcomed_by_a_rule_once() {
+    let fake = FakeResponseUrl::start().await;
+    let config = TestConfig::new()
+        .rules("[[rules]]\nmatch = { event = \"enter_chat\" }\nreply = { type = \"text\", content = \"你好，我是机器人\" }\n")
+        .add_account(account(&fake));
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", app.base));
+    let event = |msgid: &str, eventtype: &str| {
+        json!({"msgid": msgid, "aibotid": crate::support::fake_wecom_bot::BOT_ID, "create_time": NOW,
+            "chattype": "single", "from": {"userid": "zhangsan"},
+            "msgtype": "event", "event": {"eventtype": eventtype}})
+    };
+    let welcome = json!({"msgtype": "text", "text": {"content": "你好，我是机器人"}});
+    let first = client.send(&event("ev-enter-1", "enter_chat"), NOW).await;
+    assert_eq!(first.plain.as_ref(), Some(&welcome));
+    // WeCom's retry of the callback: the same welcome, from the dedup record.
+    let retry = client
+        .send(&event("ev-enter-1", "enter_chat"), NOW + 1)
+        .await;
+    assert_eq!(retry.plain.as_ref(), Some(&welcome));
+    // Other events have no answer.
+    let other = client
+        .send(&event("ev-card-1", "template_card_event"), NOW)
+        .await;
+    assert_eq!((other.status, other.plain), (200, None));
+    let metrics = app.metrics.render();
+    for outcome in ["replied", "duplicate", "ignored"] {
+        let line = format!(
+            "wxgate_requests_total{{outcome=\"{outcome}\",msg_type=\"event\",account=\"aibot\"}} 1"
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
+}

@@ -215,6 +215,27 @@ pub(super) async fn send(
             refreshes: Vec::new(),
         });
     };
+    // An `enter_chat` the rules answer: a welcome text, not a stream.
+    if answer.get("msgtype").and_then(Value::as_str) == Some("text")
+        && matches!(kind, Kind::Event { .. })
+    {
+        let text = answer
+            .pointer("/text/content")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        return Ok(JsonReply {
+            platform: "wecom_bot",
+            message_id,
+            status: 200,
+            elapsed_ms,
+            encrypted: true,
+            answer,
+            text,
+            finished: true,
+            note: Some("a welcome text: WeCom shows it when the user opens the chat".into()),
+            refreshes: Vec::new(),
+        });
+    }
     let (id, mut last) = stream_of(&answer, started)?;
     let mut refreshes = Vec::new();
     let mut pulls = 0;

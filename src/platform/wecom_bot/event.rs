@@ -1,10 +1,11 @@
 //! A 智能机器人's decrypted callback into the domain, pure: a user message
 //! (`msgtype` `text`, `image`, `mixed`, …), a stream refresh
-//! (`msgtype = "stream"`), or an event, which wxgate does not answer.
+//! (`msgtype = "stream"`), or an event (`enter_chat`, a card button) as a
+//! domain event for the rules.
 
 use serde_json::Value;
 
-use crate::domain::{Message, MessageKind};
+use crate::domain::{Event, Message, MessageKind};
 use crate::platform::convert::{str_at, Fields};
 
 /// Why a decrypted callback is not one WeCom would send.
@@ -31,12 +32,15 @@ pub enum BotPush {
         /// The bot the callback is for (`aibotid`).
         bot_id: String,
     },
-    /// An event (entering the chat, a card button): acknowledged, not answered.
+    /// An event (entering the chat, a card button), as a domain event
+    /// (`MsgType = event`, `Event` = its `eventtype`) the rules may answer.
     Event {
         /// The bot the callback is for (`aibotid`).
         bot_id: String,
-        /// `event.eventtype`, for the log.
+        /// `event.eventtype`.
         event_type: String,
+        /// The event as the rules see it.
+        message: Box<Message>,
     },
 }
 
@@ -64,9 +68,12 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
             });
         }
         "event" => {
+            let event_type = str_at(&v, &["event", "eventtype"]).to_owned();
+            let message = Box::new(event_message(&v, &bot_id, &event_type));
             return Ok(BotPush::Event {
                 bot_id,
-                event_type: str_at(&v, &["event", "eventtype"]).to_owned(),
+                event_type,
+                message,
             });
         }
         "" => return Err(WeComBotEventError::Missing("msgtype")),
@@ -130,6 +137,35 @@ pub fn read(plaintext: &str) -> Result<BotPush, WeComBotEventError> {
     })))
 }
 
+/// An event callback as a domain event from `from.userid` (when WeCom
+/// names one) to the bot, at its `create_time`. Its `msgid` is the event's
+/// `Token`, so that WeCom's retries of it share one dedup key.
+fn event_message(v: &Value, bot_id: &str, event_type: &str) -> Message {
+    let sender = str_at(v, &["from", "userid"]);
+    let create_time = v.get("create_time").and_then(Value::as_i64).unwrap_or(0);
+    let msg_id = str_at(v, &["msgid"]);
+    let mut fields = Fields::addressed(bot_id, sender, create_time);
+    for (name, text) in [
+        ("MsgType", "event"),
+        ("Event", event_type),
+        ("Token", msg_id),
+        ("BotMsgId", msg_id),
+        ("AiBotId", bot_id),
+        ("ChatType", str_at(v, &["chattype"])),
+    ] {
+        fields.push(name, text);
+    }
+    Message {
+        to_user: bot_id.to_owned(),
+        from_user: sender.to_owned(),
+        create_time,
+        msg_type: "event".to_owned(),
+        msg_id: None,
+        kind: MessageKind::Event(Event::Unknown),
+        fields: fields.into_element(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,10 +204,25 @@ mod tests {
                 bot_id: "B".into()
             }
         );
-        let event = json!({"msgid": "m3", "aibotid": "B", "msgtype": "event", "event": {"eventtype": "enter_chat"}});
-        assert!(
-            matches!(read(&event.to_string()).unwrap(), BotPush::Event { event_type, .. } if event_type == "enter_chat")
+        let event = json!({"msgid": "m3", "aibotid": "B", "create_time": 1700000000, "chattype": "single",
+            "from": {"userid": "u1"}, "msgtype": "event", "event": {"eventtype": "enter_chat"}});
+        let BotPush::Event {
+            event_type,
+            message,
+            ..
+        } = read(&event.to_string()).unwrap()
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(event_type, "enter_chat");
+        // A domain event the rules match on `event`, deduplicated by its msgid.
+        assert!(!message.is_user_message());
+        assert_eq!(message.event_name(), "enter_chat");
+        assert_eq!(
+            (message.from_user.as_str(), message.create_time),
+            ("u1", 1_700_000_000)
         );
+        assert_eq!(message.fields.child_text("Token"), Some("m3"));
         assert_eq!(read("[]"), Err(WeComBotEventError::NotJson));
         assert_eq!(read("{"), Err(WeComBotEventError::NotJson));
         assert_eq!(

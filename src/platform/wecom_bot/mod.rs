@@ -19,7 +19,8 @@ use std::time::Duration;
 pub use event::{BotPush, WeComBotEventError};
 pub use gate::{WeComBotCallback, WeComBotCallbackError};
 pub use stream::{
-    BotRender, StreamAnswer, StreamDelivery, StreamState, StreamStoreError, Streams, STREAM_WINDOW,
+    BotRender, StreamAnswer, StreamDelivery, StreamState, StreamStoreError, Streams, WelcomeRender,
+    STREAM_WINDOW,
 };
 
 use super::callback::Dialect;

@@ -240,6 +240,35 @@ impl Render for BotRender {
     }
 }
 
+/// Renders the answer to an `enter_chat` event: the welcome text WeCom
+/// shows when a user opens the bot's direct chat for the first time that
+/// day (the only event it takes a text answer to, and only in the
+/// callback's response). Nothing for what has no text, and nothing while
+/// an answer is still being computed: a welcome has no late channel.
+pub struct WelcomeRender;
+
+impl Render for WelcomeRender {
+    fn render(&self, reply: &Reply) -> Recorded {
+        let content = content_of(reply);
+        if content.is_empty() {
+            return None;
+        }
+        let content = split_text(&content, MAX_STREAM_BYTES)
+            .into_iter()
+            .next()
+            .unwrap_or("");
+        Some(
+            json!({"msgtype": "text", "text": {"content": content}})
+                .to_string()
+                .into(),
+        )
+    }
+
+    fn interim(&self, _reply: &Reply) -> Recorded {
+        None
+    }
+}
+
 /// A 智能机器人's late channel: the message's stream while WeCom pulls it,
 /// then its `response_url` (one markdown message within the hour).
 #[derive(Clone)]
@@ -353,6 +382,11 @@ impl LateDelivery for StreamDelivery {
             if text.is_empty() {
                 return Ok(());
             }
+            if !message.is_user_message() {
+                return Err(LateError::other(
+                    "an answer to a 智能机器人 event came after its callback was answered: a welcome has no late channel",
+                ));
+            }
             this.append(&message, &text)
                 .await
                 .map_err(|e| retry_later(e, Some(reply)))
@@ -380,7 +414,12 @@ impl LateDelivery for StreamDelivery {
 
     fn finished(&self, message: Arc<Message>) -> LateFuture {
         let this = self.clone();
-        Box::pin(async move { this.finish(&message).await })
+        Box::pin(async move {
+            if !message.is_user_message() {
+                return Ok(());
+            }
+            this.finish(&message).await
+        })
     }
 }
 

@@ -559,7 +559,7 @@ impl Delivery {
                     strategy = strategy.as_str(),
                     "upstream still working; interim answer sent, the result follows"
                 );
-                let answer = render.render(&reply);
+                let answer = render.interim(&reply);
                 self.record(key, true, &answer).await;
                 // Answered: WeChat will not push this message again.
                 c.jobs.mark_answered(key.as_str()).await;
@@ -841,7 +841,10 @@ impl Delivery {
                             waited_ms = wait.as_millis() as u64,
                             "upstream still working; interim answer sent, the result follows"
                         );
-                        (render.render(&reply), Outcome::Deferred(Strategy::LateSend))
+                        (
+                            render.interim(&reply),
+                            Outcome::Deferred(Strategy::LateSend),
+                        )
                     }
                 }
             }

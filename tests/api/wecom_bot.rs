@@ -721,3 +721,39 @@ async fn wecom_bot_entering_the_chat_is_welcomed_by_a_rule_once() {
         assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
     }
 }
+
+#[tokio::test]
+async fn wecom_bot_a_welcome_too_slow_for_the_response_is_not_shown_and_counted() {
+    let fake = FakeResponseUrl::start().await;
+    let hook = FakeUpstream::start(Behaviour::Slow(
+        Duration::from_millis(600),
+        json!({"type": "text", "content": "迟到的欢迎"}),
+    ))
+    .await;
+    let config = TestConfig::new()
+        .add_account(account(&fake))
+        .upstream(webhook_upstream(&hook, table([])))
+        .rules("[[rules]]\nmatch = { event = \"enter_chat\" }\nreply = { type = \"upstream\", upstream = \"agent\" }\n")
+        .set("agent.passive_budget_ms", 100)
+        .set("agent.interim_text", "正在思考…");
+    let app = TestApp::builder().config(config).now(NOW).spawn().await;
+    let client = WeComBotClient::new(format!("{}{PATH}", app.base));
+    let event = json!({"msgid": "ev-enter-slow", "aibotid": crate::support::fake_wecom_bot::BOT_ID,
+        "create_time": NOW, "chattype": "single", "from": {"userid": "zhangsan"},
+        "msgtype": "event", "event": {"eventtype": "enter_chat"}});
+    // Neither the interim text nor a stream: a welcome is text in the response or nothing.
+    let answer = client.send(&event, NOW).await;
+    assert_eq!((answer.status, answer.plain), (200, None));
+    let dropped = "wxgate_late_results_total{kind=\"dropped\"} 1";
+    assert!(
+        eventually(Duration::from_secs(5), || app
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l == dropped))
+        .await,
+        "{}",
+        app.metrics.render()
+    );
+    assert!(fake.pushed().is_empty());
+}

@@ -280,16 +280,7 @@ async fn an_expired_webhook_is_answered_through_batch_send_with_one_token() {
     );
     assert_eq!(push(&app, &body, &signed_now()).await.0, 200);
     let refused = "wxgate_agent_failures_total{kind=\"dingtalk_send_refused\"} 1";
-    assert!(
-        eventually(Duration::from_secs(8), || app
-            .metrics
-            .render()
-            .lines()
-            .any(|l| l == refused))
-        .await,
-        "{}",
-        app.metrics.render()
-    );
+    app.wait_for_metric(refused).await;
     assert_eq!(fake.api_sent().len(), 3);
 }
 

@@ -584,13 +584,7 @@ async fn a_rate_limit_is_retried_and_a_final_refusal_given_up_and_counted() {
     let refused = message_event(TOKEN, "ev_l2", "om_l2", "p2p", "价格", &[]);
     assert_eq!(push(&app, &refused, &[]).await, (200, "{}".to_owned()));
     let dropped = "wxgate_late_results_total{kind=\"dropped\"} 1";
-    assert!(
-        eventually(Duration::from_secs(5), || app
-            .metrics
-            .render()
-            .contains(dropped))
-        .await
-    );
+    app.wait_for_metric(dropped).await;
     let metrics = app.metrics.render();
     for line in [
         "wxgate_agent_failures_total{kind=\"feishu_rate_limited\"} 1",

@@ -745,15 +745,6 @@ async fn wecom_bot_a_welcome_too_slow_for_the_response_is_not_shown_and_counted(
     let answer = client.send(&event, NOW).await;
     assert_eq!((answer.status, answer.plain), (200, None));
     let dropped = "wxgate_late_results_total{kind=\"dropped\"} 1";
-    assert!(
-        eventually(Duration::from_secs(5), || app
-            .metrics
-            .render()
-            .lines()
-            .any(|l| l == dropped))
-        .await,
-        "{}",
-        app.metrics.render()
-    );
+    app.wait_for_metric(dropped).await;
     assert!(fake.pushed().is_empty());
 }

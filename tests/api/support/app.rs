@@ -145,6 +145,16 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Waits (8 s at most) until the app's metrics have `line` exactly;
+    /// fails with all of them otherwise.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let seen = super::eventually(std::time::Duration::from_secs(8), || {
+            self.metrics.render().lines().any(|l| l == line)
+        })
+        .await;
+        assert!(seen, "no line {line:?} in:\n{}", self.metrics.render());
+    }
+
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             mode: None,

@@ -16,28 +16,21 @@ use crate::crypto::{CryptoError, MessageCrypto};
 use crate::platform::dingtalk::events::SUCCESS;
 use crate::platform::dingtalk::sign;
 
-fn diagnose_message(status: u16, body: &str) -> &'static str {
-    match status {
-        403 if body.contains("caller") => "this address is not in the server's callback IP allowlist",
+fn diagnose_message(status: u16, _body: &str) -> Option<&'static str> {
+    Some(match status {
         403 => "the signature failed: the AppSecret (app_secret) differs from the server's, or the clocks are more than an hour apart",
         400 => "the server found the robot message malformed",
-        404 => "wrong path: check --url against the account's path",
-        413 => "the message is larger than the server's max_body_bytes",
-        503 => "the server is not ready (see /readyz)",
-        _ => "unexpected status",
-    }
+        _ => return None,
+    })
 }
 
-fn diagnose_event(status: u16, body: &str) -> &'static str {
-    match status {
-        403 if body.contains("caller") => "this address is not in the server's callback IP allowlist",
+fn diagnose_event(status: u16, body: &str) -> Option<&'static str> {
+    Some(match status {
         403 => "the event push was refused: the token or the receive id (corp_id, else app_id) differ from the server's",
         400 if body.contains("encoding_aes_key") => "the server's account has no event callbacks (token and encoding_aes_key)",
         400 => "the server could not decrypt the push (another encoding_aes_key?) or found it malformed",
-        404 => "wrong path: check --url against the account's path",
-        503 => "the server is not ready (see /readyz)",
-        _ => "unexpected status",
-    }
+        _ => return None,
+    })
 }
 
 /// The robot message DingTalk posts for `kind`: a direct chat from

@@ -13,19 +13,16 @@ use crate::config::{AccountConfig, AccountKind, Secret};
 use crate::platform::feishu::crypto::{signature, EventCipher};
 use crate::platform::feishu::event::MESSAGE_RECEIVE;
 
-fn diagnose(status: u16, body: &str) -> &'static str {
-    match status {
-        403 if body.contains("caller") => "this address is not in the server's callback IP allowlist",
+fn diagnose(status: u16, body: &str) -> Option<&'static str> {
+    Some(match status {
         403 => "the Verification Token (token) or the Encrypt Key differ from the server's",
         400 if body.contains("Encrypt Key") || body.contains("encrypt_key") => {
             "the server and this config disagree on whether an Encrypt Key is set"
         }
         400 => "the server found the event malformed",
-        404 => "wrong path: check --url against the account's path",
-        413 => "the event is larger than the server's max_body_bytes",
         503 => "the server is busy (delivery.max_in_flight) or not ready: Feishu would push the event again",
-        _ => "unexpected status",
-    }
+        _ => return None,
+    })
 }
 
 /// The `content` and `message_type` of `kind`, as Feishu writes them.

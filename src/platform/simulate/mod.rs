@@ -127,18 +127,28 @@ pub enum SimError {
     Unsupported(String),
 }
 
-fn diagnose(status: u16, body: &str) -> &'static str {
-    match status {
-        403 if body.contains("caller") => "this address is not in the server's callback IP allowlist",
+fn diagnose(status: u16, body: &str) -> Option<&'static str> {
+    Some(match status {
         403 => "signature or decryption failed: the token, EncodingAESKey or app_id differ from the server's, or the clocks differ by more than the timestamp window",
         400 if body.contains("mode") => "the server is configured for another encryption mode (use --mode)",
         400 => "the server found the request malformed",
-        404 => "wrong path: check --url against server.path",
+        _ => return None,
+    })
+}
+
+/// What a refusal means: the allowlist's refusal first, then the
+/// platform's own diagnosis, then what holds on every platform's path.
+fn diagnosis(own: Diagnose, status: u16, body: &str) -> &'static str {
+    if status == 403 && body.contains("caller") {
+        return "this address is not in the server's callback IP allowlist";
+    }
+    own(status, body).unwrap_or(match status {
+        404 => "wrong path: check --url against the account's path",
         405 => "wrong method for this path",
         413 => "the message is larger than the server's max_body_bytes",
         503 => "the server is not ready (see /readyz)",
         _ => "unexpected status",
-    }
+    })
 }
 
 /// The verified, decrypted reply.
@@ -164,8 +174,9 @@ async fn exchange(url: &str, request: reqwest::RequestBuilder) -> Result<String,
     exchange_diagnosed(url, request, diagnose).await
 }
 
-/// What a refusal most likely means, by its status and body.
-type Diagnose = fn(u16, &str) -> &'static str;
+/// What a refusal most likely means on one platform, by its status and
+/// body; `None` leaves it to what holds on every path.
+type Diagnose = fn(u16, &str) -> Option<&'static str>;
 
 /// Sends a request; anything but a 200 becomes an error diagnosed by `diagnose`.
 async fn exchange_diagnosed(
@@ -182,7 +193,7 @@ async fn exchange_diagnosed(
     if status != 200 {
         return Err(SimError::Refused {
             status,
-            diagnosis: diagnose(status, &body),
+            diagnosis: diagnosis(diagnose, status, &body),
             body: body.trim().to_owned(),
         });
     }

@@ -71,12 +71,6 @@ impl Fields {
     }
 }
 
-impl From<Fields> for Element {
-    fn from(fields: Fields) -> Element {
-        fields.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

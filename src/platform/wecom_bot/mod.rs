@@ -19,8 +19,7 @@ use std::time::Duration;
 pub use event::{BotPush, WeComBotEventError};
 pub use gate::{WeComBotCallback, WeComBotCallbackError};
 pub use stream::{
-    BotRender, StreamAnswer, StreamDelivery, StreamState, StreamStoreError, Streams, WelcomeRender,
-    STREAM_WINDOW,
+    BotRender, StreamAnswer, StreamDelivery, StreamState, Streams, WelcomeRender, STREAM_WINDOW,
 };
 
 use super::callback::Dialect;
